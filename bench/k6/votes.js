@@ -1,0 +1,46 @@
+// Votes at a constant arrival rate through the gateway (k6).
+// Each iteration casts a distinct (agent, song) vote, so none is "Already voted".
+// Env: BASE_URL, SEED (JSON file {keys: [...], songs: [...]}), RATE, DURATION, OFFSET.
+import http from 'k6/http';
+import exec from 'k6/execution';
+import { Counter } from 'k6/metrics';
+import { SharedArray } from 'k6/data';
+
+const seed = new SharedArray('seed', () => {
+  const data = JSON.parse(open(__ENV.SEED));
+  return [data.keys, data.songs];
+});
+const acknowledged = new Counter('acknowledged_votes');
+const refused = new Counter('refused_votes');
+
+export const options = {
+  discardResponseBodies: true,
+  summaryTrendStats: ['avg', 'p(50)', 'p(90)', 'p(99)', 'max'],
+  scenarios: {
+    votes: {
+      executor: 'constant-arrival-rate',
+      rate: Number(__ENV.RATE || 1000),
+      timeUnit: '1s',
+      duration: __ENV.DURATION || '60s',
+      preAllocatedVUs: Number(__ENV.VUS || 200),
+      maxVUs: Number(__ENV.MAX_VUS || 1000),
+    },
+  },
+};
+
+export default function () {
+  const keys = seed[0];
+  const songs = seed[1];
+  const i = exec.scenario.iterationInTest + Number(__ENV.OFFSET || 0);
+  const key = keys[i % keys.length];
+  const song = songs[Math.floor(i / keys.length) % songs.length];
+  const body = JSON.stringify({ item_type: 'song', item_id: song, vote: i % 3 ? 'up' : 'down' });
+  const res = http.post(`${__ENV.BASE_URL}/api/v1/vote`, body, {
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${key}` },
+  });
+  if (res.status === 200) {
+    acknowledged.add(1);
+  } else {
+    refused.add(1);
+  }
+}

@@ -1,0 +1,65 @@
+"""`make run`: the whole stack in the foreground until Ctrl-C or SIGTERM.
+
+Without DATABASE_URL / REDIS_URL it runs embedded PostgreSQL and Redis with
+data under AIMUSICSTORE_DATA_DIR (default .data/), which survives restarts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from devstack.stack import Stack, die_with_parent
+
+
+def run() -> None:
+    die_with_parent()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+
+    given_key = os.environ.get("AIMUSICSTORE_ADMIN_KEY", "")
+    stack = Stack(
+        data_dir=Path(os.environ.get("AIMUSICSTORE_DATA_DIR", ".data")),
+        gateway_port=int(os.environ.get("AIMUSICSTORE_GATEWAY_PORT", "8080")),
+        database_url=os.environ.get("DATABASE_URL") or None,
+        redis_url=os.environ.get("REDIS_URL") or None,
+        admin_key=given_key,
+    )
+    print("starting aimusicstore (PostgreSQL, Redis, migrations, services, gateway)...", flush=True)
+    try:
+        stack.start()
+    except RuntimeError as exc:
+        sys.exit(f"could not start: {exc}\nlogs: {stack.log_dir}")
+    url = stack.gateway_url.replace("127.0.0.1", "localhost")
+    print(
+        f"""
+aimusicstore is up at {url}  (JSON under /api/v1, gRPC on the same port)
+  health:  curl {url}/health
+  docs:    {url}/docs   (OpenAPI: {url}/openapi.json)
+  admin key: {stack.admin_key if not given_key else "(from AIMUSICSTORE_ADMIN_KEY)"}
+  try:     curl -s -X POST {url}/api/v1/agents -d '{{"id": "my-agent"}}'
+  logs:    {stack.log_dir}/
+  data:    {stack.data_dir if stack.embedded_postgres else "(external PostgreSQL/Redis)"}
+Ctrl-C stops everything.""",
+        flush=True,
+    )
+    while not stop.wait(1.0):
+        for name, proc in list(stack.procs.items()):
+            if proc.poll() is not None:
+                print(
+                    f"{name} exited with code {proc.returncode}; stopping (see {stack.log_dir}/{name}.log)", flush=True
+                )
+                stop.set()
+    print("stopping...", flush=True)
+    stack.stop()
+    print("stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] != "run":
+        sys.exit("usage: python -m devstack run")
+    run()

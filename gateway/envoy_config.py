@@ -1,0 +1,301 @@
+"""Builds the Envoy configuration: the one source for the gateway.
+
+`python -m gateway.envoy_config OUT.json` writes it from the environment
+(GatewaySettings). One listener serves the JSON API (transcoded to gRPC),
+native gRPC for every public service, /health (via the sidecar),
+/openapi.json and /docs (files generated from the protos).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from services.common.config import GatewaySettings
+
+GENERATED = Path(__file__).resolve().parent / "generated"
+
+# Public gRPC services and the backend that serves each. Internal services
+# (ApiKeyService) are deliberately absent: the gateway never routes them.
+PUBLIC_SERVICES: dict[str, str] = {
+    "aimusicstore.vote.v1.VoteService": "vote",
+    "aimusicstore.ranking.v1.CatalogService": "ranking",
+    "aimusicstore.ranking.v1.RankingService": "ranking",
+    "aimusicstore.reputation.v1.AgentService": "reputation",
+}
+STREAMING_METHODS = ["/aimusicstore.vote.v1.VoteService/WatchVotes"]
+# Read responses that shared caches may keep, matching the contract's freshness:
+# trending within 2 s and charts are refreshed each second; item and count
+# reads must show a vote within 1 s, so they are revalidated every time.
+CACHE_CONTROL = {
+    "/aimusicstore.ranking.v1.RankingService/GetTrending": "public, max-age=1",
+    "/aimusicstore.ranking.v1.RankingService/GetTopChart": "public, max-age=1",
+    "/aimusicstore.ranking.v1.RankingService/GetItemHistory": "public, max-age=60",
+    "/aimusicstore.ranking.v1.CatalogService/GetSong": "no-cache",
+    "/aimusicstore.ranking.v1.CatalogService/GetTool": "no-cache",
+    "/aimusicstore.vote.v1.VoteService/GetVoteCounts": "no-cache",
+}
+REQUEST_TIMEOUT = "15s"
+
+_TYPE = "@type"
+_JSON = {"key": "content-type", "value": "application/json"}
+
+
+def _json_error(status: int, grpc_code: int, message: str) -> dict[str, Any]:
+    return {
+        "filter": {
+            "status_code_filter": {
+                "comparison": {"op": "EQ", "value": {"default_value": status, "runtime_key": f"unused_{status}"}}
+            }
+        },
+        "body_format_override": {
+            "json_format": {"code": grpc_code, "message": message},
+            "content_type": "application/json",
+        },
+    }
+
+
+def _local_reply_config() -> dict[str, Any]:
+    # Replies Envoy makes itself (malformed JSON, unknown path or query
+    # parameter, oversized body, backend down) get the same JSON error shape
+    # as errors from the services: {"code": <grpc code>, "message": "..."}.
+    body = "%LOCAL_REPLY_BODY%"
+    return {
+        "mappers": [
+            _json_error(400, 3, body),
+            _json_error(401, 16, body),
+            _json_error(403, 7, body),
+            _json_error(404, 5, body),
+            _json_error(405, 12, body),
+            _json_error(413, 3, "request body is too large"),
+            _json_error(415, 3, body),
+            _json_error(429, 8, body),
+            _json_error(431, 3, "request headers are too large"),
+            _json_error(500, 13, body),
+            _json_error(502, 14, "a backend service is unavailable; retry shortly"),
+            _json_error(503, 14, "a backend service is unavailable; retry shortly"),
+            _json_error(504, 4, "the request timed out; retry"),
+        ]
+    }
+
+
+def _cluster(name: str, target: str, http2: bool = True) -> dict[str, Any]:
+    host, _, port = target.rpartition(":")
+    cluster: dict[str, Any] = {
+        "name": name,
+        "type": "STRICT_DNS",
+        "connect_timeout": "1s",
+        "dns_lookup_family": "V4_PREFERRED",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}
+                    ]
+                }
+            ],
+        },
+    }
+    if http2:
+        cluster["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                _TYPE: "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        }
+    return cluster
+
+
+def _gateway_routes(generated: Path) -> list[dict[str, Any]]:
+    """The public port: plain HTTP endpoints, native gRPC straight to the
+    services, and everything else (the JSON API) to the transcoding listener."""
+    routes: list[dict[str, Any]] = [
+        {"match": {"path": "/health"}, "route": {"cluster": "sidecar_http", "timeout": "3s"}},
+        {
+            "match": {"path": "/openapi.json"},
+            "direct_response": {"status": 200, "body": {"filename": str(generated / "openapi.json")}},
+            "response_headers_to_add": [{"header": _JSON}],
+        },
+        {
+            "match": {"path": "/docs"},
+            "direct_response": {"status": 200, "body": {"filename": str(generated / "docs.html")}},
+            "response_headers_to_add": [{"header": {"key": "content-type", "value": "text/html; charset=utf-8"}}],
+        },
+        {"match": {"prefix": "/grpc.health.v1.Health/"}, "route": {"cluster": "sidecar_grpc", "timeout": "3s"}},
+        {"match": {"prefix": "/grpc.reflection."}, "route": {"cluster": "sidecar_grpc", "timeout": "0s"}},
+    ]
+    # Only the JSON API is buffered and cached: gRPC streams (reflection is
+    # bidirectional) must not be buffered, and direct responses have no upstream.
+    for route in routes:
+        route["typed_per_filter_config"] = _EDGE_FILTERS_OFF
+    for route in _grpc_routes(with_cache_control=False):
+        routes.append(route | {"typed_per_filter_config": _EDGE_FILTERS_OFF})
+    # The JSON API, with no timeout here: the API listener enforces its own
+    # (and a live event stream has none).
+    routes.append({"match": {"prefix": "/"}, "route": {"cluster": "api", "timeout": "0s", "idle_timeout": "3600s"}})
+    return routes
+
+
+# JSON bodies are buffered at the edge so an oversized one is refused (413)
+# before it travels further, and JSON reads are cached; other routes skip both.
+_EDGE_FILTERS_OFF = {
+    name: {_TYPE: "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
+    for name in ("envoy.filters.http.buffer", "envoy.filters.http.cache")
+}
+
+
+def _grpc_routes(with_cache_control: bool) -> list[dict[str, Any]]:
+    routes: list[dict[str, Any]] = []
+    for method in STREAMING_METHODS:
+        service = method.split("/")[1]
+        routes.append(
+            {
+                "match": {"path": method},
+                # No request timeout for a live stream; an idle one is closed after an hour.
+                "route": {"cluster": PUBLIC_SERVICES[service], "timeout": "0s", "idle_timeout": "3600s"},
+            }
+        )
+    if with_cache_control:
+        for method, cache_control in CACHE_CONTROL.items():
+            service = method.split("/")[1]
+            routes.append(
+                {
+                    "match": {"path": method},
+                    "route": {"cluster": PUBLIC_SERVICES[service], "timeout": REQUEST_TIMEOUT},
+                    "response_headers_to_add": [
+                        {
+                            "header": {"key": "cache-control", "value": cache_control},
+                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                        }
+                    ],
+                }
+            )
+    for service, backend in PUBLIC_SERVICES.items():
+        routes.append({"match": {"prefix": f"/{service}/"}, "route": {"cluster": backend, "timeout": REQUEST_TIMEOUT}})
+    return routes
+
+
+def _api_routes() -> list[dict[str, Any]]:
+    """The transcoding listener: requests arrive here already turned into gRPC paths."""
+    routes = _grpc_routes(with_cache_control=True)
+    routes.append(
+        {
+            "match": {"prefix": "/"},
+            "direct_response": {"status": 404, "body": {"inline_string": "no such endpoint; see /docs for the API"}},
+        }
+    )
+    return routes
+
+
+def _hcm(stat_prefix: str, routes: list[dict[str, Any]], filters: list[dict[str, Any]]) -> dict[str, Any]:
+    router = {
+        "name": "envoy.filters.http.router",
+        "typed_config": {_TYPE: "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+    }
+    return {
+        _TYPE: "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": stat_prefix,
+        "codec_type": "AUTO",
+        "stream_idle_timeout": "300s",
+        "request_headers_timeout": "10s",
+        "max_request_headers_kb": 32,
+        "common_http_protocol_options": {"max_headers_count": 100},
+        "http2_protocol_options": {"max_concurrent_streams": 1000},
+        "local_reply_config": _local_reply_config(),
+        "route_config": {
+            "name": stat_prefix,
+            "max_direct_response_body_size_bytes": 4 * 1024 * 1024,
+            "virtual_hosts": [{"name": stat_prefix, "domains": ["*"], "routes": routes}],
+        },
+        "http_filters": [*filters, router],
+    }
+
+
+def _listener(name: str, host: str, port: int, hcm: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": host, "port_value": port}},
+        "per_connection_buffer_limit_bytes": 1024 * 1024,
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+        ],
+    }
+
+
+def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, Any]:
+    """Two listeners. The public one caches (Envoy's HTTP cache filter, which
+    honours the Cache-Control the API listener adds to trending and chart
+    reads), so repeated reads never reach Python. A cached request skips every
+    filter after the cache filter, so the transcoder cannot share its chain:
+    it lives on a second listener, on loopback, behind the first."""
+    cache = {
+        "name": "envoy.filters.http.cache",
+        "typed_config": {
+            _TYPE: "type.googleapis.com/envoy.extensions.filters.http.cache.v3.CacheConfig",
+            "typed_config": {
+                _TYPE: "type.googleapis.com/envoy.extensions.http.cache.simple_http_cache.v3.SimpleHttpCacheConfig"
+            },
+        },
+    }
+    body_limit = {
+        "name": "envoy.filters.http.buffer",
+        "typed_config": {
+            _TYPE: "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": settings.max_request_bytes,
+        },
+    }
+    transcoder = {
+        "name": "envoy.filters.http.grpc_json_transcoder",
+        "typed_config": {
+            _TYPE: "type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+            "proto_descriptor": str(generated / "descriptors.binpb"),
+            "services": sorted(PUBLIC_SERVICES),
+            "convert_grpc_status": True,
+            "max_request_body_size": settings.max_request_bytes,
+            "print_options": {
+                "add_whitespace": False,
+                "always_print_primitive_fields": True,
+                "always_print_enums_as_ints": False,
+                "preserve_proto_field_names": True,
+                "stream_newline_delimited": True,
+            },
+            "request_validation_options": {
+                "reject_unknown_method": True,
+                "reject_unknown_query_parameters": True,
+                "reject_binding_body_field_collisions": True,
+            },
+        },
+    }
+    clusters = [_cluster(name, target) for name, target in settings.targets().items()]
+    clusters.append(_cluster("sidecar_grpc", f"{settings.sidecar_target_host}:{settings.sidecar_grpc_port}"))
+    clusters.append(
+        _cluster("sidecar_http", f"{settings.sidecar_target_host}:{settings.sidecar_http_port}", http2=False)
+    )
+    clusters.append(_cluster("api", f"127.0.0.1:{settings.api_port}"))
+    return {
+        "static_resources": {
+            "listeners": [
+                _listener(
+                    "gateway",
+                    settings.gateway_host,
+                    settings.gateway_port,
+                    _hcm("gateway", _gateway_routes(generated), [body_limit, cache]),
+                ),
+                _listener("api", "127.0.0.1", settings.api_port, _hcm("api", _api_routes(), [transcoder])),
+            ],
+            "clusters": clusters,
+        },
+    }
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m gateway.envoy_config OUT.json")
+    Path(sys.argv[1]).write_text(json.dumps(build(GatewaySettings.from_env()), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The gateway's sidecar: what Envoy cannot do by itself.
+
+- gRPC health through the gateway port: `grpc.health.v1.Health/Check`
+  naming any public service is answered with that service's real state,
+  asked of the backend that serves it (with a deadline); the empty name
+  means "every public service".
+- Server reflection listing every public service, so `grpcurl
+  -plaintext localhost:8080 list` works through the gateway.
+- `GET /health` (HTTP): 200 {"status": "healthy", ...} or 503
+  {"status": "unhealthy", "down": [...], ...} naming what is down.
+
+Run: `python -m gateway.sidecar` (reads GatewaySettings from the environment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+
+import grpc
+import uvloop
+from aiohttp import web
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+# Imported for their descriptors: reflection serves them.
+from aimusicstore.ranking.v1 import catalog_service_pb2, ranking_service_pb2  # noqa: F401
+from aimusicstore.reputation.v1 import agent_service_pb2  # noqa: F401
+from aimusicstore.vote.v1 import vote_service_pb2  # noqa: F401
+from gateway.envoy_config import PUBLIC_SERVICES
+from services.common import logs
+from services.common.config import GatewaySettings
+
+log = logging.getLogger("sidecar")
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+_STATUS_NAME = health_pb2.HealthCheckResponse.ServingStatus.Name
+
+
+class BackendHealth:
+    """Asks each backend's own health service, with a deadline."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.deadline_s = settings.health_deadline_s
+        self.channels = {name: grpc.aio.insecure_channel(target) for name, target in settings.targets().items()}
+        self.stubs = {name: health_pb2_grpc.HealthStub(ch) for name, ch in self.channels.items()}
+
+    async def check(self, backend: str, service: str = "") -> int:
+        try:
+            reply = await self.stubs[backend].Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=self.deadline_s
+            )
+            return reply.status
+        except grpc.aio.AioRpcError:
+            return NOT_SERVING
+
+    async def check_all(self) -> dict[str, int]:
+        names = list(self.stubs)
+        results = await asyncio.gather(*(self.check(n) for n in names))
+        return dict(zip(names, results, strict=True))
+
+    async def close(self) -> None:
+        for channel in self.channels.values():
+            await channel.close()
+
+
+class AggregatedHealthServicer(health_pb2_grpc.HealthServicer):
+    def __init__(self, backends: BackendHealth) -> None:
+        self.backends = backends
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
+        if request.service == "":
+            statuses = await self.backends.check_all()
+            overall = SERVING if all(s == SERVING for s in statuses.values()) else NOT_SERVING
+            return health_pb2.HealthCheckResponse(status=overall)
+        backend = PUBLIC_SERVICES.get(request.service)
+        if backend is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=await self.backends.check(backend, request.service))
+
+    async def Watch(self, request, context):  # type: ignore[no-untyped-def]
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Watch is not offered through the gateway; poll Check")
+
+
+def http_app(backends: BackendHealth) -> web.Application:
+    async def health(_: web.Request) -> web.Response:
+        statuses = await backends.check_all()
+        down = sorted(name for name, status in statuses.items() if status != SERVING)
+        body = {
+            "status": "unhealthy" if down else "healthy",
+            "services": {name: _STATUS_NAME(status) for name, status in sorted(statuses.items())},
+        }
+        if down:
+            body["down"] = down
+            body["message"] = f"not serving: {', '.join(down)}"
+        return web.Response(status=503 if down else 200, text=json.dumps(body), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    return app
+
+
+async def serve(settings: GatewaySettings) -> None:
+    backends = BackendHealth(settings)
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(AggregatedHealthServicer(backends), server)
+    reflection.enable_server_reflection([*PUBLIC_SERVICES, "grpc.health.v1.Health", reflection.SERVICE_NAME], server)
+    server.add_insecure_port(f"{settings.sidecar_host}:{settings.sidecar_grpc_port}")
+    await server.start()
+
+    runner = web.AppRunner(http_app(backends), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.sidecar_host, settings.sidecar_http_port).start()
+    log.info(
+        "sidecar listening", extra={"grpc_port": settings.sidecar_grpc_port, "http_port": settings.sidecar_http_port}
+    )
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    await runner.cleanup()
+    await server.stop(2)
+    await backends.close()
+
+
+def main() -> None:
+    logs.configure("gateway-sidecar")
+    uvloop.run(serve(GatewaySettings.from_env()))
+
+
+if __name__ == "__main__":
+    main()

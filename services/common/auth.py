@@ -1,0 +1,168 @@
+"""Who is calling: the admin key, an agent's API key, or nobody.
+
+The admin key comes from settings and is compared in constant time. Agent
+keys are verified by a function the service supplies (the reputation
+service checks its own table; the others call its ApiKeyService) and the
+answer is cached briefly in-process, keyed by the key's hash, so the
+internal call leaves the hot path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+import grpc
+from cachetools import TTLCache
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from aimusicstore.reputation.v1 import api_key_service_pb2, api_key_service_pb2_grpc
+from services.common.errors import Unauthenticated, Unavailable
+from services.common.pubsub import AUTH_CHANNEL, subscribe_forever
+
+ADMIN_ID = "admin"
+
+# How the reputation service tells every other service's cache that a key was
+# revoked or an agent changed (tier, flag): a pub/sub message for the caches,
+# plus a marker key that the vote path checks in the same Redis call as the
+# quota, so a rotated key fails at once even if a message was missed.
+REVOKED_KEY = "auth:revoked:{key_hash}"
+REVOKED_TTL_S = 3600
+
+log = logging.getLogger("auth")
+
+
+@dataclass(frozen=True)
+class Caller:
+    agent_id: str
+    is_admin: bool = False
+    tier: str = "free"
+    flagged: bool = False
+    # Hash of the API key this caller used (empty for the admin key).
+    key_hash: bytes = b""
+
+
+ADMIN = Caller(agent_id=ADMIN_ID, is_admin=True, tier="enterprise")
+
+KeyVerifier = Callable[[str], Awaitable[Caller | None]]
+
+
+def hash_api_key(api_key: str) -> bytes:
+    """Keys are 256-bit random, so a plain SHA-256 is a safe lookup hash."""
+    return hashlib.sha256(api_key.encode()).digest()
+
+
+def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.strip().partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("Authorization must be 'Bearer <api_key>'")
+            return token.strip()
+    return None
+
+
+class Authenticator:
+    def __init__(
+        self, admin_key: str, verify: KeyVerifier, cache_ttl_s: float, revocations: Redis | None = None
+    ) -> None:
+        self._admin_key = admin_key.encode()
+        self._verify = verify
+        # When given, a cached key is also checked against the revocation
+        # markers, so a rotated key fails at once even before the
+        # invalidation message arrives. (The vote path checks the marker in
+        # its quota call instead, and passes None.)
+        self._revocations = revocations
+        self._cache: TTLCache[bytes, Caller] = TTLCache(maxsize=100_000, ttl=cache_ttl_s)
+        # Keys found invalid, briefly: a client retrying a bad key must not
+        # cost an internal call and a query each time. Short, so a key that
+        # was just issued is never refused for long.
+        self._invalid: TTLCache[bytes, bool] = TTLCache(maxsize=100_000, ttl=1.0)
+
+    async def caller(self, context: grpc.aio.ServicerContext) -> Caller:
+        """The authenticated caller; UNAUTHENTICATED when there is none."""
+        caller = await self.optional_caller(context)
+        if caller is None:
+            raise Unauthenticated("this call needs an API key: send 'Authorization: Bearer <api_key>'")
+        return caller
+
+    async def optional_caller(self, context: grpc.aio.ServicerContext) -> Caller | None:
+        token = bearer_token(context)
+        if token is None:
+            return None
+        if hmac.compare_digest(token.encode(), self._admin_key):
+            return ADMIN
+        if len(token) > 256:
+            raise Unauthenticated("the API key is not valid")
+        key_hash = hash_api_key(token)
+        cached = self._cache.get(key_hash)
+        if cached is not None and self._revocations is not None:
+            try:
+                if await self._revocations.exists(REVOKED_KEY.format(key_hash=key_hash.hex())):
+                    self.forget(key_hash)
+                    cached = None
+            except RedisError:
+                pass  # Redis away: the cache TTL still bounds a revoked key's life
+        if cached is not None:
+            return cached
+        if key_hash in self._invalid:
+            raise Unauthenticated("the API key is not valid (revoked, rotated or never issued)")
+        caller = await self._verify(token)
+        if caller is None:
+            self._invalid[key_hash] = True
+            raise Unauthenticated("the API key is not valid (revoked, rotated or never issued)")
+        caller = replace(caller, key_hash=key_hash)
+        self._cache[key_hash] = caller
+        return caller
+
+    def forget(self, key_hash: bytes) -> None:
+        self._cache.pop(key_hash, None)
+
+    def forget_agent(self, agent_id: str) -> None:
+        for key_hash, caller in list(self._cache.items()):
+            if caller.agent_id == agent_id:
+                self._cache.pop(key_hash, None)
+
+    async def listen(self, redis: Redis, on_agent_changed: Callable[[str], Awaitable[None]] | None = None) -> None:
+        """Drops cached callers as the reputation service announces changes
+        (runs forever); `on_agent_changed` also hears of every agent change."""
+
+        async def handle(message: str) -> None:
+            kind, _, value = message.partition(":")
+            if kind == "agent":
+                self.forget_agent(value)
+                if on_agent_changed is not None:
+                    await on_agent_changed(value)
+            elif kind == "key":
+                self.forget(bytes.fromhex(value))
+
+        await subscribe_forever(redis, AUTH_CHANNEL, handle, on_subscribed=self._cache.clear)
+
+
+def remote_key_verifier(channel: grpc.aio.Channel) -> KeyVerifier:
+    """Verifies agent keys by calling the reputation service's ApiKeyService."""
+    stub = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
+
+    async def verify(api_key: str) -> Caller | None:
+        try:
+            reply = await stub.VerifyApiKey(api_key_service_pb2.VerifyApiKeyRequest(api_key=api_key))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise Unavailable("cannot verify the API key right now (reputation service unreachable); retry") from exc
+        return Caller(agent_id=reply.agent_id, tier=reply.tier, flagged=reply.flagged)
+
+    return verify
+
+
+async def announce_key_revoked(redis: Redis, key_hash: bytes) -> None:
+    await redis.set(REVOKED_KEY.format(key_hash=key_hash.hex()), 1, ex=REVOKED_TTL_S)
+    await redis.publish(AUTH_CHANNEL, f"key:{key_hash.hex()}")
+
+
+async def announce_agent_changed(redis: Redis, agent_id: str) -> None:
+    await redis.publish(AUTH_CHANNEL, f"agent:{agent_id}")

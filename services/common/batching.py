@@ -1,0 +1,67 @@
+"""Micro-batching: many concurrent callers, one round trip.
+
+Callers `submit` an item and await its result; a single worker takes what
+has queued (waiting at most `max_wait_s` after the first item, or until
+`max_batch`), hands the batch to `handle`, and resolves each caller with its
+own result, or every caller of the batch with the exception `handle` raised.
+Under light load a batch is one item and waits at most max_wait_s; under
+heavy load the per-round-trip cost is shared by the whole batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+log = logging.getLogger("batching")
+
+
+class MicroBatcher(Generic[T, R]):
+    def __init__(
+        self, handle: Callable[[list[T]], Awaitable[list[R]]], *, max_batch: int = 256, max_wait_s: float = 0.002
+    ) -> None:
+        self._handle = handle
+        self._max_batch = max_batch
+        self._max_wait_s = max_wait_s
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
+        self._worker: asyncio.Task | None = None
+
+    async def submit(self, item: T) -> R:
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run(), name="micro-batcher")
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            if self._queue.qsize() < self._max_batch - 1:
+                # One short sleep lets concurrent callers join (cheaper than a
+                # wait_for per item, which creates a task each time).
+                await asyncio.sleep(self._max_wait_s)
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            live = [(item, future) for item, future in batch if not future.cancelled()]
+            if not live:
+                continue
+            try:
+                results = await self._handle([item for item, _ in live])
+            except Exception as exc:  # noqa: BLE001 - every caller of the batch gets it
+                for _, future in live:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(live, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)

@@ -1,0 +1,73 @@
+"""Domain errors and their one mapping to gRPC status codes.
+
+Domain code raises these; the server interceptor turns them into a status
+with a message a person can act on (and, for bad input, a google.rpc.BadRequest
+detail naming the field). Anything else becomes INTERNAL without its text.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the process cannot start."""
+
+
+class DomainError(Exception):
+    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_status(self) -> status_pb2.Status:
+        return status_pb2.Status(code=self.code.value[0], message=self.message)
+
+
+class InvalidArgument(DomainError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"{field}: {description}")
+        self.field = field
+        self.description = description
+
+    def to_status(self) -> status_pb2.Status:
+        status = super().to_status()
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=self.field, description=self.description)
+                ]
+            )
+        )
+        status.details.append(detail)
+        return status
+
+
+class Unauthenticated(DomainError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(DomainError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class NotFound(DomainError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(DomainError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class ResourceExhausted(DomainError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(DomainError):
+    code = grpc.StatusCode.UNAVAILABLE

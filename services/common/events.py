@@ -1,0 +1,208 @@
+"""The vote event stream: its name and its wire format, shared by producer and consumers.
+
+The message itself is the VoteEvent proto (protos/aimusicstore/vote/v1/vote_event.proto).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from google.protobuf import json_format
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
+
+log = logging.getLogger("events")
+
+VOTE_EVENTS_STREAM = "aimusicstore:vote-events"
+EVENT_FIELD = "event"
+# Approximate cap on the stream's length; consumers keep up within seconds,
+# so this only bounds memory if one stops for long.
+STREAM_MAX_LEN = 1_000_000
+
+
+def encode(payload: dict) -> str:
+    """Outbox payload (a VoteEvent in proto3 JSON form, as a dict) -> the stream field.
+
+    The payload is written with VoteEvent's JSON field names, so it is
+    serialised as is (a proto round trip per event cost more than the rest
+    of the relay); consumers parse it into a VoteEvent, which validates it."""
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def decode(raw: str) -> VoteEvent:
+    return json_format.Parse(raw, VoteEvent(), ignore_unknown_fields=True)
+
+
+# Failures that mean "try the same batch again later", not "this event is bad".
+_TRANSIENT = (RedisError, DBAPIError, OSError, asyncio.TimeoutError)
+
+
+def encode_event(event: VoteEvent) -> str:
+    return json_format.MessageToJson(event, preserving_proto_field_name=True, indent=None)
+
+
+# Entries another consumer took but did not acknowledge for this long (it
+# crashed, or was replaced under a new name) are claimed by a live one.
+CLAIM_IDLE_MS = 30_000
+CLAIM_EVERY_S = 10.0
+
+
+async def consume(
+    redis: Redis,
+    group: str,
+    consumer: str,
+    handle: Callable[[list[VoteEvent]], Awaitable[object]],
+    *,
+    batch_size: int = 500,
+    block_ms: int = 100,
+    linger_s: float = 0.0,
+) -> None:
+    """Feeds vote events to `handle` in batches, forever, at least once.
+
+    A batch is acknowledged only after `handle` returns, so a crash or a
+    database error redelivers it (handlers must be idempotent: they skip
+    event ids already applied). Our own unacknowledged entries are read
+    first after a restart, and entries abandoned by a consumer that went
+    away are claimed. Redis outages are waited out with backoff.
+
+    `linger_s` trades latency for batch size: after the first entries arrive,
+    keep collecting for up to that long (or until batch_size), so a busy
+    stream costs one transaction per linger period instead of one per read.
+    """
+
+    async def process(entries: list) -> None:
+        if not entries:
+            return
+        decoded: list[tuple[str, VoteEvent]] = []
+        for entry_id, fields in entries:
+            try:
+                if fields and EVENT_FIELD in fields:
+                    decoded.append((entry_id, decode(fields[EVENT_FIELD])))
+            except json_format.ParseError:
+                await dead_letter(entry_id, fields, "undecodable")
+        if decoded:
+            try:
+                await handle([event for _, event in decoded])
+            except _TRANSIENT:
+                raise  # the database or Redis is away: the whole batch is retried
+            except Exception:  # noqa: BLE001 - find the event(s) that cannot be applied
+                log.exception("a batch of %d events failed; applying them one by one", len(decoded))
+                for entry_id, event in decoded:
+                    try:
+                        await handle([event])
+                    except _TRANSIENT:
+                        raise
+                    except Exception as exc:  # noqa: BLE001
+                        await dead_letter(entry_id, {EVENT_FIELD: encode_event(event)}, type(exc).__name__)
+        await redis.xack(VOTE_EVENTS_STREAM, group, *[entry_id for entry_id, _ in entries])
+
+    async def dead_letter(entry_id: str, fields: dict | None, reason: str) -> None:
+        """Parks an entry that can never be applied, so it does not block the stream."""
+        log.error(
+            "vote event %s cannot be applied by %s (%s); moved to the dead-letter stream", entry_id, group, reason
+        )
+        await redis.xadd(
+            f"{VOTE_EVENTS_STREAM}:dead:{group}", {"entry_id": entry_id, "reason": reason, **(fields or {})}
+        )
+
+    backoff = 0.1
+    while True:
+        try:
+            try:
+                await redis.xgroup_create(VOTE_EVENTS_STREAM, group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            # Our own pending entries first (we crashed between handle and ack).
+            while reply := await redis.xreadgroup(group, consumer, {VOTE_EVENTS_STREAM: "0"}, count=batch_size):
+                if not reply[0][1]:
+                    break
+                await process(reply[0][1])
+            next_claim = 0.0
+            while True:
+                now = asyncio.get_running_loop().time()
+                if now >= next_claim:
+                    claimed = await redis.xautoclaim(
+                        VOTE_EVENTS_STREAM, group, consumer, min_idle_time=CLAIM_IDLE_MS, count=batch_size
+                    )
+                    await process(claimed[1])
+                    next_claim = now + CLAIM_EVERY_S
+                reply = await redis.xreadgroup(
+                    group, consumer, {VOTE_EVENTS_STREAM: ">"}, count=batch_size, block=block_ms
+                )
+                entries = list(reply[0][1]) if reply else []
+                if entries and linger_s:
+                    until = asyncio.get_running_loop().time() + linger_s
+                    while len(entries) < batch_size and (left := until - asyncio.get_running_loop().time()) > 0:
+                        more = await redis.xreadgroup(
+                            group,
+                            consumer,
+                            {VOTE_EVENTS_STREAM: ">"},
+                            count=batch_size - len(entries),
+                            block=max(1, int(left * 1000)),
+                        )
+                        if more:
+                            entries += more[0][1]
+                await process(entries)
+                backoff = 0.1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - keep consuming through outages
+            log.warning(
+                "vote event consumer %s/%s: %s; retrying in %.1fs", group, consumer, type(exc).__name__, backoff
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
+def processed_events_table(metadata: MetaData) -> Table:
+    """A consumer's record of the event ids it applied (in its own schema)."""
+    return Table(
+        "processed_events",
+        metadata,
+        Column("event_id", BigInteger, primary_key=True),
+        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+async def only_new(conn: AsyncConnection, processed: Table, events: list[VoteEvent]) -> list[VoteEvent]:
+    """Records the batch's event ids and returns the events not applied before.
+
+    Call it inside the transaction that applies them: a rollback forgets the
+    ids too, so a redelivered batch is applied then. Duplicates inside the
+    batch (a relay retry) are applied once.
+    """
+    unique = list({event.event_id: event for event in events}.values())
+    if not unique:
+        return []
+    inserted = await conn.execute(
+        pg_insert(processed)
+        .values([{"event_id": event.event_id} for event in unique])
+        .on_conflict_do_nothing()
+        .returning(processed.c.event_id)
+    )
+    fresh = set(inserted.scalars())
+    return [event for event in unique if event.event_id in fresh]
+
+
+# Redelivery happens within minutes (claims after 30 s); a week is ample.
+PROCESSED_EVENTS_KEEP_DAYS = 7
+
+
+async def prune_processed(engine: AsyncEngine, processed: Table, keep_days: int = PROCESSED_EVENTS_KEEP_DAYS) -> int:
+    """Forgets applied event ids older than keep_days (the table would grow forever)."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            processed.delete().where(processed.c.processed_at < func.now() - timedelta(days=keep_days))
+        )
+    return result.rowcount

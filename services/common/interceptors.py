@@ -1,0 +1,170 @@
+"""Server interceptor: request ids, logs, metrics and domain-error mapping.
+
+Written once for every service. Domain code raises `DomainError`s; this turns
+them into gRPC statuses (with google.rpc details in grpc-status-details-bin,
+which the gateway renders as the JSON error body). Any other exception is
+logged with its traceback and answered INTERNAL with only the request id, so
+no exception text ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from services.common.errors import DomainError
+from services.common.logs import request_id_var
+from services.common.metrics import RPC_SECONDS, RPC_TOTAL
+
+log = logging.getLogger("rpc")
+
+_REQUEST_ID_KEY = "x-request-id"
+
+# A database or Redis outage is the client's cue to retry, not a server bug.
+_DEPENDENCY_DOWN = (OperationalError, InterfaceError, PoolTimeoutError, RedisConnectionError, RedisTimeoutError)
+
+
+def _request_id(metadata: Any) -> str:
+    for key, value in metadata or ():
+        if key == _REQUEST_ID_KEY and isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return uuid.uuid4().hex
+
+
+async def _abort_for(exc: BaseException, method: str, context: grpc.aio.ServicerContext) -> None:
+    if isinstance(exc, DomainError):
+        status = exc.to_status()
+        await context.abort(
+            exc.code,
+            exc.message,
+            trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
+        )
+    if isinstance(exc, NotImplementedError):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
+    if isinstance(exc, _DEPENDENCY_DOWN):
+        log.warning("dependency unavailable in %s: %s", method, type(exc).__name__)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "storage is temporarily unavailable; retry shortly")
+    log.exception("unhandled error in %s", method, exc_info=exc)
+    await context.abort(
+        grpc.StatusCode.INTERNAL,
+        f"Internal error; quote request id {request_id_var.get()} when reporting it.",
+    )
+
+
+def _code_for(exc: BaseException) -> grpc.StatusCode:
+    if isinstance(exc, DomainError):
+        return exc.code
+    if isinstance(exc, NotImplementedError):
+        return grpc.StatusCode.UNIMPLEMENTED
+    if isinstance(exc, _DEPENDENCY_DOWN):
+        return grpc.StatusCode.UNAVAILABLE
+    return grpc.StatusCode.INTERNAL
+
+
+def _finish(method: str, started: float, code: grpc.StatusCode) -> None:
+    elapsed = time.perf_counter() - started
+    RPC_TOTAL.labels(method, code.name).inc()
+    RPC_SECONDS.labels(method).observe(elapsed)
+    if code is not grpc.StatusCode.OK:
+        log.info("rpc finished", extra={"method": method, "code": code.name, "ms": round(elapsed * 1000, 2)})
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method = details.method
+        # Health and reflection are grpc's own, well-behaved handlers.
+        if handler is None or method.startswith("/grpc."):
+            return handler
+        metadata = details.invocation_metadata
+
+        if handler.unary_unary:
+            inner_unary = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                request_id_var.set(_request_id(metadata))
+                started = time.perf_counter()
+                code = grpc.StatusCode.OK
+                try:
+                    return await inner_unary(request, context)
+                except grpc.aio.AbortError:
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    raise
+                except Exception as exc:  # noqa: BLE001 - mapped below, never leaked
+                    code = _code_for(exc)
+                    await _abort_for(exc, method, context)
+                finally:
+                    _finish(method, started, code)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+
+        if handler.unary_stream:
+            inner_stream = handler.unary_stream
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                request_id_var.set(_request_id(metadata))
+                started = time.perf_counter()
+                code = grpc.StatusCode.OK
+                try:
+                    async for item in inner_stream(request, context):
+                        yield item
+                except grpc.aio.AbortError:
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    code = _code_for(exc)
+                    await _abort_for(exc, method, context)
+                finally:
+                    _finish(method, started, code)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+class DeadlineClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    """Gives every internal call a deadline and forwards the request id.
+
+    Installed on every internal channel, so no call can wait forever even if
+    its caller forgot a timeout.
+    """
+
+    def __init__(self, default_timeout_s: float) -> None:
+        self.default_timeout_s = default_timeout_s
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        timeout = client_call_details.timeout
+        if timeout is None or timeout > self.default_timeout_s:
+            timeout = self.default_timeout_s
+        metadata = list(client_call_details.metadata or [])
+        request_id = request_id_var.get()
+        if request_id:
+            metadata.append((_REQUEST_ID_KEY, request_id))
+        details = grpc.aio.ClientCallDetails(
+            method=client_call_details.method,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=client_call_details.credentials,
+            wait_for_ready=client_call_details.wait_for_ready,
+        )
+        return await continuation(details, request)

@@ -1,0 +1,143 @@
+"""The one grpc.aio server bootstrap every service runs.
+
+A service supplies a `setup` coroutine that registers its servicers and
+names its background tasks; this module does the rest: settings, logs,
+PostgreSQL and Redis clients, health (NOT_SERVING while either is
+unreachable), reflection, interceptors, metrics and a graceful shutdown on
+SIGTERM/SIGINT (health goes NOT_SERVING first so the gateway stops routing,
+then in-flight calls get `shutdown_grace_s` to finish).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import uvloop
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common import logs
+from services.common.config import Settings
+from services.common.db import create_engine
+from services.common.errors import ConfigError
+from services.common.interceptors import ServerInterceptor
+from services.common.metrics import serve_metrics
+from services.common.redis_client import create_redis
+
+log = logging.getLogger("server")
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    engine: AsyncEngine
+    redis: Redis
+
+
+@dataclass
+class Registration:
+    # Full names of the gRPC services registered (health and reflection list them).
+    services: list[str]
+    # Long-running coroutines (relays, consumers, jobs), cancelled on shutdown.
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    # Cleanups run after the server stopped (close channels...).
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+Setup = Callable[[grpc.aio.Server, Resources], Awaitable[Registration]]
+
+
+async def _dependencies_ok(resources: Resources) -> bool:
+    try:
+        async with asyncio.timeout(1.0):
+            async with resources.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            await resources.redis.ping()
+        return True
+    except Exception as exc:  # noqa: BLE001 - any failure means "not serving"
+        log.warning("dependency check failed: %s", type(exc).__name__)
+        return False
+
+
+async def _watch_health(
+    resources: Resources, servicer: health.aio.HealthServicer, names: list[str], stopping: asyncio.Event
+) -> None:
+    last: int | None = None
+    while not stopping.is_set():
+        status = SERVING if await _dependencies_ok(resources) else NOT_SERVING
+        if status != last:
+            for name in ["", *names]:
+                await servicer.set(name, status)
+            log.info("health is now %s", health_pb2.HealthCheckResponse.ServingStatus.Name(status))
+            last = status
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), resources.settings.health_interval_s)
+
+
+async def serve(name: str, setup: Setup, settings: Settings | None = None) -> None:
+    settings = settings or Settings.from_env(service=name)
+    port = getattr(settings, f"{name}_port")
+    resources = Resources(settings=settings, engine=create_engine(settings), redis=create_redis(settings))
+    server = grpc.aio.server(
+        interceptors=[ServerInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    registration = await setup(server, resources)
+
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection([*registration.services, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    for service_name in ["", *registration.services]:
+        await health_servicer.set(service_name, NOT_SERVING)
+
+    address = f"{settings.host}:{port}"
+    server.add_insecure_port(address)
+    await server.start()
+    serve_metrics(settings.metrics_port, settings.host)
+    log.info("%s service listening on %s", name, address, extra={"services": registration.services})
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+
+    tasks = [asyncio.create_task(_watch_health(resources, health_servicer, registration.services, stopping))]
+    tasks += [asyncio.create_task(job(), name=getattr(job, "__name__", "job")) for job in registration.background]
+
+    await stopping.wait()
+    log.info("shutting down: health NOT_SERVING, draining for up to %.1fs", settings.shutdown_grace_s)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(settings.shutdown_grace_s)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for close in registration.on_close:
+        await close()
+    await resources.redis.aclose()
+    await resources.engine.dispose()
+    log.info("%s service stopped", name)
+
+
+def main(name: str, setup: Setup) -> None:
+    try:
+        settings = Settings.from_env(service=name)
+    except ConfigError as exc:
+        raise SystemExit(f"{name}: configuration error: {exc}") from None
+    logs.configure(name, settings.log_level)
+    uvloop.run(serve(name, setup, settings))

@@ -1,0 +1,69 @@
+"""Runs the ranking service: `python -m services.ranking`."""
+
+from __future__ import annotations
+
+import grpc
+
+from aimusicstore.ranking.v1 import (
+    catalog_service_pb2,
+    catalog_service_pb2_grpc,
+    ranking_service_pb2,
+    ranking_service_pb2_grpc,
+)
+from services.common import events
+from services.common.auth import Authenticator, remote_key_verifier
+from services.common.channels import internal_channel
+from services.common.jobs import every
+from services.common.server import Registration, Resources, main
+from services.ranking.catalog import Catalog
+from services.ranking.rankings import Rankings
+from services.ranking.servicer import CatalogService, RankingService
+from services.ranking.store import RankingStore
+from services.ranking.tables import processed_events
+
+CONSUMER_GROUP = "ranking"
+
+
+async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
+    settings = resources.settings
+    store = RankingStore(resources.engine, resources.redis)
+    rankings = Rankings(store, half_life_s=settings.trending_half_life_h * 3600)
+    reputation = internal_channel(settings, "reputation")
+    auth = Authenticator(
+        settings.admin_key, remote_key_verifier(reputation), settings.auth_cache_ttl_s, revocations=resources.redis
+    )
+    catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogService(Catalog(store), auth), server)
+    ranking_service_pb2_grpc.add_RankingServiceServicer_to_server(RankingService(rankings), server)
+
+    async def apply_vote_events() -> None:
+        # Counts must show a vote within 1 s and trending within 2 s: collect
+        # up to 200 ms of events per transaction.
+        await events.consume(
+            resources.redis, CONSUMER_GROUP, settings.consumer_name, rankings.apply_vote_events, linger_s=0.2
+        )
+
+    async def follow_agent_changes() -> None:
+        # Key revocations for the cache, and flag changes for trending weights.
+        await auth.listen(resources.redis, on_agent_changed=rankings.agent_changed)
+
+    async def rebuild_trending() -> None:
+        await every(settings.trending_rebuild_interval_s, "trending rebuild", rankings.rebuild_trending)
+
+    async def snapshot_days() -> None:
+        await every(settings.snapshot_interval_s, "daily snapshots", rankings.snapshot_finished_days)
+
+    async def prune_processed_events() -> None:
+        await every(3600, "prune processed events", lambda: events.prune_processed(resources.engine, processed_events))
+
+    return Registration(
+        services=[
+            catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+            ranking_service_pb2.DESCRIPTOR.services_by_name["RankingService"].full_name,
+        ],
+        background=[apply_vote_events, follow_agent_changes, rebuild_trending, snapshot_days, prune_processed_events],
+        on_close=[reputation.close],
+    )
+
+
+if __name__ == "__main__":
+    main("ranking", setup)

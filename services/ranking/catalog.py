@@ -1,0 +1,100 @@
+"""Songs and tools: validation and catalog rules, free of gRPC."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+
+from services.common import pagination, validation
+from services.common.auth import Caller
+from services.common.errors import InvalidArgument, PermissionDenied
+from services.ranking.store import RankingStore
+
+PLATFORM_PATTERN = re.compile(r"[a-z0-9_]{1,100}")
+MAX_FEATURES = 50
+MAX_PRICING_BYTES = 4096
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+
+def validate_song(fields: dict[str, Any]) -> dict[str, Any]:
+    platform = fields.get("platform", "")
+    if not platform:
+        raise InvalidArgument("platform", "is required (e.g. suno_ai, udio, musiclm)")
+    if not PLATFORM_PATTERN.fullmatch(platform):
+        raise InvalidArgument("platform", "must be 1-100 characters of lowercase letters, digits and '_'")
+    tempo = fields.get("tempo")
+    return {
+        "id": validation.identifier("id", fields["id"]) if fields.get("id") else _new_id("song"),
+        "title": validation.text("title", fields.get("title", ""), min_len=1, max_len=500),
+        "artist": validation.text("artist", fields.get("artist", ""), min_len=1, max_len=500),
+        "platform": platform,
+        "platform_url": validation.http_url("platform_url", fields.get("platform_url", "")),
+        "genre": validation.text("genre", fields.get("genre", ""), max_len=100),
+        "mood": validation.text("mood", fields.get("mood", ""), max_len=100),
+        "tempo": None if tempo is None else validation.int_range("tempo", tempo, 20, 400),
+    }
+
+
+def validate_tool(fields: dict[str, Any]) -> dict[str, Any]:
+    features = fields.get("features", [])
+    if len(features) > MAX_FEATURES:
+        raise InvalidArgument("features", f"must have at most {MAX_FEATURES} entries")
+    pricing = fields.get("pricing") or {}
+    if len(repr(pricing)) > MAX_PRICING_BYTES:
+        raise InvalidArgument("pricing", f"must be at most {MAX_PRICING_BYTES} bytes")
+    return {
+        "id": validation.identifier("id", fields["id"]) if fields.get("id") else _new_id("tool"),
+        "name": validation.text("name", fields.get("name", ""), min_len=1, max_len=500),
+        "website": validation.http_url("website", fields.get("website", "")),
+        "affiliate_link": validation.http_url("affiliate_link", fields.get("affiliate_link", "")),
+        "commission_rate": validation.int_range("commission_rate", fields.get("commission_rate", 0), 0, 100),
+        "category": validation.text("category", fields.get("category", ""), max_len=100),
+        "features": [validation.text(f"features[{i}]", f, min_len=1, max_len=200) for i, f in enumerate(features)],
+        "pricing": pricing,
+    }
+
+
+class Catalog:
+    def __init__(self, store: RankingStore) -> None:
+        self.store = store
+
+    async def create_song(self, caller: Caller, fields: dict[str, Any]) -> dict[str, Any]:
+        values = validate_song(fields)
+        values["submitted_by"] = caller.agent_id
+        return await self.store.create_item("song", values)
+
+    async def create_tool(self, caller: Caller, fields: dict[str, Any]) -> dict[str, Any]:
+        if not caller.is_admin:
+            raise PermissionDenied("adding a tool needs the admin key")
+        return await self.store.create_item("tool", validate_tool(fields))
+
+    async def get(self, item_type: str, item_id: str) -> dict[str, Any]:
+        return await self.store.get_item(item_type, validation.identifier(f"{item_type}_id", item_id))
+
+    async def delete(self, caller: Caller, item_type: str, item_id: str) -> None:
+        if not caller.is_admin:
+            raise PermissionDenied(f"deleting a {item_type} needs the admin key")
+        await self.store.delete_item(item_type, validation.identifier(f"{item_type}_id", item_id))
+
+    async def list(
+        self, item_type: str, filters: dict[str, str], query: str, page_size: int, page_token: str
+    ) -> tuple[list[dict[str, Any]], str]:
+        filters = {name: validation.text(name, value, max_len=100) for name, value in filters.items()}
+        query = validation.text("q", query, max_len=200)
+
+        def parse(position: list) -> tuple[str, str]:
+            datetime.fromisoformat(position[0])  # ValueError/TypeError: not ours
+            return position[0], str(position[1])
+
+        return await pagination.paginate(
+            page_size,
+            page_token,
+            lambda limit, after: self.store.list_items(item_type, filters, query, limit, after),
+            lambda row: [row["created_at"].isoformat(), row["id"]],
+            parse,
+        )

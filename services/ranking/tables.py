@@ -1,0 +1,130 @@
+"""The ranking service's tables (schema `ranking`). Only this service writes them.
+
+Counters on songs and tools are applied from vote events in batches (one
+UPDATE per item per batch, never one per vote). daily_tallies keeps per-day
+up/down counts per item, so any chart window is a sum over days, and
+chart_snapshots freezes each finished day's chart for history and movement.
+"""
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Computed,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+
+from services.common.events import processed_events_table
+
+SCHEMA = "ranking"
+metadata = MetaData(schema=SCHEMA)
+
+songs = Table(
+    "songs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("artist", Text, nullable=False),
+    Column("platform", Text, nullable=False),
+    Column("platform_url", Text, nullable=False, server_default=""),
+    Column("genre", Text, nullable=False, server_default=""),
+    Column("mood", Text, nullable=False, server_default=""),
+    Column("tempo", SmallInteger),
+    Column("submitted_by", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("up_votes", Integer, nullable=False, server_default="0"),
+    Column("down_votes", Integer, nullable=False, server_default="0"),
+    Column("score", Integer, Computed("up_votes - down_votes", persisted=True)),
+    Column("search", TSVECTOR, Computed("to_tsvector('simple', title || ' ' || artist)", persisted=True)),
+    CheckConstraint("tempo IS NULL OR tempo BETWEEN 20 AND 400", name="songs_tempo_range"),
+    Index("songs_created_idx", text("created_at DESC"), text("id DESC")),
+    Index("songs_platform_idx", "platform"),
+    Index("songs_genre_idx", "genre"),
+    Index("songs_mood_idx", "mood"),
+    Index("songs_score_idx", text("score DESC")),
+    Index("songs_search_idx", "search", postgresql_using="gin"),
+)
+
+tools = Table(
+    "tools",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("website", Text, nullable=False, server_default=""),
+    Column("affiliate_link", Text, nullable=False, server_default=""),
+    Column("commission_rate", SmallInteger, nullable=False, server_default="0"),
+    Column("category", Text, nullable=False, server_default=""),
+    Column("features", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("pricing", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("up_votes", Integer, nullable=False, server_default="0"),
+    Column("down_votes", Integer, nullable=False, server_default="0"),
+    Column("score", Integer, Computed("up_votes - down_votes", persisted=True)),
+    Column("rating_sum", BigInteger, nullable=False, server_default="0"),
+    Column("rating_count", Integer, nullable=False, server_default="0"),
+    Column("review_count", Integer, nullable=False, server_default="0"),
+    Column("search", TSVECTOR, Computed("to_tsvector('simple', name)", persisted=True)),
+    CheckConstraint("commission_rate BETWEEN 0 AND 100", name="tools_commission_range"),
+    Index("tools_created_idx", text("created_at DESC"), text("id DESC")),
+    Index("tools_category_idx", "category"),
+    Index("tools_score_idx", text("score DESC")),
+    Index("tools_search_idx", "search", postgresql_using="gin"),
+)
+
+daily_tallies = Table(
+    "daily_tallies",
+    metadata,
+    Column("item_type", Text, nullable=False),
+    Column("item_id", Text, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("up_votes", Integer, nullable=False, server_default="0"),
+    Column("down_votes", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("item_type", "item_id", "day"),
+    Index("daily_tallies_day_idx", "item_type", "day"),
+)
+
+chart_snapshots = Table(
+    "chart_snapshots",
+    metadata,
+    Column("day", Date, nullable=False),
+    Column("item_type", Text, nullable=False),
+    Column("item_id", Text, nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("up_votes", Integer, nullable=False),
+    Column("down_votes", Integer, nullable=False),
+    PrimaryKeyConstraint("day", "item_type", "item_id"),
+    Index("chart_snapshots_item_idx", "item_type", "item_id", "day"),
+)
+
+# Vote events already applied, so a redelivered event is not counted twice.
+processed_events = processed_events_table(metadata)
+
+# The ranking service's projection of live votes (from vote events), with
+# the trending weight each vote was applied with, so a retraction or a flag
+# change removes exactly what was added.
+votes = Table(
+    "votes",
+    metadata,
+    Column("agent_id", Text, nullable=False),
+    Column("item_type", Text, nullable=False),
+    Column("item_id", Text, nullable=False),
+    Column("direction", SmallInteger, nullable=False),
+    Column("voted_at", DateTime(timezone=True), nullable=False),
+    Column("weight", Float, nullable=False),
+    PrimaryKeyConstraint("agent_id", "item_type", "item_id"),
+    Index("ranking_votes_recent_idx", "voted_at"),
+    Index("ranking_votes_item_idx", "item_type", "item_id"),
+)

@@ -1,0 +1,68 @@
+"""Runs the reputation service: `python -m services.reputation`."""
+
+from __future__ import annotations
+
+import grpc
+
+from aimusicstore.reputation.v1 import (
+    agent_service_pb2,
+    agent_service_pb2_grpc,
+    api_key_service_pb2,
+    api_key_service_pb2_grpc,
+    moderation_service_pb2,
+    moderation_service_pb2_grpc,
+)
+from services.common import events
+from services.common.auth import Authenticator
+from services.common.jobs import every
+from services.common.server import Registration, Resources, main
+from services.reputation.domain import Agents
+from services.reputation.servicer import AgentService, ApiKeyService, ModerationService
+from services.reputation.store import ReputationStore
+from services.reputation.tables import processed_events
+
+CONSUMER_GROUP = "reputation"
+
+
+async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
+    settings = resources.settings
+    agents = Agents(ReputationStore(resources.engine, resources.redis))
+    auth = Authenticator(settings.admin_key, agents.verify_key, settings.auth_cache_ttl_s)
+    agent_service_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(agents, auth), server)
+    api_key_service_pb2_grpc.add_ApiKeyServiceServicer_to_server(ApiKeyService(agents), server)
+    moderation_service_pb2_grpc.add_ModerationServiceServicer_to_server(ModerationService(agents), server)
+
+    async def apply_vote_events() -> None:
+        # Reputation must reflect a vote within 5 s: collect up to 1 s of
+        # events per recompute.
+        await events.consume(
+            resources.redis,
+            CONSUMER_GROUP,
+            settings.consumer_name,
+            agents.apply_vote_events,
+            batch_size=2000,
+            linger_s=1.0,
+        )
+
+    async def recompute_reputation() -> None:
+        # At start and then periodically: corrects drift, republishes every weight.
+        await every(settings.reputation_recompute_interval_s, "reputation recompute", agents.recompute_all)
+
+    async def prune_processed_events() -> None:
+        await every(3600, "prune processed events", lambda: events.prune_processed(resources.engine, processed_events))
+
+    async def follow_auth_changes() -> None:
+        await auth.listen(resources.redis)
+
+    return Registration(
+        services=[
+            agent_service_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+            api_key_service_pb2.DESCRIPTOR.services_by_name["ApiKeyService"].full_name,
+            moderation_service_pb2.DESCRIPTOR.services_by_name["ModerationService"].full_name,
+        ],
+        background=[apply_vote_events, recompute_reputation, follow_auth_changes, prune_processed_events],
+    )
+
+
+if __name__ == "__main__":
+    main("reputation", setup)

@@ -1,0 +1,35 @@
+"""The reputation formula and the trending weight derived from it (pure functions).
+
+API.md: reputation = min(1000, int(votes_cast + agreements + min(0.1 * days_active, 100)))
+where agreements counts the agent's votes whose direction matches the sign of
+the item's current score, and days_active is whole days since its first vote.
+The SQL in store.py computes the same value for many agents at once, with
+`min(days_active // 10, 100)` for the time bonus (equal for whole days, and
+free of float rounding); tests check the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+MAX_REPUTATION = 1000
+MAX_TIME_BONUS = 100
+
+
+def days_active(first_vote_at: datetime | None, now: datetime) -> int:
+    if first_vote_at is None:
+        return 0
+    return max(0, (now - first_vote_at).days)
+
+
+def reputation(votes_cast: int, agreements: int, days: int) -> int:
+    return min(MAX_REPUTATION, int(votes_cast + agreements + min(0.1 * days, MAX_TIME_BONUS)))
+
+
+def trending_weight(reputation_score: int, flagged: bool) -> float:
+    """How much one vote of this agent moves trending: 0 while flagged, else
+    1 for a new agent rising linearly to 5 at the maximum reputation.
+    Monotonic in reputation; bounded so no single agent dominates."""
+    if flagged:
+        return 0.0
+    return 1.0 + 4.0 * min(max(reputation_score, 0), MAX_REPUTATION) / MAX_REPUTATION

@@ -1,0 +1,88 @@
+"""The reputation service's tables (schema `reputation`). Only this service writes them."""
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    func,
+    text,
+)
+
+from services.common.events import processed_events_table
+
+SCHEMA = "reputation"
+metadata = MetaData(schema=SCHEMA)
+
+TIERS = ("free", "pro", "enterprise")
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("tier", Text, nullable=False, server_default="free"),
+    Column("reputation_score", Integer, nullable=False, server_default="0"),
+    Column("vote_count", Integer, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("first_vote_at", DateTime(timezone=True)),
+    Column("last_vote_at", DateTime(timezone=True)),
+    Column("flagged", Boolean, nullable=False, server_default=text("false")),
+    Column("flag_reason", Text, nullable=False, server_default=""),
+    Column("flagged_at", DateTime(timezone=True)),
+    CheckConstraint("tier IN ('free', 'pro', 'enterprise')", name="agents_tier_valid"),
+    CheckConstraint("reputation_score BETWEEN 0 AND 1000", name="agents_reputation_range"),
+    # The leaderboard walks this index: highest reputation first, id breaks ties.
+    Index("agents_leaderboard_idx", text("reputation_score DESC"), "id"),
+)
+
+# Only SHA-256 hashes of keys are stored. A rotated key gets revoked_at and
+# stops verifying at once; at most one live key per agent.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_hash", LargeBinary, primary_key=True),
+    Column("agent_id", Text, ForeignKey("reputation.agents.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("revoked_at", DateTime(timezone=True)),
+    Index("api_keys_one_live_per_agent", "agent_id", unique=True, postgresql_where=text("revoked_at IS NULL")),
+)
+
+# Vote events already applied, so a redelivered event is not counted twice.
+processed_events = processed_events_table(metadata)
+
+# The reputation engine's own projection of the votes, built from vote
+# events (this service never reads the vote service's tables). `earns` is
+# false for votes cast while the agent was flagged: they never earn reputation.
+votes = Table(
+    "votes",
+    metadata,
+    Column("agent_id", Text, nullable=False),
+    Column("item_type", Text, nullable=False),
+    Column("item_id", Text, nullable=False),
+    Column("direction", SmallInteger, nullable=False),
+    Column("cast_at", DateTime(timezone=True), nullable=False),
+    Column("earns", Boolean, nullable=False, server_default=text("true")),
+    PrimaryKeyConstraint("agent_id", "item_type", "item_id"),
+    Index("reputation_votes_item_idx", "item_type", "item_id"),
+)
+
+# Each item's current score (up - down over all votes, flagged agents'
+# included), whose sign decides agreements.
+item_scores = Table(
+    "item_scores",
+    metadata,
+    Column("item_type", Text, nullable=False),
+    Column("item_id", Text, nullable=False),
+    Column("score", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("item_type", "item_id"),
+)

@@ -1,0 +1,65 @@
+"""Runs the vote service: `python -m services.vote`."""
+
+from __future__ import annotations
+
+import grpc
+
+from aimusicstore.vote.v1 import vote_service_pb2, vote_service_pb2_grpc
+from services.common.auth import Authenticator, remote_key_verifier
+from services.common.channels import internal_channel
+from services.common.jobs import every
+from services.common.server import Registration, Resources, main
+from services.vote.clients import CatalogClient, ModerationClient
+from services.vote.jobs import relay_forever
+from services.vote.live import VoteFeed
+from services.vote.servicer import VoteService
+from services.vote.store import AbuseRules, VoteStore
+from services.vote.voting import Quotas, Voting
+
+
+async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
+    settings = resources.settings
+    reputation = internal_channel(settings, "reputation")
+    ranking = internal_channel(settings, "ranking")
+    store = VoteStore(resources.engine, resources.redis)
+    catalog = CatalogClient(ranking, settings.item_cache_ttl_s)
+    voting = Voting(
+        store,
+        catalog,
+        ModerationClient(reputation),
+        Quotas(free=settings.quota_free, pro=settings.quota_pro),
+        AbuseRules(
+            window_s=settings.abuse_window_s,
+            max_votes=settings.abuse_max_votes,
+            one_direction_min=settings.abuse_one_direction_min,
+            burst_window_s=settings.abuse_burst_window_s,
+            burst_max=settings.abuse_burst_max,
+        ),
+    )
+    auth = Authenticator(settings.admin_key, remote_key_verifier(reputation), settings.auth_cache_ttl_s)
+    feed = VoteFeed(resources.redis, store)
+    vote_service_pb2_grpc.add_VoteServiceServicer_to_server(VoteService(voting, auth, feed), server)
+
+    async def relay_outbox() -> None:
+        await relay_forever(store)
+
+    async def reconcile_counts() -> None:
+        # Rewrites cached counts that drifted from the votes table (a vote
+        # acknowledged while Redis was away, a Redis restart...).
+        await every(settings.reconcile_interval_s, "count reconciliation", store.reconcile_counts, run_first=False)
+
+    async def follow_auth_changes() -> None:
+        await auth.listen(resources.redis)
+
+    async def follow_catalog_deletions() -> None:
+        await catalog.follow_deletions(resources.redis)
+
+    return Registration(
+        services=[vote_service_pb2.DESCRIPTOR.services_by_name["VoteService"].full_name],
+        background=[relay_outbox, reconcile_counts, follow_auth_changes, follow_catalog_deletions, feed.run],
+        on_close=[voting.batcher.close, reputation.close, ranking.close],
+    )
+
+
+if __name__ == "__main__":
+    main("vote", setup)

@@ -1,0 +1,68 @@
+"""The vote service's calls to other services: the catalog (cached) and moderation."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from cachetools import TTLCache
+from redis.asyncio import Redis
+
+from aimusicstore.ranking.v1 import catalog_service_pb2 as catalog_pb
+from aimusicstore.ranking.v1 import catalog_service_pb2_grpc
+from aimusicstore.reputation.v1 import moderation_service_pb2, moderation_service_pb2_grpc
+from services.common.errors import NotFound, Unavailable
+from services.common.pubsub import CATALOG_CHANNEL, subscribe_forever
+
+
+class CatalogClient:
+    def __init__(self, channel: grpc.aio.Channel, cache_ttl_s: float) -> None:
+        self._stub = catalog_service_pb2_grpc.CatalogServiceStub(channel)
+        # Only existing items are cached: a new item is votable at once, and
+        # a deleted one stops being votable within cache_ttl_s.
+        self._known: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=200_000, ttl=cache_ttl_s)
+
+    async def require_item(self, item_type: str, item_id: str) -> None:
+        key = (item_type, item_id)
+        if key in self._known:
+            return
+        try:
+            if item_type == "song":
+                await self._stub.GetSong(catalog_pb.GetSongRequest(song_id=item_id))
+            else:
+                await self._stub.GetTool(catalog_pb.GetToolRequest(tool_id=item_id))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(f"{item_type} {item_id!r} does not exist") from None
+            raise Unavailable("cannot check the item right now (catalog unreachable); retry") from exc
+        self._known[key] = True
+
+    def forget(self, item_type: str, item_id: str) -> None:
+        self._known.pop((item_type, item_id), None)
+
+    async def follow_deletions(self, redis: Redis) -> None:
+        """Stops treating deleted items as votable as soon as the catalog says so."""
+
+        async def handle(message: str) -> None:
+            item_type, _, item_id = message.partition(":")
+            self.forget(item_type, item_id)
+
+        await subscribe_forever(redis, CATALOG_CHANNEL, handle, on_subscribed=self._known.clear)
+
+
+log = logging.getLogger("vote.clients")
+
+
+class ModerationClient:
+    """Reports suspicious agents to the reputation service, which owns the flag."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = moderation_service_pb2_grpc.ModerationServiceStub(channel)
+
+    async def flag(self, agent_id: str, reason: str) -> None:
+        try:
+            await self._stub.FlagAgent(moderation_service_pb2.FlagAgentRequest(agent_id=agent_id, reason=reason))
+            log.info("flagged agent %s: %s", agent_id, reason)
+        except grpc.aio.AioRpcError as exc:
+            # The agent's next vote breaks the same rule and reports it again.
+            log.warning("could not flag agent %s (%s); will retry on its next vote", agent_id, exc.code().name)

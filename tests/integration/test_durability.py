@@ -1,0 +1,75 @@
+"""No acknowledged vote is lost when Redis goes away mid-run, and every count
+converges back to what the votes table says."""
+
+from __future__ import annotations
+
+import itertools
+
+import httpx
+import psycopg
+import pytest
+
+from devstack.stack import Stack
+from tests.integration.conftest import eventually, make_songs, vote, votes_table_counts
+
+pytestmark = pytest.mark.integration
+
+
+def test_redis_outage_loses_no_vote_and_counts_converge(api: httpx.Client, stack: Stack) -> None:
+    if not stack.embedded_redis:
+        pytest.skip("needs the embedded Redis to stop and restart it")
+    keys = [api.post("/api/v1/agents", json={}).json()["api_key"] for _ in range(4)]
+    songs = make_songs(api, keys[0], 12)
+    ballots = itertools.product(range(len(keys)), range(len(songs)))  # 48 distinct (agent, song) votes
+    acknowledged: list[tuple[int, str]] = []
+
+    def cast(count: int) -> None:
+        for agent_index, song_index in itertools.islice(ballots, count):
+            direction = "up" if (agent_index + song_index) % 3 else "down"
+            reply = vote(api, keys[agent_index], songs[song_index], direction)
+            assert reply.status_code == 200, reply.text  # acknowledged: must be durable
+            acknowledged.append((agent_index, songs[song_index]))
+
+    cast(16)
+    stack.stop_process("redis")
+    try:
+        cast(16)  # votes keep being accepted, durably, while Redis is down
+    finally:
+        stack.start_redis()
+    cast(16)
+    eventually(lambda: api.get("/health").status_code == 200, timeout_s=30)
+
+    with psycopg.connect(stack.database_url or "") as conn:
+        stored = conn.execute("SELECT count(*) FROM vote.votes WHERE item_id = ANY(%s)", (songs,)).fetchone()
+    assert stored == (len(acknowledged),) == (48,)
+
+    def converged() -> bool:
+        for song_id in songs:
+            up, down = votes_table_counts(stack, "song", song_id)
+            catalog = api.get(f"/api/v1/songs/{song_id}").json()
+            counts = api.get(f"/api/v1/votes/song/{song_id}").json()
+            if (catalog["up_votes"], catalog["down_votes"]) != (up, down):
+                return False
+            if (counts["up_votes"], counts["down_votes"]) != (up, down):
+                return False
+        return True
+
+    eventually(converged, timeout_s=20, interval_s=0.5)
+
+
+def test_quota_still_holds_while_redis_is_down(api: httpx.Client, stack: Stack) -> None:
+    if not stack.embedded_redis:
+        pytest.skip("needs the embedded Redis to stop and restart it")
+    key = api.post("/api/v1/agents", json={}).json()["api_key"]
+    songs = make_songs(api, key, 101)
+    for song_id in songs[:100]:
+        assert vote(api, key, song_id).status_code == 200
+    stack.stop_process("redis")
+    try:
+        refused = vote(api, key, songs[100])
+    finally:
+        stack.start_redis()
+    eventually(lambda: api.get("/health").status_code == 200, timeout_s=30)
+    assert refused.status_code == 429, refused.text
+    assert "resets at" in refused.json()["message"]
+    assert votes_table_counts(stack, "song", songs[100]) == (0, 0)

@@ -1,0 +1,61 @@
+"""The shared event consumer against the real Redis stream: batches are
+handled, and an event that can never be applied is parked in a dead-letter
+stream instead of blocking everything behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from redis.asyncio import Redis
+
+from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
+from devstack.stack import Stack
+from services.common import events
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_poison_event_is_dead_lettered_and_the_rest_applied(stack: Stack) -> None:
+    group = f"test-{uuid.uuid4().hex[:8]}"
+    base = 10**15 + uuid.uuid4().int % 10**9
+
+    async def scenario() -> tuple[list[int], list[dict]]:
+        redis = Redis.from_url(stack.redis_url or "", decode_responses=True)
+        applied: list[int] = []
+
+        async def handle(batch: list[VoteEvent]) -> None:
+            if any(e.event_id == base + 1 for e in batch):
+                raise ValueError("cannot apply this one")
+            applied.extend(e.event_id for e in batch)
+
+        try:
+            await redis.xgroup_create(events.VOTE_EVENTS_STREAM, group, id="$", mkstream=True)
+            for n in range(3):
+                payload = {"event_id": base + n, "type": "vote", "agent_id": "nobody", "item_type": "song",
+                           "item_id": f"ghost-{n}", "direction": 1}  # fmt: skip
+                await redis.xadd(events.VOTE_EVENTS_STREAM, {events.EVENT_FIELD: json.dumps(payload)})
+            await redis.xadd(events.VOTE_EVENTS_STREAM, {events.EVENT_FIELD: "{not json"})
+            consumer = asyncio.create_task(events.consume(redis, group, "tester", handle, block_ms=50))
+            for _ in range(100):
+                if len(applied) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+            consumer.cancel()
+            dead = await redis.xrange(f"{events.VOTE_EVENTS_STREAM}:dead:{group}")
+            pending = await redis.xpending(events.VOTE_EVENTS_STREAM, group)
+            assert pending["pending"] == 0
+            return sorted(applied), [fields for _, fields in dead]
+        finally:
+            await redis.xgroup_destroy(events.VOTE_EVENTS_STREAM, group)
+            await redis.delete(f"{events.VOTE_EVENTS_STREAM}:dead:{group}")
+            await redis.aclose()
+
+    applied, dead = asyncio.run(scenario())
+    assert applied == [base, base + 2]
+    assert sorted(d["reason"] for d in dead) == ["ValueError", "undecodable"]
+    poisoned = next(d for d in dead if d["reason"] == "ValueError")
+    assert json.loads(poisoned[events.EVENT_FIELD])["event_id"] == str(base + 1)

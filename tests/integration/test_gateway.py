@@ -1,0 +1,101 @@
+"""The gateway itself: health, docs, reflection and routing, through Envoy."""
+
+from __future__ import annotations
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from aimusicstore.reputation.v1 import api_key_service_pb2, api_key_service_pb2_grpc
+from devstack.stack import Stack
+from gateway.envoy_config import PUBLIC_SERVICES
+from tests.integration.conftest import eventually
+
+pytestmark = pytest.mark.integration
+
+
+def test_health_is_200_and_names_every_service(api: httpx.Client) -> None:
+    reply = api.get("/health")
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["status"] == "healthy"
+    assert body["services"] == {"ranking": "SERVING", "reputation": "SERVING", "vote": "SERVING"}
+
+
+def test_openapi_and_docs_are_served(api: httpx.Client) -> None:
+    spec = api.get("/openapi.json")
+    assert spec.status_code == 200
+    assert spec.headers["content-type"].startswith("application/json")
+    paths = spec.json()["paths"]
+    assert "/api/v1/vote" in paths and "post" in paths["/api/v1/vote"]
+    docs = api.get("/docs")
+    assert docs.status_code == 200
+    assert "text/html" in docs.headers["content-type"]
+    assert "/api/v1/vote" in docs.text
+
+
+def test_reflection_lists_every_public_service_and_no_internal_one(channel: grpc.Channel) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+    names = {s.name for reply in replies for s in reply.list_services_response.service}
+    assert set(PUBLIC_SERVICES) <= names
+    assert "aimusicstore.reputation.v1.ApiKeyService" not in names
+
+
+def test_reflection_serves_descriptors_through_the_gateway(channel: grpc.Channel) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    request = reflection_pb2.ServerReflectionRequest(file_containing_symbol="aimusicstore.vote.v1.VoteService")
+    reply = next(iter(stub.ServerReflectionInfo(iter([request]), timeout=5)))
+    assert reply.file_descriptor_response.file_descriptor_proto, reply
+
+
+@pytest.mark.parametrize("service", sorted(PUBLIC_SERVICES))
+def test_grpc_health_answers_for_each_public_service(channel: grpc.Channel, service: str) -> None:
+    stub = health_pb2_grpc.HealthStub(channel)
+    reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_grpc_health_for_an_unknown_service_is_not_found(channel: grpc.Channel) -> None:
+    stub = health_pb2_grpc.HealthStub(channel)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Check(health_pb2.HealthCheckRequest(service="aimusicstore.nope.v1.Nope"), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_internal_services_are_not_routed(channel: grpc.Channel) -> None:
+    stub = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.VerifyApiKey(api_key_service_pb2.VerifyApiKeyRequest(api_key="ams_x"), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_unknown_path_is_404_json(api: httpx.Client) -> None:
+    reply = api.get("/api/v1/no-such-thing")
+    assert reply.status_code == 404
+    assert reply.json()["code"] == 5
+    assert reply.json()["message"]
+
+
+def test_health_names_a_service_that_is_down(stack: Stack, api: httpx.Client, channel: grpc.Channel) -> None:
+    stack.stop_process("ranking")
+    try:
+        reply = eventually(lambda: (r := api.get("/health")).status_code == 503 and r, timeout_s=10)
+        body = reply.json()
+        assert body["status"] == "unhealthy"
+        assert body["down"] == ["ranking"]
+        assert body["services"]["vote"] == "SERVING"
+        stub = health_pb2_grpc.HealthStub(channel)
+        reply = stub.Check(health_pb2.HealthCheckRequest(service="aimusicstore.ranking.v1.CatalogService"), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        reply = stub.Check(health_pb2.HealthCheckRequest(service="aimusicstore.vote.v1.VoteService"), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        # A request to the stopped service is a JSON 503, not a hang.
+        down = api.get("/api/v1/songs/anything")
+        assert down.status_code == 503
+        assert down.json()["code"] == 14
+    finally:
+        stack.start_service("ranking")
+    eventually(lambda: api.get("/health").status_code == 200, timeout_s=30)

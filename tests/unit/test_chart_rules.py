@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
+from services.common.errors import ResourceExhausted
+from services.ranking import charts, trending
+from services.ranking.charts import Tally
+from services.vote.live import MAX_BACKLOG, WATCHERS, LiveEvent, VoteFeed
+from services.vote.store import Counts
+
+
+def test_windows() -> None:
+    day = date(2026, 11, 22)
+    assert charts.window("daily", day) == (day, day)
+    assert charts.window("weekly", day) == (date(2026, 11, 16), day)
+    assert charts.window("monthly", day) == (date(2026, 10, 24), day)
+    assert charts.window("all_time", day) == (None, day)
+    assert charts.previous_date("weekly", day) == date(2026, 11, 15)
+    assert charts.previous_date("all_time", day) == date(2026, 11, 21)
+
+
+def test_score_ranking_breaks_ties_by_up_votes_then_id() -> None:
+    tallies = [Tally("b", 3, 1), Tally("a", 3, 1), Tally("c", 4, 2), Tally("d", 1, 0)]
+    assert [t.item_id for t in charts.rank(tallies, "score")] == ["c", "a", "b", "d"]
+
+
+def test_wilson_lower_bound_known_values() -> None:
+    assert charts.wilson_lower_bound(0, 0) == 0.0
+    assert charts.wilson_lower_bound(1, 0) == pytest.approx(0.2065, abs=1e-4)
+    assert charts.wilson_lower_bound(10, 0) == pytest.approx(0.7225, abs=1e-4)
+    assert charts.wilson_lower_bound(60, 40) == pytest.approx(0.5020, abs=1e-4)
+    # Few perfect votes rank below many mostly-positive ones.
+    ranked = charts.rank([Tally("few", 2, 0), Tally("many", 90, 10)], "best")
+    assert [t.item_id for t in ranked] == ["many", "few"]
+
+
+def test_controversial_favours_many_votes_split_evenly() -> None:
+    ranked = charts.rank([Tally("one-sided", 100, 1), Tally("split", 50, 50), Tally("small", 2, 2)], "controversial")
+    assert [t.item_id for t in ranked] == ["split", "small", "one-sided"]
+    assert charts.controversy(5, 0) == 0.0
+
+
+def test_movement() -> None:
+    assert charts.movement(1, None) == "new"
+    assert charts.movement(1, 3) == "up"
+    assert charts.movement(4, 3) == "down"
+    assert charts.movement(2, 2) == "same"
+
+
+def test_trending_decay_halves_every_half_life() -> None:
+    epoch = datetime(2026, 1, 1, tzinfo=UTC)
+    now = epoch + timedelta(hours=100)
+    half_life = 3600.0
+    fresh = trending.scaled_contribution(1.0, 1, now, epoch, half_life)
+    old = trending.scaled_contribution(1.0, 1, now - timedelta(hours=1), epoch, half_life)
+    assert trending.unscale(fresh, now, epoch, half_life) == pytest.approx(1.0)
+    assert trending.unscale(old, now, epoch, half_life) == pytest.approx(0.5)
+    assert trending.scaled_contribution(0.0, 1, now, epoch, half_life) == 0.0
+    assert trending.needs_new_epoch(epoch + timedelta(hours=201), epoch, half_life)
+    assert trending.keys_for("song", {"genre": "rock", "platform": ""}) == ["trending:song", "trending:song:genre:rock"]
+
+
+def _event(item_id: str) -> LiveEvent:
+    return LiveEvent(VoteEvent(type="vote", item_type="song", item_id=item_id, direction=1), Counts(1, 0))
+
+
+def test_a_slow_watcher_is_dropped_without_blocking_others() -> None:
+    async def scenario() -> None:
+        feed = VoteFeed(redis=None, store=None)  # type: ignore[arg-type]
+        slow_watcher, fast_watcher = feed.subscribe("song", ""), feed.subscribe("song", "x")
+        slow, fast = feed.events(slow_watcher), feed.events(fast_watcher)
+        assert WATCHERS._value.get() == 2
+        feed._publish(_event("x"))
+        assert (await fast.__anext__()).event.item_id == "x"
+        assert (await slow.__anext__()).event.item_id == "x"
+        for n in range(MAX_BACKLOG + 5):  # the slow one never reads again
+            feed._publish(_event(f"other-{n}"))
+        with pytest.raises(ResourceExhausted):
+            while True:
+                await slow.__anext__()
+        feed.unsubscribe(slow_watcher)
+        feed._publish(_event("x"))  # the filtered one was never blocked
+        assert (await fast.__anext__()).event.item_id == "x"
+        feed.unsubscribe(fast_watcher)
+        assert WATCHERS._value.get() == 0
+
+    asyncio.run(scenario())

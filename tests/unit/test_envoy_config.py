@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.envoy_config import CACHE_CONTROL, PUBLIC_SERVICES, build
+from services.common.config import GatewaySettings
+
+SETTINGS = GatewaySettings(
+    gateway_port=9999, api_port=9998, vote_target="vote:1", ranking_target="ranking:2", reputation_target="rep:3"
+)
+
+
+def _listeners(config: dict) -> dict[str, dict]:
+    return {
+        listener["name"]: listener["filter_chains"][0]["filters"][0]["typed_config"]
+        for listener in config["static_resources"]["listeners"]
+    }
+
+
+def _routes(hcm: dict) -> list[dict]:
+    return hcm["route_config"]["virtual_hosts"][0]["routes"]
+
+
+def test_public_listener_caches_and_sends_the_json_api_to_the_transcoding_listener() -> None:
+    config = build(SETTINGS, Path("/gen"))
+    gateway = _listeners(config)["gateway"]
+    assert [f["name"] for f in gateway["http_filters"]] == [
+        "envoy.filters.http.buffer",
+        "envoy.filters.http.cache",
+        "envoy.filters.http.router",
+    ]
+    assert _routes(gateway)[-1]["route"]["cluster"] == "api"
+    addresses = {ln["name"]: ln["address"]["socket_address"] for ln in config["static_resources"]["listeners"]}
+    assert addresses["gateway"]["port_value"] == 9999
+    assert addresses["api"] == {"address": "127.0.0.1", "port_value": 9998}
+
+
+def test_every_public_service_is_transcoded_and_routed_to_its_backend() -> None:
+    listeners = _listeners(build(SETTINGS, Path("/gen")))
+    api = listeners["api"]
+    transcoder = api["http_filters"][0]["typed_config"]
+    assert sorted(transcoder["services"]) == sorted(PUBLIC_SERVICES)
+    for hcm in listeners.values():  # native gRPC on the public port, transcoded gRPC on the API port
+        prefixes = {r["match"].get("prefix"): r.get("route", {}).get("cluster") for r in _routes(hcm)}
+        for service, backend in PUBLIC_SERVICES.items():
+            assert prefixes[f"/{service}/"] == backend
+
+
+def test_cacheable_reads_carry_cache_control() -> None:
+    api = _listeners(build(SETTINGS))["api"]
+    by_path = {r["match"].get("path"): r for r in _routes(api)}
+    for method, value in CACHE_CONTROL.items():
+        header = by_path[method]["response_headers_to_add"][0]["header"]
+        assert header == {"key": "cache-control", "value": value}
+    assert CACHE_CONTROL["/aimusicstore.ranking.v1.RankingService/GetTrending"] == "public, max-age=1"
+
+
+def test_internal_services_have_no_route() -> None:
+    for hcm in _listeners(build(SETTINGS)).values():
+        assert not any(
+            "ApiKeyService" in str(r["match"]) or "ModerationService" in str(r["match"]) for r in _routes(hcm)
+        )
+    assert "aimusicstore.reputation.v1.ApiKeyService" not in PUBLIC_SERVICES
+
+
+def test_transcoder_options_follow_the_contract() -> None:
+    transcoder = _listeners(build(SETTINGS))["api"]["http_filters"][0]["typed_config"]
+    assert transcoder["print_options"]["preserve_proto_field_names"] is True
+    assert transcoder["print_options"]["always_print_primitive_fields"] is True
+    assert transcoder["print_options"]["stream_newline_delimited"] is True
+    assert transcoder["request_validation_options"]["reject_unknown_query_parameters"] is True
+    assert transcoder["convert_grpc_status"] is True
+    assert transcoder["max_request_body_size"] == SETTINGS.max_request_bytes
+
+
+def test_clusters_point_at_the_configured_targets() -> None:
+    clusters = {c["name"]: c for c in build(SETTINGS)["static_resources"]["clusters"]}
+    address = clusters["ranking"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert address["socket_address"] == {"address": "ranking", "port_value": 2}
+    assert "http2_protocol_options" in str(clusters["vote"])
+
+
+def test_local_replies_are_json_with_a_grpc_code() -> None:
+    for hcm in _listeners(build(SETTINGS)).values():
+        mappers = hcm["local_reply_config"]["mappers"]
+        by_status = {m["filter"]["status_code_filter"]["comparison"]["value"]["default_value"]: m for m in mappers}
+        assert by_status[413]["body_format_override"]["json_format"]["code"] == 3
+        assert by_status[503]["body_format_override"]["json_format"]["code"] == 14

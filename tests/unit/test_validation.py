@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import pytest
+
+from services.common import pagination, validation
+from services.common.errors import InvalidArgument
+
+
+@pytest.mark.parametrize("good", ["a", "A9", "song-1", "x.y_z-0", "a" * 128])
+def test_identifier_accepts_the_contract_pattern(good: str) -> None:
+    assert validation.identifier("id", good) == good
+
+
+@pytest.mark.parametrize("bad", ["", "-a", ".a", "a b", "a/b", "a" * 129, "é", "a\x00"])
+def test_identifier_rejects_everything_else(bad: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        validation.identifier("item_id", bad)
+    assert caught.value.field == "item_id"
+
+
+def test_text_bounds_name_the_field() -> None:
+    assert validation.text("title", "  Song  ", min_len=1, max_len=10) == "Song"
+    with pytest.raises(InvalidArgument, match="title: is required"):
+        validation.text("title", "   ", min_len=1, max_len=10)
+    with pytest.raises(InvalidArgument, match="at most 3"):
+        validation.text("genre", "rock!", max_len=3)
+
+
+@pytest.mark.parametrize("url", ["https://suno.ai/song/1", "http://x.y"])
+def test_http_url_accepts_absolute_http_urls(url: str) -> None:
+    assert validation.http_url("platform_url", url) == url
+
+
+@pytest.mark.parametrize("url", ["ftp://x.y", "suno.ai/x", "https://", "javascript:alert(1)", "https://a b"])
+def test_http_url_rejects_others(url: str) -> None:
+    with pytest.raises(InvalidArgument, match="platform_url"):
+        validation.http_url("platform_url", url)
+
+
+def test_choice_lists_what_is_allowed() -> None:
+    with pytest.raises(InvalidArgument, match="must be one of song, tool"):
+        validation.item_type("album")
+
+
+def test_page_size_defaults_caps_and_rejects_negative() -> None:
+    assert pagination.page_size(0) == 20
+    assert pagination.page_size(7) == 7
+    assert pagination.page_size(1000) == 100
+    with pytest.raises(InvalidArgument, match="page_size"):
+        pagination.page_size(-1)
+
+
+def test_page_tokens_round_trip_and_reject_garbage() -> None:
+    token = pagination.encode_token(["2026-11-22T00:00:00+00:00", "song-1"])
+    assert pagination.decode_token(token, 2) == ["2026-11-22T00:00:00+00:00", "song-1"]
+    assert pagination.decode_token("", 2) is None
+    for garbage in ["!!!", "bm90IGpzb24", pagination.encode_token([1, 2, 3])]:
+        with pytest.raises(InvalidArgument, match="page_token"):
+            pagination.decode_token(garbage, 2)
