@@ -191,9 +191,18 @@ class Stack:
         if result.returncode != 0:
             raise RuntimeError(f"migrations failed:\n{result.stdout}\n{result.stderr}")
 
-    def start_service(self, name: str) -> None:
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.log_dir / f"{name}.log"
+        if not path.exists():
+            return f"(no log for {name})"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def start_service(self, name: str, timeout_s: float = 60) -> None:
         proc = self._spawn(name, [sys.executable, "-m", f"services.{name}"])
-        wait_for_port(self.ports[name], 30, proc, f"{name} service")
+        try:
+            wait_for_port(self.ports[name], timeout_s, proc, f"{name} service")
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; last lines of its log:\n{self.log_tail(name)}") from exc
 
     def start_gateway(self) -> None:
         proc = self._spawn("sidecar", [sys.executable, "-m", "gateway.sidecar"])

@@ -31,6 +31,7 @@ from aimusicstore.reputation.v1 import agent_service_pb2  # noqa: F401
 from aimusicstore.vote.v1 import vote_service_pb2  # noqa: F401
 from gateway.envoy_config import PUBLIC_SERVICES
 from services.common import logs
+from services.common.channels import peer_channel
 from services.common.config import GatewaySettings
 
 log = logging.getLogger("sidecar")
@@ -45,7 +46,7 @@ class BackendHealth:
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.deadline_s = settings.health_deadline_s
-        self.channels = {name: grpc.aio.insecure_channel(target) for name, target in settings.targets().items()}
+        self.channels = {name: peer_channel(target) for name, target in settings.targets().items()}
         self.stubs = {name: health_pb2_grpc.HealthStub(ch) for name, ch in self.channels.items()}
 
     async def check(self, backend: str, service: str = "") -> int:

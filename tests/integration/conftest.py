@@ -40,6 +40,21 @@ def _fresh_database(base_url: str) -> tuple[str, Callable[[], None]]:
     return base_url.rsplit("/", 1)[0] + "/" + name, drop
 
 
+_LOG_DIRS: list[Path] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:
+    """When anything failed, shows the end of every component's log: CI keeps
+    only the terminal output, and a failure in a shared stack is often
+    explained by what a service printed, not by the test."""
+    if exitstatus == 0 or not _LOG_DIRS:
+        return
+    for log in sorted(_LOG_DIRS[0].glob("*.log")):
+        lines = log.read_text(errors="replace").splitlines()[-30:]
+        terminalreporter.write_sep("-", f"last lines of {log.name}")
+        terminalreporter.write_line("\n".join(lines))
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     database_url = os.environ.get("DATABASE_URL") or None
@@ -67,6 +82,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )
     running.start()
     running.ports["vote_metrics"] = vote_metrics_port
+    _LOG_DIRS.append(running.log_dir)
     try:
         yield running
     finally:
