@@ -286,7 +286,7 @@ class RankingStore:
             {"item_type": k[0], "item_id": k[1], "day": k[2], "up_votes": v[0], "down_votes": v[1]}
             for k, v in sorted(days.items())
         ]
-        upsert = pg_insert(daily_tallies).values(tally_rows)
+        upsert = pg_insert(daily_tallies)
         await conn.execute(
             upsert.on_conflict_do_update(
                 index_elements=[daily_tallies.c.item_type, daily_tallies.c.item_id, daily_tallies.c.day],
@@ -294,7 +294,8 @@ class RankingStore:
                     "up_votes": daily_tallies.c.up_votes + upsert.excluded.up_votes,
                     "down_votes": daily_tallies.c.down_votes + upsert.excluded.down_votes,
                 },
-            )
+            ),
+            tally_rows,
         )
         return new_counts
 
@@ -337,7 +338,7 @@ class RankingStore:
             )
             deltas[(item_type, item_id)] += trend.scaled(weight, event.direction, voted_at)
         if cast:
-            await conn.execute(pg_insert(votes).values(cast).on_conflict_do_nothing())
+            await conn.execute(pg_insert(votes).on_conflict_do_nothing(), cast)
         return deltas
 
     async def _move_trending(self, deltas: dict[tuple[str, str], float], attributes: dict) -> None:

@@ -243,7 +243,7 @@ class ReputationStore:
                 delete(votes).where(tuple_(votes.c.agent_id, votes.c.item_type, votes.c.item_id).in_(gone))
             )
         if cast:
-            upsert = pg_insert(votes).values(cast)
+            upsert = pg_insert(votes)
             await conn.execute(
                 upsert.on_conflict_do_update(
                     index_elements=[votes.c.agent_id, votes.c.item_type, votes.c.item_id],
@@ -252,7 +252,8 @@ class ReputationStore:
                         "cast_at": upsert.excluded.cast_at,
                         "earns": upsert.excluded.earns,
                     },
-                )
+                ),
+                cast,
             )
 
     async def _apply_score_deltas(self, conn, deltas: dict[tuple[str, str], int]) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
@@ -261,13 +262,14 @@ class ReputationStore:
         if not changed:
             return []
         rows = [{"item_type": t, "item_id": i, "score": d} for (t, i), d in sorted(changed.items())]
-        upsert = pg_insert(item_scores).values(rows)
+        upsert = pg_insert(item_scores)
         new_scores = (
             await conn.execute(
                 upsert.on_conflict_do_update(
                     index_elements=[item_scores.c.item_type, item_scores.c.item_id],
                     set_={"score": item_scores.c.score + upsert.excluded.score},
-                ).returning(item_scores.c.item_type, item_scores.c.item_id, item_scores.c.score)
+                ).returning(item_scores.c.item_type, item_scores.c.item_id, item_scores.c.score),
+                rows,
             )
         ).all()
         flipped = []

@@ -50,6 +50,9 @@ class VoteFeed:
         self.redis = redis
         self.store = store
         self._watchers: set[_Watcher] = set()
+        # The stream is read only while someone watches: under load, reading
+        # and decoding every event for nobody cost ~3% of the vote service.
+        self._watched = asyncio.Event()
 
     def subscribe(self, item_type: str, item_id: str) -> _Watcher:
         """Validates the filters and registers a watcher at once, so nothing
@@ -58,11 +61,14 @@ class VoteFeed:
         item_id = validation.identifier("item_id", item_id) if item_id else ""
         watcher = _Watcher(item_type, item_id)
         self._watchers.add(watcher)
+        self._watched.set()
         WATCHERS.set(len(self._watchers))
         return watcher
 
     def unsubscribe(self, watcher: _Watcher) -> None:
         self._watchers.discard(watcher)
+        if not self._watchers:
+            self._watched.clear()
         WATCHERS.set(len(self._watchers))
 
     async def events(self, watcher: _Watcher) -> AsyncIterator[LiveEvent]:
@@ -87,10 +93,17 @@ class VoteFeed:
                 watcher.queue.put_nowait(None)
 
     async def run(self) -> None:
-        """Reads new stream entries forever and hands them to the watchers."""
+        """Reads new stream entries forever and hands them to the watchers.
+
+        With no watcher, it sleeps; the first watcher restarts it at the
+        stream's end (`$`), so a watcher sees the events relayed from the
+        moment the reader resumes, an event-loop turn after it subscribed."""
         last_id = "$"
         while True:
             try:
+                if not self._watched.is_set():
+                    await self._watched.wait()
+                    last_id = "$"
                 reply = await self.redis.xread({events.VOTE_EVENTS_STREAM: last_id}, count=500, block=1000)
                 if not reply:
                     continue
