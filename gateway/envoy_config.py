@@ -9,10 +9,17 @@ native gRPC for every public service, /health (via the sidecar),
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pool
+
+from aimusicstore.ranking.v1 import catalog_service_pb2, ranking_service_pb2  # noqa: F401 - registers descriptors
+from aimusicstore.reputation.v1 import agent_service_pb2  # noqa: F401
+from aimusicstore.vote.v1 import vote_service_pb2  # noqa: F401
 from services.common.config import GatewaySettings
 
 GENERATED = Path(__file__).resolve().parent / "generated"
@@ -38,6 +45,48 @@ CACHE_CONTROL = {
     "/aimusicstore.vote.v1.VoteService/GetVoteCounts": "no-cache",
 }
 REQUEST_TIMEOUT = "15s"
+
+_TEMPLATE_VARIABLE = re.compile(r"\{([^}=]+)(?:=([^}]*))?\}")
+
+
+def _template_regex(template: str) -> str:
+    """A google.api.http path template as an anchored regex (RE2 syntax)."""
+    out, last = [], 0
+    for match in _TEMPLATE_VARIABLE.finditer(template):
+        out.append(re.escape(template[last : match.start()]))
+        pattern = match.group(2)
+        if pattern is None or pattern == "*":
+            out.append("[^/]+")
+        elif pattern == "**":
+            out.append(".+")
+        elif "*" in pattern:
+            raise ValueError(f"unsupported path template variable in {template!r}")
+        else:
+            out.append(re.escape(pattern))
+        last = match.end()
+    out.append(re.escape(template[last:]))
+    return "^" + "".join(out) + "$"
+
+
+def cached_read_paths() -> list[str]:
+    """Regexes of the JSON GET paths that shared caches may keep (max-age in
+    CACHE_CONTROL), read from the protos' http rules so they cannot drift."""
+    pool = descriptor_pool.Default()
+    regexes = []
+    for method_path, cache_control in CACHE_CONTROL.items():
+        if "max-age" not in cache_control:
+            continue
+        rule = (
+            pool.FindMethodByName(method_path.strip("/").replace("/", "."))
+            .GetOptions()
+            .Extensions[annotations_pb2.http]
+        )
+        for binding in [rule, *rule.additional_bindings]:
+            if binding.WhichOneof("pattern") != "get":
+                raise ValueError(f"{method_path} is cached but is not a GET")
+            regexes.append(_template_regex(binding.get))
+    return regexes
+
 
 _TYPE = "@type"
 _JSON = {"key": "content-type", "value": "application/json"}
@@ -111,7 +160,9 @@ def _cluster(name: str, target: str, http2: bool = True) -> dict[str, Any]:
 
 def _gateway_routes(generated: Path) -> list[dict[str, Any]]:
     """The public port: plain HTTP endpoints, native gRPC straight to the
-    services, and everything else (the JSON API) to the transcoding listener."""
+    services, the edge-cached JSON reads to the transcoding listener behind
+    the cache, and every other JSON call transcoded here (one pass through
+    Envoy instead of two: votes are the hot path)."""
     routes: list[dict[str, Any]] = [
         {"match": {"path": "/health"}, "route": {"cluster": "sidecar_http", "timeout": "3s"}},
         {
@@ -127,24 +178,51 @@ def _gateway_routes(generated: Path) -> list[dict[str, Any]]:
         {"match": {"prefix": "/grpc.health.v1.Health/"}, "route": {"cluster": "sidecar_grpc", "timeout": "3s"}},
         {"match": {"prefix": "/grpc.reflection."}, "route": {"cluster": "sidecar_grpc", "timeout": "0s"}},
     ]
-    # Only the JSON API is buffered and cached: gRPC streams (reflection is
-    # bidirectional) must not be buffered, and direct responses have no upstream.
+    # Only the JSON API is buffered, cached and transcoded: gRPC streams
+    # (reflection is bidirectional) must not be buffered, and direct
+    # responses have no upstream.
     for route in routes:
-        route["typed_per_filter_config"] = _EDGE_FILTERS_OFF
-    for route in _grpc_routes(with_cache_control=False):
-        routes.append(route | {"typed_per_filter_config": _EDGE_FILTERS_OFF})
-    # The JSON API, with no timeout here: the API listener enforces its own
-    # (and a live event stream has none).
-    routes.append({"match": {"prefix": "/"}, "route": {"cluster": "api", "timeout": "0s", "idle_timeout": "3600s"}})
+        route["typed_per_filter_config"] = _filters_off(_BUFFER, _CACHE, _TRANSCODER)
+    # Native gRPC, and where a JSON call lands once the transcoder has
+    # rewritten it to its gRPC path (the route is matched again).
+    for route in _grpc_routes(with_cache_control=True):
+        routes.append(route | {"typed_per_filter_config": _filters_off(_BUFFER, _CACHE)})
+    # Cached reads go through the cache to the transcoding listener, which adds
+    # their Cache-Control; no timeout here: that listener enforces its own.
+    for regex in cached_read_paths():
+        routes.append(
+            {
+                "match": {"safe_regex": {"regex": regex}, "headers": [_method_is("GET")]},
+                "route": {"cluster": "api", "timeout": REQUEST_TIMEOUT},
+                "typed_per_filter_config": _filters_off(_TRANSCODER),
+            }
+        )
+    # Everything else under the JSON API is transcoded on this listener. The
+    # live event stream has no request timeout (its gRPC route has none).
+    routes.append(
+        {
+            "match": {"prefix": "/"},
+            "route": {"cluster": "api", "timeout": "0s", "idle_timeout": "3600s"},
+            "typed_per_filter_config": _filters_off(_CACHE),
+        }
+    )
     return routes
 
 
 # JSON bodies are buffered at the edge so an oversized one is refused (413)
-# before it travels further, and JSON reads are cached; other routes skip both.
-_EDGE_FILTERS_OFF = {
-    name: {_TYPE: "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
-    for name in ("envoy.filters.http.buffer", "envoy.filters.http.cache")
-}
+# before it travels further, and cacheable JSON reads are cached; routes turn
+# off the filters that do not apply to them.
+_BUFFER = "envoy.filters.http.buffer"
+_CACHE = "envoy.filters.http.cache"
+_TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
+
+
+def _filters_off(*names: str) -> dict[str, Any]:
+    return {name: {_TYPE: "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True} for name in names}
+
+
+def _method_is(method: str) -> dict[str, Any]:
+    return {"name": ":method", "string_match": {"exact": method}}
 
 
 def _grpc_routes(with_cache_control: bool) -> list[dict[str, Any]]:
@@ -228,11 +306,12 @@ def _listener(name: str, host: str, port: int, hcm: dict[str, Any]) -> dict[str,
 def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, Any]:
     """Two listeners. The public one caches (Envoy's HTTP cache filter, which
     honours the Cache-Control the API listener adds to trending and chart
-    reads), so repeated reads never reach Python. A cached request skips every
-    filter after the cache filter, so the transcoder cannot share its chain:
-    it lives on a second listener, on loopback, behind the first."""
+    reads), so repeated reads never reach Python. The cache filter cannot
+    store what a transcoder later in its own chain produces, so cacheable
+    reads are transcoded on a second listener, on loopback, behind the cache;
+    every other JSON call is transcoded on the public listener itself."""
     cache = {
-        "name": "envoy.filters.http.cache",
+        "name": _CACHE,
         "typed_config": {
             _TYPE: "type.googleapis.com/envoy.extensions.filters.http.cache.v3.CacheConfig",
             "typed_config": {
@@ -241,14 +320,14 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
         },
     }
     body_limit = {
-        "name": "envoy.filters.http.buffer",
+        "name": _BUFFER,
         "typed_config": {
             _TYPE: "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
             "max_request_bytes": settings.max_request_bytes,
         },
     }
     transcoder = {
-        "name": "envoy.filters.http.grpc_json_transcoder",
+        "name": _TRANSCODER,
         "typed_config": {
             _TYPE: "type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
             "proto_descriptor": str(generated / "descriptors.binpb"),
@@ -282,7 +361,7 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
                     "gateway",
                     settings.gateway_host,
                     settings.gateway_port,
-                    _hcm("gateway", _gateway_routes(generated), [body_limit, cache]),
+                    _hcm("gateway", _gateway_routes(generated), [body_limit, cache, transcoder]),
                 ),
                 _listener("api", "127.0.0.1", settings.api_port, _hcm("api", _api_routes(), [transcoder])),
             ],

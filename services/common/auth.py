@@ -83,14 +83,18 @@ class Authenticator:
         # was just issued is never refused for long.
         self._invalid: TTLCache[bytes, bool] = TTLCache(maxsize=100_000, ttl=1.0)
 
-    async def caller(self, context: grpc.aio.ServicerContext) -> Caller:
-        """The authenticated caller; UNAUTHENTICATED when there is none."""
-        caller = await self.optional_caller(context)
+    async def caller(self, context: grpc.aio.ServicerContext, *, check_revoked: bool = True) -> Caller:
+        """The authenticated caller; UNAUTHENTICATED when there is none.
+
+        check_revoked=False skips the per-call Redis check of a cached key's
+        revocation marker, for a caller that checks the marker itself in the
+        same round trip as its own work (the vote admission script does)."""
+        caller = await self.optional_caller(context, check_revoked=check_revoked)
         if caller is None:
             raise Unauthenticated("this call needs an API key: send 'Authorization: Bearer <api_key>'")
         return caller
 
-    async def optional_caller(self, context: grpc.aio.ServicerContext) -> Caller | None:
+    async def optional_caller(self, context: grpc.aio.ServicerContext, *, check_revoked: bool = True) -> Caller | None:
         token = bearer_token(context)
         if token is None:
             return None
@@ -100,7 +104,7 @@ class Authenticator:
             raise Unauthenticated("the API key is not valid")
         key_hash = hash_api_key(token)
         cached = self._cache.get(key_hash)
-        if cached is not None and self._revocations is not None:
+        if cached is not None and check_revoked and self._revocations is not None:
             try:
                 if await self._revocations.exists(REVOKED_KEY.format(key_hash=key_hash.hex())):
                     self.forget(key_hash)

@@ -79,67 +79,80 @@ def _finish(method: str, started: float, code: grpc.StatusCode) -> None:
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self) -> None:
+        # One wrapped handler per registered method, built on its first call:
+        # wrapping per call cost a handler object and two closures per RPC.
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
         method = details.method
-        # Health and reflection are grpc's own, well-behaved handlers.
-        if handler is None or method.startswith("/grpc."):
-            return handler
-        metadata = details.invocation_metadata
+        wrapped = self._handlers.get(method)
+        if wrapped is None:
+            handler = await continuation(details)
+            if handler is None:  # an unknown method: not cached, so the dict stays bounded
+                return handler
+            wrapped = self._handlers[method] = _wrap(method, handler)
+        return wrapped
 
-        if handler.unary_unary:
-            inner_unary = handler.unary_unary
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                request_id_var.set(_request_id(metadata))
-                started = time.perf_counter()
-                code = grpc.StatusCode.OK
-                try:
-                    return await inner_unary(request, context)
-                except grpc.aio.AbortError:
-                    code = context.code() or grpc.StatusCode.UNKNOWN
-                    raise
-                except Exception as exc:  # noqa: BLE001 - mapped below, never leaked
-                    code = _code_for(exc)
-                    await _abort_for(exc, method, context)
-                finally:
-                    _finish(method, started, code)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-
-        if handler.unary_stream:
-            inner_stream = handler.unary_stream
-
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                request_id_var.set(_request_id(metadata))
-                started = time.perf_counter()
-                code = grpc.StatusCode.OK
-                try:
-                    async for item in inner_stream(request, context):
-                        yield item
-                except grpc.aio.AbortError:
-                    code = context.code() or grpc.StatusCode.UNKNOWN
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    code = _code_for(exc)
-                    await _abort_for(exc, method, context)
-                finally:
-                    _finish(method, started, code)
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    # Health and reflection are grpc's own, well-behaved handlers.
+    if method.startswith("/grpc."):
         return handler
+
+    if handler.unary_unary:
+        inner_unary = handler.unary_unary
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            request_id_var.set(_request_id(context.invocation_metadata()))
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                return await inner_unary(request, context)
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as exc:  # noqa: BLE001 - mapped below, never leaked
+                code = _code_for(exc)
+                await _abort_for(exc, method, context)
+            finally:
+                _finish(method, started, code)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    if handler.unary_stream:
+        inner_stream = handler.unary_stream
+
+        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            request_id_var.set(_request_id(context.invocation_metadata()))
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                async for item in inner_stream(request, context):
+                    yield item
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as exc:  # noqa: BLE001
+                code = _code_for(exc)
+                await _abort_for(exc, method, context)
+            finally:
+                _finish(method, started, code)
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
 
 
 class DeadlineClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):

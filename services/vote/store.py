@@ -191,11 +191,10 @@ class CastOutcome:
 _INSERT_VOTES_WITH_EVENTS = text(
     """
     WITH input AS (
-        SELECT * FROM unnest(
-            CAST(:agent_ids AS text[]), CAST(:item_types AS text[]), CAST(:item_ids AS text[]),
-            CAST(:directions AS smallint[]), CAST(:comments AS text[]), CAST(:ratings AS smallint[]),
-            CAST(:created AS timestamptz[]), CAST(:events AS jsonb[])
-        ) AS t(agent_id, item_type, item_id, direction, comment, rating, created_at, event)
+        SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS t(
+            agent_id text, item_type text, item_id text, direction smallint, comment text, rating smallint,
+            created_at timestamptz, event jsonb
+        )
     ), inserted AS (
         INSERT INTO vote.votes (agent_id, item_type, item_id, direction, comment, rating, created_at)
         SELECT agent_id, item_type, item_id, direction, comment, rating, created_at FROM input
@@ -402,19 +401,23 @@ class VoteStore:
         # One statement (atomic on its own): the votes, and an outbox event
         # for each one actually inserted. One round trip per batch.
         async with self.reads.connect() as conn:
-            result = await conn.execute(
-                _INSERT_VOTES_WITH_EVENTS,
+            # The batch travels as one JSON document: json.dumps is C code,
+            # where eight typed array parameters were dumped element by
+            # element in Python (~5% of the service's CPU).
+            batch = [
                 {
-                    "agent_ids": [p.vote.agent_id for p in requests],
-                    "item_types": [p.vote.item_type for p in requests],
-                    "item_ids": [p.vote.item_id for p in requests],
-                    "directions": [p.vote.direction for p in requests],
-                    "comments": [p.vote.comment for p in requests],
-                    "ratings": [p.vote.rating for p in requests],
-                    "created": [p.vote.created_at for p in requests],
-                    "events": [json.dumps(p.event) for p in requests],
-                },
-            )
+                    "agent_id": p.vote.agent_id,
+                    "item_type": p.vote.item_type,
+                    "item_id": p.vote.item_id,
+                    "direction": p.vote.direction,
+                    "comment": p.vote.comment,
+                    "rating": p.vote.rating,
+                    "created_at": p.vote.created_at.isoformat(),
+                    "event": p.event,
+                }
+                for p in requests
+            ]
+            result = await conn.execute(_INSERT_VOTES_WITH_EVENTS, {"rows": json.dumps(batch)})
             stored: dict[tuple[str, str, str], tuple[PendingVote, VoteRow]] = {}
             for agent_id, item_type, item_id, vote_id, created_at in result:
                 key = (agent_id, item_type, item_id)

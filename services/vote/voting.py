@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 
 from services.common import pagination, validation
 from services.common.auth import Caller
@@ -39,7 +40,12 @@ class Quotas:
 
 def utc_day(now: datetime) -> tuple[str, datetime, datetime]:
     """The UTC day of `now` as YYYYMMDD, its start, and when the next one starts."""
-    start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return _utc_day(now.astimezone(UTC).date())
+
+
+@lru_cache(maxsize=8)  # computed once a day, not once a vote
+def _utc_day(day: date) -> tuple[str, datetime, datetime]:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return start.strftime("%Y%m%d"), start, start + timedelta(days=1)
 
 

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.envoy_config import CACHE_CONTROL, PUBLIC_SERVICES, build
+import pytest
+
+from gateway.envoy_config import CACHE_CONTROL, PUBLIC_SERVICES, _template_regex, build, cached_read_paths
 from services.common.config import GatewaySettings
 
 SETTINGS = GatewaySettings(
@@ -21,18 +23,43 @@ def _routes(hcm: dict) -> list[dict]:
     return hcm["route_config"]["virtual_hosts"][0]["routes"]
 
 
-def test_public_listener_caches_and_sends_the_json_api_to_the_transcoding_listener() -> None:
+def test_public_listener_caches_reads_and_transcodes_the_rest_itself() -> None:
     config = build(SETTINGS, Path("/gen"))
     gateway = _listeners(config)["gateway"]
     assert [f["name"] for f in gateway["http_filters"]] == [
         "envoy.filters.http.buffer",
         "envoy.filters.http.cache",
+        "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.router",
     ]
-    assert _routes(gateway)[-1]["route"]["cluster"] == "api"
+    routes = _routes(gateway)
+    cached = [r for r in routes if "safe_regex" in r["match"]]
+    assert {r["match"]["safe_regex"]["regex"] for r in cached} == set(cached_read_paths())
+    for route in cached:  # through the cache to the transcoding listener
+        assert route["route"]["cluster"] == "api"
+        assert route["match"]["headers"] == [{"name": ":method", "string_match": {"exact": "GET"}}]
+        assert list(route["typed_per_filter_config"]) == ["envoy.filters.http.grpc_json_transcoder"]
+    # Every other JSON call is transcoded here, past a disabled cache.
+    assert routes[-1]["match"] == {"prefix": "/"}
+    assert list(routes[-1]["typed_per_filter_config"]) == ["envoy.filters.http.cache"]
     addresses = {ln["name"]: ln["address"]["socket_address"] for ln in config["static_resources"]["listeners"]}
     assert addresses["gateway"]["port_value"] == 9999
     assert addresses["api"] == {"address": "127.0.0.1", "port_value": 9998}
+
+
+def test_cached_read_paths_come_from_the_http_rules() -> None:
+    paths = cached_read_paths()
+    assert "^/api/v1/trending$" in paths
+    assert "^/api/v1/top/[^/]+$" in paths
+    assert "^/api/v1/songs/[^/]+/history$" in paths and "^/api/v1/tools/[^/]+/history$" in paths
+    assert not any("/vote" in p for p in paths)
+
+
+def test_path_templates_become_anchored_regexes() -> None:
+    assert _template_regex("/api/v1/{collection=songs}/{item_id}/history") == "^/api/v1/songs/[^/]+/history$"
+    assert _template_regex("/files/{path=**}") == "^/files/.+$"
+    with pytest.raises(ValueError, match="unsupported"):
+        _template_regex("/api/v1/{name=items/*}")
 
 
 def test_every_public_service_is_transcoded_and_routed_to_its_backend() -> None:
