@@ -213,7 +213,7 @@ def _gateway_routes(generated: Path) -> list[dict[str, Any]]:
 # before it travels further, and cacheable JSON reads are cached; routes turn
 # off the filters that do not apply to them.
 _BUFFER = "envoy.filters.http.buffer"
-_CACHE = "envoy.filters.http.cache"
+_CACHE = "envoy.filters.http.cache_v2"
 _TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 
 
@@ -313,9 +313,13 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
     cache = {
         "name": _CACHE,
         "typed_config": {
-            _TYPE: "type.googleapis.com/envoy.extensions.filters.http.cache.v3.CacheConfig",
+            # CacheV2, not the older cache filter: when an entry expires it
+            # sends one request upstream and holds the other readers of that
+            # entry for its answer, where the old filter let every waiting
+            # client miss at once (a stall of 64 requests queued in Python).
+            _TYPE: "type.googleapis.com/envoy.extensions.filters.http.cache_v2.v3.CacheV2Config",
             "typed_config": {
-                _TYPE: "type.googleapis.com/envoy.extensions.http.cache.simple_http_cache.v3.SimpleHttpCacheConfig"
+                _TYPE: "type.googleapis.com/envoy.extensions.http.cache_v2.simple_http_cache.v3.SimpleHttpCacheV2Config"
             },
         },
     }

@@ -28,7 +28,7 @@ def test_public_listener_caches_reads_and_transcodes_the_rest_itself() -> None:
     gateway = _listeners(config)["gateway"]
     assert [f["name"] for f in gateway["http_filters"]] == [
         "envoy.filters.http.buffer",
-        "envoy.filters.http.cache",
+        "envoy.filters.http.cache_v2",
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.router",
     ]
@@ -41,7 +41,7 @@ def test_public_listener_caches_reads_and_transcodes_the_rest_itself() -> None:
         assert list(route["typed_per_filter_config"]) == ["envoy.filters.http.grpc_json_transcoder"]
     # Every other JSON call is transcoded here, past a disabled cache.
     assert routes[-1]["match"] == {"prefix": "/"}
-    assert list(routes[-1]["typed_per_filter_config"]) == ["envoy.filters.http.cache"]
+    assert list(routes[-1]["typed_per_filter_config"]) == ["envoy.filters.http.cache_v2"]
     addresses = {ln["name"]: ln["address"]["socket_address"] for ln in config["static_resources"]["listeners"]}
     assert addresses["gateway"]["port_value"] == 9999
     assert addresses["api"] == {"address": "127.0.0.1", "port_value": 9998}
