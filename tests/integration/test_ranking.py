@@ -126,6 +126,24 @@ def test_trending_prefers_recent_votes_and_is_fresh(api: httpx.Client, agent: di
     assert entries[0]["rank"] == 1 and entries[0]["up_votes"] == 1 and entries[0]["title"] == "T"
 
 
+def test_edge_cache_serves_trending_but_never_items(api: httpx.Client, agent: dict[str, Any]) -> None:
+    """Trending is kept at the edge for its max-age; item reads, which must
+    show a vote within a second, are transcoded on the public listener and
+    marked no-cache (the cache filter stores nothing for them)."""
+    params = {"genre": unique("genre")}
+    first = api.get("/api/v1/trending", params=params)
+    second = api.get("/api/v1/trending", params=params)
+    assert first.status_code == second.status_code == 200
+    assert "age" in second.headers  # answered by Envoy's cache
+    song = new_song(api, agent["key"])
+    reads = [api.get(f"/api/v1/songs/{song}") for _ in range(2)]
+    assert all(r.status_code == 200 and r.headers["cache-control"] == "no-cache" for r in reads)
+    assert "age" not in reads[1].headers
+    assert vote(api, new_agent(api)["key"], song).status_code == 200
+    # No cached copy hides the vote: the item shows it within the contract's second.
+    eventually(lambda: api.get(f"/api/v1/songs/{song}").json()["up_votes"] == 1, 1.0)
+
+
 def test_trending_weighs_reputation(api: httpx.Client, agent: dict[str, Any]) -> None:
     veteran = new_agent(api)
     for song_id in [new_song(api, agent["key"]) for _ in range(5)]:
