@@ -43,6 +43,10 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
     async def relay_outbox() -> None:
         await relay_forever(store)
 
+    async def forget_durable_events() -> None:
+        # Relayed events stay in the outbox until Redis has surely kept them.
+        await every(30, "forget durable outbox events", store.forget_durable_events, run_first=False)
+
     async def reconcile_counts() -> None:
         # Rewrites cached counts that drifted from the votes table (a vote
         # acknowledged while Redis was away, a Redis restart...).
@@ -56,7 +60,14 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
 
     return Registration(
         services=[vote_service_pb2.DESCRIPTOR.services_by_name["VoteService"].full_name],
-        background=[relay_outbox, reconcile_counts, follow_auth_changes, follow_catalog_deletions, feed.run],
+        background=[
+            relay_outbox,
+            forget_durable_events,
+            reconcile_counts,
+            follow_auth_changes,
+            follow_catalog_deletions,
+            feed.run,
+        ],
         on_close=[voting.batcher.close, reputation.close, ranking.close],
     )
 

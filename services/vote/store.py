@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import and_, delete, func, insert, or_, select, text, tuple_
@@ -17,6 +18,10 @@ from services.common.auth import REVOKED_KEY
 from services.vote.tables import outbox, votes
 
 log = logging.getLogger("vote.store")
+
+EVENTS_RELAYED_AGAIN = Counter(
+    "vote_events_relayed_again_total", "Vote events published again because Redis lost them from the stream"
+)
 
 # Per-item counts in Redis: a hash with fields up and down. Seeded from the
 # votes table when missing and expired after a day idle; the reconciliation
@@ -212,23 +217,66 @@ _INSERT_VOTES_WITH_EVENTS = text(
 )
 
 
-# The relay's take: delete the oldest events and return them as the stream's
-# JSON text (the payload plus its event_id).
+# The relay's take: the oldest events not yet relayed, as the stream's JSON
+# text (the payload plus its event_id).
 _TAKE_OUTBOX_EVENTS = text(
     """
-    DELETE FROM vote.outbox
-    WHERE id IN (SELECT id FROM vote.outbox ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING id, (payload || jsonb_build_object('event_id', id))::text
+    SELECT id, (payload || jsonb_build_object('event_id', id))::text FROM vote.outbox
+    WHERE relayed_at IS NULL ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
     """
 )
-# Publishes a batch of events in one command, in order.
-# KEYS: the stream. ARGV: approximate max length, field, then the events.
-_XADD_ALL = """
-for i = 3, #ARGV do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', ARGV[2], ARGV[i])
+_MARK_RELAYED = text(
+    """
+    UPDATE vote.outbox o SET relayed_at = now(), stream_ms = t.ms, stream_seq = t.seq
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:ms AS bigint[]), CAST(:seq AS bigint[])) AS t(id, ms, seq)
+    WHERE o.id = t.id
+    """
+)
+# Redis lost the stream's tail: every event relayed after the last entry it
+# still has goes out again.
+_RELAY_AGAIN_AFTER = text(
+    """
+    UPDATE vote.outbox SET relayed_at = NULL, stream_ms = NULL, stream_seq = NULL
+    WHERE relayed_at IS NOT NULL AND (stream_ms, stream_seq) > (:ms, :seq)
+    """
+)
+_LAST_RELAYED = text(
+    """
+    SELECT stream_ms, stream_seq FROM vote.outbox WHERE relayed_at IS NOT NULL
+    ORDER BY stream_ms DESC, stream_seq DESC LIMIT 1
+    """
+)
+# Entries up to a verified one are in Redis; after a minute they are on disk
+# too (appendfsync everysec), so their rows can go.
+_FORGET_DURABLE = text(
+    """
+    DELETE FROM vote.outbox WHERE relayed_at < now() - make_interval(secs => :fsync_margin_s)
+    AND (stream_ms, stream_seq) <= (:ms, :seq)
+    """
+)
+# Publishes a batch of events in one command, in order, after checking that
+# the entry this relay published last is still there (Redis loses only the
+# tail of a stream, so if it is, every earlier one is too).
+# KEYS: the stream. ARGV: last published id ('' for none), approximate max
+# length, field, then the events.
+# Returns {'lost', id of the stream's last entry or '0-0'} without adding
+# anything, or {'ok', id of each added entry...}.
+_CHECK_AND_XADD = """
+if ARGV[1] ~= '' and #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then
+  local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+  return {'lost', (#top > 0) and top[1][1] or '0-0'}
 end
-return #ARGV - 2
+local out = {'ok'}
+for i = 4, #ARGV do
+  out[#out + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[3], ARGV[i])
+end
+return out
 """
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def direction_field(direction: int) -> str:
@@ -264,7 +312,11 @@ class VoteStore:
         self._increment = redis.register_script(_INCREMENT_IF_CACHED)
         self._seed = redis.register_script(_SEED_IF_ABSENT)
         self._replace = redis.register_script(_REPLACE_IF_UNCHANGED)
-        self._publish_events = redis.register_script(_XADD_ALL)
+        self._check_and_publish = redis.register_script(_CHECK_AND_XADD)
+        # The stream entry this process published last (None: read from the
+        # outbox before the next publish), for the relay's loss check.
+        self._last_published: tuple[int, int] | None = None
+        self._last_published_known = False
         # Count keys that missed an update while Redis was unreachable.
         self._stale_keys: set[str] = set()
 
@@ -600,25 +652,69 @@ class VoteStore:
     # -- outbox relay ----------------------------------------------------------
 
     async def relay_outbox(self, batch_size: int = 500) -> int:
-        """Moves up to batch_size outbox events to the Redis stream; returns how many.
+        """Publishes up to batch_size waiting outbox events to the Redis stream;
+        returns how many.
 
-        In one transaction: the rows are deleted (SKIP LOCKED lets several
-        relays share the work) and returned, published, then the delete
-        commits. If Redis fails the transaction rolls back and the rows wait
-        for the next try; if the commit fails after publishing, consumers
-        drop the duplicates by event_id. PostgreSQL renders each payload as
-        the stream's JSON text, so no event is parsed or re-encoded here.
+        In one transaction: the rows are locked (SKIP LOCKED lets several
+        relays share the work), published, and marked relayed with their
+        stream entry ids. If Redis fails the transaction rolls back and the
+        rows wait for the next try; if the commit fails after publishing,
+        consumers drop the duplicates by event_id. PostgreSQL renders each
+        payload as the stream's JSON text, so no event is parsed here.
+
+        Each publish first checks that the entry published last is still in
+        the stream. If Redis lost it (it crashed before writing its last
+        second to disk), every event relayed after the newest entry Redis
+        still has is marked waiting again and goes out once more.
         """
         async with self.engine.begin() as conn:
+            if not self._last_published_known:
+                row = (await conn.execute(_LAST_RELAYED)).first()
+                self._last_published = (row[0], row[1]) if row is not None else None
+                self._last_published_known = True
             rows = (await conn.execute(_TAKE_OUTBOX_EVENTS, {"limit": batch_size})).all()
+            reply = await self._check_and_publish(
+                keys=[events.VOTE_EVENTS_STREAM],
+                args=[
+                    "" if self._last_published is None else "{}-{}".format(*self._last_published),
+                    events.STREAM_MAX_LEN,
+                    events.EVENT_FIELD,
+                    *[payload for _, payload in rows],
+                ],
+            )
+            if reply[0] == "lost":
+                ms, seq = _stream_id(reply[1])
+                again = (await conn.execute(_RELAY_AGAIN_AFTER, {"ms": ms, "seq": seq})).rowcount
+                log.warning(
+                    "Redis lost the end of the vote event stream (newest entry left: %s); relaying %d events again",
+                    reply[1],
+                    again,
+                )
+                EVENTS_RELAYED_AGAIN.inc(again)
+                self._last_published_known = False
+                return 0
             if not rows:
                 return 0
-            rows.sort()
-            await self._publish_events(
-                keys=[events.VOTE_EVENTS_STREAM],
-                args=[events.STREAM_MAX_LEN, events.EVENT_FIELD, *[payload for _, payload in rows]],
+            ids = [_stream_id(entry_id) for entry_id in reply[1:]]
+            await conn.execute(
+                _MARK_RELAYED,
+                {"ids": [r[0] for r in rows], "ms": [i[0] for i in ids], "seq": [i[1] for i in ids]},
             )
+        self._last_published = ids[-1]
         return len(rows)
+
+    async def forget_durable_events(self, fsync_margin_s: float = 60.0) -> int:
+        """Deletes relayed outbox rows whose stream entries are safe in Redis:
+        at or before the last entry the relay verified, and relayed long
+        enough ago for Redis to have written them to disk."""
+        verified = self._last_published
+        if verified is None:
+            return 0
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                _FORGET_DURABLE, {"fsync_margin_s": fsync_margin_s, "ms": verified[0], "seq": verified[1]}
+            )
+        return result.rowcount
 
 
 async def _batches(source, size: int):  # type: ignore[no-untyped-def]

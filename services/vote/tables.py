@@ -2,7 +2,8 @@
 
 A vote and its outbox event are written in one transaction, so an
 acknowledged vote always has an event even while Redis is down; the relay
-moves outbox rows to the Redis stream and deletes them.
+moves outbox rows to the Redis stream, and deletes them once Redis is known
+to keep them (docs/operations.md, "Vote events").
 """
 
 from sqlalchemy import (
@@ -61,4 +62,11 @@ outbox = Table(
     Column("id", BigInteger, Identity(), primary_key=True),
     Column("payload", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Set when relayed: the stream entry id Redis gave the event (ms-seq).
+    # The row is kept until that entry is known to be durable in Redis.
+    Column("relayed_at", DateTime(timezone=True)),
+    Column("stream_ms", BigInteger),
+    Column("stream_seq", BigInteger),
+    Index("outbox_waiting_idx", "id", postgresql_where=text("relayed_at IS NULL")),
+    Index("outbox_relayed_idx", "stream_ms", "stream_seq", postgresql_where=text("relayed_at IS NOT NULL")),
 )

@@ -8,8 +8,10 @@ import itertools
 import httpx
 import psycopg
 import pytest
+import redis
 
 from devstack.stack import Stack
+from services.common.events import VOTE_EVENTS_STREAM
 from tests.integration.conftest import eventually, make_songs, vote, votes_table_counts
 
 pytestmark = pytest.mark.integration
@@ -55,6 +57,34 @@ def test_redis_outage_loses_no_vote_and_counts_converge(api: httpx.Client, stack
         return True
 
     eventually(converged, timeout_s=20, interval_s=0.5)
+
+
+def test_events_redis_lost_are_relayed_again(api: httpx.Client, stack: Stack) -> None:
+    """Redis can lose the last second of the stream when it crashes between
+    two appendfsync runs. The relay checks, before each publish, that the
+    entry it published last is still there; if not, it publishes again every
+    event relayed after the newest entry Redis still has."""
+    key = api.post("/api/v1/agents", json={}).json()["api_key"]
+    [song] = make_songs(api, key, 1)
+    assert vote(api, key, song).status_code == 200
+    relayed = (
+        "SELECT id, stream_ms, stream_seq FROM vote.outbox WHERE payload->>'item_id' = %s AND relayed_at IS NOT NULL"
+    )
+    with psycopg.connect(stack.database_url or "", autocommit=True) as conn:
+        event_id, ms, seq = eventually(lambda: conn.execute(relayed, (song,)).fetchone(), timeout_s=5)
+        with redis.Redis.from_url(stack.redis_url or "", decode_responses=True) as client:
+            [(entry_id, fields)] = client.xrange(VOTE_EVENTS_STREAM, f"{ms}-{seq}", f"{ms}-{seq}")
+            assert f'"event_id": {event_id}' in fields["event"] or f'"event_id":{event_id}' in fields["event"]
+            assert client.xdel(VOTE_EVENTS_STREAM, entry_id) == 1  # the stream's tail is gone
+
+            def published_again() -> tuple[int, int] | None:
+                row = conn.execute(relayed, (song,)).fetchone()
+                return row[1:] if row is not None and tuple(row[1:]) != (ms, seq) else None
+
+            new_ms, new_seq = eventually(published_again, timeout_s=5)
+            [(_, again)] = client.xrange(VOTE_EVENTS_STREAM, f"{new_ms}-{new_seq}", f"{new_ms}-{new_seq}")
+            assert again["event"] == fields["event"]  # the same event, same event_id: consumers drop a duplicate
+    eventually(lambda: api.get(f"/api/v1/songs/{song}").json()["up_votes"] == 1, timeout_s=5)
 
 
 def test_quota_still_holds_while_redis_is_down(api: httpx.Client, stack: Stack) -> None:

@@ -39,14 +39,15 @@ def test_a_poison_event_is_dead_lettered_and_the_rest_applied(stack: Stack) -> N
                 await redis.xadd(events.VOTE_EVENTS_STREAM, {events.EVENT_FIELD: json.dumps(payload)})
             await redis.xadd(events.VOTE_EVENTS_STREAM, {events.EVENT_FIELD: "{not json"})
             consumer = asyncio.create_task(events.consume(redis, group, "tester", handle, block_ms=50))
-            for _ in range(100):
-                if len(applied) >= 2:
+            # Done when both good events are applied, both bad ones parked and
+            # nothing is left unacknowledged (polled: CI machines are slow).
+            for _ in range(200):
+                dead = await redis.xrange(f"{events.VOTE_EVENTS_STREAM}:dead:{group}")
+                pending = await redis.xpending(events.VOTE_EVENTS_STREAM, group)
+                if len(applied) >= 2 and len(dead) >= 2 and pending["pending"] == 0:
                     break
                 await asyncio.sleep(0.05)
-            await asyncio.sleep(0.2)
             consumer.cancel()
-            dead = await redis.xrange(f"{events.VOTE_EVENTS_STREAM}:dead:{group}")
-            pending = await redis.xpending(events.VOTE_EVENTS_STREAM, group)
             assert pending["pending"] == 0
             return sorted(applied), [fields for _, fields in dead]
         finally:
