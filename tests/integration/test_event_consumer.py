@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
+import redis
 from redis.asyncio import Redis
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
@@ -62,3 +66,41 @@ def test_a_poison_event_is_dead_lettered_and_the_rest_applied(stack: Stack) -> N
     assert sorted(d["reason"] for d in dead) == ["ValueError", "undecodable"]
     poisoned = next(d for d in dead if d["reason"] == "ValueError")
     assert json.loads(poisoned[events.EVENT_FIELD])["event_id"] == str(base + 1)
+
+
+def test_parked_events_are_listed_replayed_and_dropped(stack: Stack) -> None:
+    group = f"test-{uuid.uuid4().hex[:8]}"
+    dead = f"{events.VOTE_EVENTS_STREAM}:dead:{group}"
+    event = json.dumps({"event_id": 10**15 + uuid.uuid4().int % 10**9, "type": "vote", "agent_id": "nobody",
+                        "item_type": "song", "item_id": "ghost", "direction": 1})  # fmt: skip
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "services.common.deadletters", *args],
+            env=os.environ | {"REDIS_URL": stack.redis_url or ""},
+            capture_output=True,
+            text=True,
+        )
+
+    with redis.Redis.from_url(stack.redis_url or "", decode_responses=True) as client:
+        try:
+            fixable = client.xadd(dead, {"entry_id": "1-0", "reason": "ValueError", events.EVENT_FIELD: event})
+            hopeless = client.xadd(dead, {"entry_id": "2-0", "reason": "undecodable", events.EVENT_FIELD: "{not json"})
+            listed = cli("list", "--group", group)
+            assert listed.returncode == 0, listed.stderr
+            assert f"{group}: 2 parked" in listed.stdout
+            assert fixable in listed.stdout and hopeless in listed.stdout
+
+            before = client.xinfo_stream(events.VOTE_EVENTS_STREAM)["last-generated-id"]
+            replayed = cli("replay", "--group", group)
+            assert "replayed 1, skipped 1 undecodable" in replayed.stdout, replayed.stderr
+            republished = client.xrange(events.VOTE_EVENTS_STREAM, f"({before}", "+")
+            assert event in [fields[events.EVENT_FIELD] for _, fields in republished]
+            assert [entry_id for entry_id, _ in client.xrange(dead)] == [hopeless]
+
+            missing = cli("drop", "--group", group, "--entry", "9-9")
+            assert missing.returncode != 0 and "no such entry" in missing.stderr
+            assert "dropped 1" in cli("drop", "--group", group, "--entry", hopeless).stdout
+            assert client.xlen(dead) == 0
+        finally:
+            client.delete(dead)
