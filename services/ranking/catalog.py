@@ -10,6 +10,7 @@ from typing import Any
 from services.common import pagination, validation
 from services.common.auth import Caller
 from services.common.errors import InvalidArgument, PermissionDenied
+from services.common.singleflight import SingleFlight
 from services.ranking.store import RankingStore
 
 PLATFORM_PATTERN = re.compile(r"[a-z0-9_]{1,100}")
@@ -62,6 +63,10 @@ def validate_tool(fields: dict[str, Any]) -> dict[str, Any]:
 class Catalog:
     def __init__(self, store: RankingStore) -> None:
         self.store = store
+        # Concurrent reads of one item share a Redis round trip (a hot song
+        # polled by many clients); nothing is cached, so none is staler than
+        # the read already in flight.
+        self._reads = SingleFlight()
 
     async def create_song(self, caller: Caller, fields: dict[str, Any]) -> dict[str, Any]:
         values = validate_song(fields)
@@ -74,7 +79,9 @@ class Catalog:
         return await self.store.create_item("tool", validate_tool(fields))
 
     async def get(self, item_type: str, item_id: str) -> dict[str, Any]:
-        return await self.store.get_item(item_type, validation.identifier(f"{item_type}_id", item_id))
+        item_id = validation.identifier(f"{item_type}_id", item_id)
+        item = await self._reads.do((item_type, item_id), lambda: self.store.get_item(item_type, item_id))
+        return dict(item)  # each caller its own copy of the shared answer
 
     async def delete(self, caller: Caller, item_type: str, item_id: str) -> None:
         if not caller.is_admin:

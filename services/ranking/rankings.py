@@ -13,6 +13,7 @@ from cachetools import TTLCache
 
 from services.common import pagination, validation
 from services.common.errors import InvalidArgument, NotFound
+from services.common.singleflight import SingleFlight
 from services.ranking import charts, trending
 from services.ranking.charts import Tally
 from services.ranking.store import RankingStore, TrendClock
@@ -68,7 +69,7 @@ class Rankings:
         # A batch reads the voters' weights before it writes; re-weighing an
         # agent waits for that batch, so none of its votes keeps a stale weight.
         self._weights_lock = asyncio.Lock()
-        self._in_flight: dict[tuple, asyncio.Future] = {}
+        self._flights = SingleFlight()
 
     async def _cached(self, cache: TTLCache, key: tuple, compute: Callable[[], Awaitable[Any]]) -> Any:
         """A brief cache with single flight: when an entry expires under load
@@ -77,17 +78,12 @@ class Rankings:
         querying the database."""
         if (hit := cache.get(key)) is not None:
             return hit
-        pending = self._in_flight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        task = asyncio.ensure_future(compute())
-        self._in_flight[key] = task
-        try:
-            value = await asyncio.shield(task)
-            cache[key] = value
+
+        async def compute_and_keep() -> Any:
+            cache[key] = value = await compute()
             return value
-        finally:
-            self._in_flight.pop(key, None)
+
+        return await self._flights.do(key, compute_and_keep)
 
     def trend(self) -> TrendClock:
         return TrendClock(half_life_s=self.half_life_s, epoch=self.epoch, now=self.clock)
