@@ -11,17 +11,18 @@ from services.common.singleflight import SingleFlight
 
 async def test_concurrent_callers_share_one_computation_and_nothing_is_kept() -> None:
     flights, calls = SingleFlight(), []
-    gate = asyncio.Event()
+    gate, two_started = asyncio.Event(), asyncio.Event()
 
     async def compute() -> int:
         calls.append(1)
+        if len(calls) == 2:
+            two_started.set()
         await gate.wait()
         return len(calls)
 
     waiting = [asyncio.create_task(flights.do("k", compute)) for _ in range(5)]
     other = asyncio.create_task(flights.do("other", compute))
-    while len(calls) < 2:  # both computations have started
-        await asyncio.sleep(0)
+    await asyncio.wait_for(two_started.wait(), timeout=5)  # "k" and "other" have both started
     gate.set()
     assert await asyncio.gather(*waiting) == [2, 2, 2, 2, 2]  # "k" and "other": two computations
     assert await other == 2
