@@ -113,6 +113,16 @@ def _local_reply_config() -> dict[str, Any]:
     body = "%LOCAL_REPLY_BODY%"
     return {
         "mappers": [
+            # A circuit breaker tripped (UO: upstream overflow): the service is
+            # at capacity, not down. Say so, and when to come back.
+            {
+                "filter": {"response_flag_filter": {"flags": ["UO"]}},
+                "headers_to_add": [{"header": {"key": "retry-after", "value": "1"}}],
+                "body_format_override": {
+                    "json_format": {"code": 14, "message": "the service is at capacity; retry in a second"},
+                    "content_type": "application/json",
+                },
+            },
             _json_error(400, 3, body),
             _json_error(401, 16, body),
             _json_error(403, 7, body),
@@ -130,13 +140,27 @@ def _local_reply_config() -> dict[str, Any]:
     }
 
 
-def _cluster(name: str, target: str, http2: bool = True) -> dict[str, Any]:
+def _cluster(name: str, target: str, max_requests: int, http2: bool = True) -> dict[str, Any]:
     host, _, port = target.rpartition(":")
     cluster: dict[str, Any] = {
         "name": name,
         "type": "STRICT_DNS",
         "connect_timeout": "1s",
         "dns_lookup_family": "V4_PREFERRED",
+        # Explicit limits, not Envoy's silent defaults (1,024 of each): past
+        # them a request is refused at once (503 + Retry-After, see
+        # _local_reply_config) instead of queueing without bound.
+        "circuit_breakers": {
+            "thresholds": [
+                {
+                    "priority": "DEFAULT",
+                    "max_connections": max_requests,
+                    "max_pending_requests": max_requests,
+                    "max_requests": max_requests,
+                    "max_retries": 3,
+                }
+            ]
+        },
         "load_assignment": {
             "cluster_name": name,
             "endpoints": [
@@ -221,6 +245,10 @@ def _filters_off(*names: str) -> dict[str, Any]:
     return {name: {_TYPE: "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True} for name in names}
 
 
+def _streams(backend: str) -> str:
+    return f"{backend}_streams"
+
+
 def _method_is(method: str) -> dict[str, Any]:
     return {"name": ":method", "string_match": {"exact": method}}
 
@@ -232,8 +260,10 @@ def _grpc_routes(with_cache_control: bool) -> list[dict[str, Any]]:
         routes.append(
             {
                 "match": {"path": method},
-                # No request timeout for a live stream; an idle one is closed after an hour.
-                "route": {"cluster": PUBLIC_SERVICES[service], "timeout": "0s", "idle_timeout": "3600s"},
+                # No request timeout for a live stream; an idle one is closed
+                # after an hour. Streams have a cluster (and so a circuit
+                # breaker budget) of their own.
+                "route": {"cluster": _streams(PUBLIC_SERVICES[service]), "timeout": "0s", "idle_timeout": "3600s"},
             }
         )
     if with_cache_control:
@@ -352,12 +382,19 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
             },
         },
     }
-    clusters = [_cluster(name, target) for name, target in settings.targets().items()]
-    clusters.append(_cluster("sidecar_grpc", f"{settings.sidecar_target_host}:{settings.sidecar_grpc_port}"))
-    clusters.append(
-        _cluster("sidecar_http", f"{settings.sidecar_target_host}:{settings.sidecar_http_port}", http2=False)
-    )
-    clusters.append(_cluster("api", f"127.0.0.1:{settings.api_port}"))
+    limit = settings.max_requests_per_service
+    targets = settings.targets()
+    clusters = [_cluster(name, target, limit) for name, target in targets.items()]
+    clusters += [
+        _cluster(_streams(backend), targets[backend], settings.max_live_streams)
+        for backend in sorted({PUBLIC_SERVICES[method.split("/")[1]] for method in STREAMING_METHODS})
+    ]
+    sidecar = settings.sidecar_target_host
+    clusters.append(_cluster("sidecar_grpc", f"{sidecar}:{settings.sidecar_grpc_port}", limit))
+    clusters.append(_cluster("sidecar_http", f"{sidecar}:{settings.sidecar_http_port}", limit, http2=False))
+    # The loopback transcoding listener: cached reads (one upstream request
+    # per expired entry) and unknown JSON paths (answered 404 there).
+    clusters.append(_cluster("api", f"127.0.0.1:{settings.api_port}", limit))
     return {
         "static_resources": {
             "listeners": [

@@ -13,6 +13,11 @@ const keys = new SharedArray('keys', () => JSON.parse(open(__ENV.SEED)).keys);
 const songs = new SharedArray('songs', () => JSON.parse(open(__ENV.SEED)).songs);
 const acknowledged = new Counter('acknowledged_votes');
 const refused = new Counter('refused_votes');
+// Why votes were refused, so a run's errors can be told apart: 0 is a
+// transport error (connection refused or reset, timeout).
+const REFUSALS = [0, 400, 409, 429, 500, 502, 503, 504];
+const refusedBy = Object.fromEntries(REFUSALS.map((code) => [code, new Counter(`refused_${code}`)]));
+const refusedOther = new Counter('refused_other');
 
 export const options = {
   discardResponseBodies: true,
@@ -41,5 +46,6 @@ export default function () {
     acknowledged.add(1);
   } else {
     refused.add(1);
+    (refusedBy[res.status] || refusedOther).add(1);
   }
 }

@@ -184,6 +184,12 @@ class GatewaySettings:
     sidecar_target_host: str = "127.0.0.1"
     max_request_bytes: int = 64 * 1024
     health_deadline_s: float = 1.0
+    # Envoy's circuit breakers: requests in flight to one service at once
+    # (beyond it a request is refused at once with 503 and Retry-After,
+    # rather than queueing without bound), and live event streams open at
+    # once, counted apart so that watchers can never use up the vote path.
+    max_requests_per_service: int = 1024
+    max_live_streams: int = 10_000
 
     def targets(self) -> dict[str, str]:
         return {"vote": self.vote_target, "ranking": self.ranking_target, "reputation": self.reputation_target}
@@ -209,4 +215,6 @@ class GatewaySettings:
             sidecar_target_host=env.get("AIMUSICSTORE_SIDECAR_TARGET_HOST", "127.0.0.1"),
             max_request_bytes=_int(env, "AIMUSICSTORE_MAX_REQUEST_BYTES", 64 * 1024, 1024),
             health_deadline_s=_float(env, "AIMUSICSTORE_HEALTH_DEADLINE_S", 1.0),
+            max_requests_per_service=_int(env, "AIMUSICSTORE_GATEWAY_MAX_REQUESTS", 1024, 1),
+            max_live_streams=_int(env, "AIMUSICSTORE_GATEWAY_MAX_STREAMS", 10_000, 1),
         )

@@ -55,6 +55,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
         terminalreporter.write_line("\n".join(lines))
 
 
+# Live event streams the test gateway lets through at once.
+GATEWAY_MAX_STREAMS = 4
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     database_url = os.environ.get("DATABASE_URL") or None
@@ -76,6 +80,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             # Tests with an injected clock drive the recompute themselves; the
             # service's own pass (real clock) runs only at start.
             "AIMUSICSTORE_REPUTATION_RECOMPUTE_INTERVAL_S": "3600",
+            # Small enough for a test to reach the gateway's stream limit.
+            "AIMUSICSTORE_GATEWAY_MAX_STREAMS": str(GATEWAY_MAX_STREAMS),
             # Lets tests watch the live-event watcher gauge.
             "AIMUSICSTORE_VOTE_METRICS_PORT": str(vote_metrics_port),
         },

@@ -26,7 +26,7 @@ from devstack.stack import Stack
 from services.common.config import to_sqlalchemy_url
 from services.ranking.rankings import Rankings
 from services.ranking.store import RankingStore
-from tests.integration.conftest import auth, eventually, eventually_equal, unique, vote
+from tests.integration.conftest import GATEWAY_MAX_STREAMS, auth, eventually, eventually_equal, unique, vote
 
 pytestmark = pytest.mark.integration
 
@@ -385,6 +385,36 @@ def test_events_stream_as_ndjson_within_a_second(api: httpx.Client, stack: Stack
     retracted = lines.get(timeout=1.0)
     assert (retracted["type"], retracted["down_votes"]) == ("retract", 0)
     stop.set()
+
+
+def test_live_streams_past_the_gateway_limit_are_refused_and_never_block_votes(
+    channel: grpc.Channel, api: httpx.Client, stack: Stack, agent: dict[str, Any]
+) -> None:
+    song_id = new_song(api, agent["key"])
+    stub = vote_service_pb2_grpc.VoteServiceStub(channel)
+    request = vote_service_pb2.WatchVotesRequest(item_type="song", item_id=song_id)
+    baseline = int(watcher_gauge(stack))
+    calls = [stub.WatchVotes(request) for _ in range(GATEWAY_MAX_STREAMS - baseline)]
+    try:
+        eventually(lambda: watcher_gauge(stack) == GATEWAY_MAX_STREAMS, 5.0)
+        with pytest.raises(grpc.RpcError) as refused:
+            next(iter(stub.WatchVotes(request, timeout=5)))
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        reply = api.get("/api/v1/events", params={"item_type": "song", "item_id": song_id}, timeout=5)
+        assert reply.status_code == 503
+        assert reply.headers["retry-after"] == "1"
+        assert reply.json() == {"code": 14, "message": "the service is at capacity; retry in a second"}
+        # Votes have a budget of their own: watchers cannot use it up.
+        assert vote(api, new_agent(api)["key"], song_id).status_code == 200
+        assert next(calls[0]).up_votes == 1
+    finally:
+        for call in calls:
+            call.cancel()
+    eventually(lambda: watcher_gauge(stack) == baseline, 5.0)
+    # A slot freed is a slot usable again.
+    again = stub.WatchVotes(request)
+    eventually(lambda: watcher_gauge(stack) == baseline + 1, 5.0)
+    again.cancel()
 
 
 def test_grpc_watch_and_disconnect_cleanup(

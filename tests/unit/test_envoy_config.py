@@ -110,6 +110,31 @@ def test_clusters_point_at_the_configured_targets() -> None:
 def test_local_replies_are_json_with_a_grpc_code() -> None:
     for hcm in _listeners(build(SETTINGS)).values():
         mappers = hcm["local_reply_config"]["mappers"]
-        by_status = {m["filter"]["status_code_filter"]["comparison"]["value"]["default_value"]: m for m in mappers}
+        by_status = {
+            m["filter"]["status_code_filter"]["comparison"]["value"]["default_value"]: m
+            for m in mappers
+            if "status_code_filter" in m["filter"]
+        }
         assert by_status[413]["body_format_override"]["json_format"]["code"] == 3
         assert by_status[503]["body_format_override"]["json_format"]["code"] == 14
+        # Overload is told apart from an outage, and comes first (first match wins).
+        assert mappers[0]["filter"] == {"response_flag_filter": {"flags": ["UO"]}}
+        assert mappers[0]["headers_to_add"] == [{"header": {"key": "retry-after", "value": "1"}}]
+
+
+def test_every_cluster_has_explicit_circuit_breakers() -> None:
+    settings = GatewaySettings(**{**SETTINGS.__dict__, "max_requests_per_service": 77, "max_live_streams": 5})
+    clusters = {c["name"]: c for c in build(settings)["static_resources"]["clusters"]}
+    for name, cluster in clusters.items():
+        (limits,) = cluster["circuit_breakers"]["thresholds"]
+        want = 5 if name.endswith("_streams") else 77
+        assert limits["max_requests"] == limits["max_pending_requests"] == want, name
+
+
+def test_live_streams_have_a_cluster_of_their_own() -> None:
+    config = build(SETTINGS)
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    assert clusters["vote_streams"]["load_assignment"]["endpoints"] == clusters["vote"]["load_assignment"]["endpoints"]
+    for hcm in _listeners(config).values():
+        watch = [r for r in _routes(hcm) if r["match"].get("path") == "/aimusicstore.vote.v1.VoteService/WatchVotes"]
+        assert [r["route"]["cluster"] for r in watch] == ["vote_streams"]
