@@ -140,8 +140,15 @@ def _local_reply_config() -> dict[str, Any]:
     }
 
 
+def _endpoint(target: str) -> dict[str, Any]:
+    host, _, port = target.strip().rpartition(":")
+    return {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}
+
+
 def _cluster(name: str, target: str, max_requests: int, http2: bool = True) -> dict[str, Any]:
-    host, _, port = target.rpartition(":")
+    """`target` is host:port, or several separated by commas (processes of one
+    service, balanced round robin; each needs its own port, as SO_REUSEPORT
+    let Envoy's few HTTP/2 connections land on one process)."""
     cluster: dict[str, Any] = {
         "name": name,
         "type": "STRICT_DNS",
@@ -163,13 +170,7 @@ def _cluster(name: str, target: str, max_requests: int, http2: bool = True) -> d
         },
         "load_assignment": {
             "cluster_name": name,
-            "endpoints": [
-                {
-                    "lb_endpoints": [
-                        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}
-                    ]
-                }
-            ],
+            "endpoints": [{"lb_endpoints": [_endpoint(t) for t in target.split(",") if t.strip()]}],
         },
     }
     if http2:

@@ -42,18 +42,24 @@ _STATUS_NAME = health_pb2.HealthCheckResponse.ServingStatus.Name
 
 
 class BackendHealth:
-    """Asks each backend's own health service, with a deadline."""
+    """Asks each backend's own health service, with a deadline. A backend run
+    as several processes (comma-separated targets) serves only if each does."""
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.deadline_s = settings.health_deadline_s
-        self.channels = {name: peer_channel(target) for name, target in settings.targets().items()}
-        self.stubs = {name: health_pb2_grpc.HealthStub(ch) for name, ch in self.channels.items()}
+        self.channels = {
+            name: [peer_channel(t.strip()) for t in targets.split(",") if t.strip()]
+            for name, targets in settings.targets().items()
+        }
+        self.stubs = {name: [health_pb2_grpc.HealthStub(ch) for ch in chs] for name, chs in self.channels.items()}
 
     async def check(self, backend: str, service: str = "") -> int:
+        statuses = await asyncio.gather(*(self._check_one(stub, service) for stub in self.stubs[backend]))
+        return SERVING if all(status == SERVING for status in statuses) else NOT_SERVING
+
+    async def _check_one(self, stub: health_pb2_grpc.HealthStub, service: str) -> int:
         try:
-            reply = await self.stubs[backend].Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=self.deadline_s
-            )
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.deadline_s)
             return reply.status
         except grpc.aio.AioRpcError:
             return NOT_SERVING
@@ -64,8 +70,9 @@ class BackendHealth:
         return dict(zip(names, results, strict=True))
 
     async def close(self) -> None:
-        for channel in self.channels.values():
-            await channel.close()
+        for channels in self.channels.values():
+            for channel in channels:
+                await channel.close()
 
 
 class AggregatedHealthServicer(health_pb2_grpc.HealthServicer):

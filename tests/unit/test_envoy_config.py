@@ -138,3 +138,12 @@ def test_live_streams_have_a_cluster_of_their_own() -> None:
     for hcm in _listeners(config).values():
         watch = [r for r in _routes(hcm) if r["match"].get("path") == "/aimusicstore.vote.v1.VoteService/WatchVotes"]
         assert [r["route"]["cluster"] for r in watch] == ["vote_streams"]
+
+
+def test_a_service_may_run_as_several_processes() -> None:
+    settings = GatewaySettings(**{**SETTINGS.__dict__, "vote_target": "vote-a:1, vote-b:2"})
+    clusters = {c["name"]: c for c in build(settings)["static_resources"]["clusters"]}
+    for name in ("vote", "vote_streams"):
+        endpoints = clusters[name]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        addresses = [e["endpoint"]["address"]["socket_address"] for e in endpoints]
+        assert addresses == [{"address": "vote-a", "port_value": 1}, {"address": "vote-b", "port_value": 2}]
