@@ -251,6 +251,17 @@ def run_wrk(
     return result
 
 
+def summarize_warnings(log_dir: Path, shown: int = 5) -> None:
+    """What the services warned about during the run (the stack's logs go
+    with its temporary directory): a refused vote's cause is usually here."""
+    for log in sorted(log_dir.glob("*.log")):
+        lines = [line for line in log.read_text(errors="replace").splitlines() if re.search(r"WARN|ERROR", line)]
+        if lines:
+            print(f"\n{log.stem}: {len(lines)} warning/error lines; first {min(shown, len(lines))}:")
+            for line in lines[:shown]:
+                print(f"  {line[:300]}")
+
+
 def check_nothing_lost(database_url: str, url: str, acknowledged: int, song_ids: list[str]) -> dict:
     with psycopg.connect(database_url) as conn:
         stored = conn.execute("SELECT count(*) FROM vote.votes WHERE item_id = ANY(%s)", (song_ids,)).fetchone()[0]
@@ -379,6 +390,8 @@ def main() -> None:
             if acknowledged and database_url:
                 print("\nchecking that nothing was lost...", flush=True)
                 print(json.dumps(check_nothing_lost(database_url, url, acknowledged, data["songs"])))
+            if stack is not None:
+                summarize_warnings(stack.log_dir)
         finally:
             if stack is not None:
                 stack.stop()

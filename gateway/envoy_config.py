@@ -92,6 +92,68 @@ _TYPE = "@type"
 _JSON = {"key": "content-type", "value": "application/json"}
 
 
+def http_rules() -> list[tuple[str, str]]:
+    """Every (HTTP method, path template) of the public services' http rules."""
+    pool = descriptor_pool.Default()
+    rules = []
+    for service_name in PUBLIC_SERVICES:
+        for method in pool.FindServiceByName(service_name).methods:
+            rule = method.GetOptions().Extensions[annotations_pb2.http]
+            for binding in [rule, *rule.additional_bindings]:
+                verb = binding.WhichOneof("pattern")
+                if verb and verb != "custom":
+                    rules.append((verb.upper(), getattr(binding, verb)))
+    return rules
+
+
+def sample_path(template: str) -> str:
+    """A concrete path the template matches (each variable as 'x', or its literal pattern)."""
+    return _TEMPLATE_VARIABLE.sub(lambda m: m.group(2) if m.group(2) and "*" not in m.group(2) else "x", template)
+
+
+def allowed_methods() -> dict[str, list[str]]:
+    """Path regex -> the methods some http rule serves on the paths it matches.
+
+    A template's methods include those of any other template matching its
+    paths too, so a method served there is never answered 405 here."""
+    by_template: dict[str, set[str]] = {}
+    for verb, template in http_rules():
+        by_template.setdefault(template, set()).add(verb)
+    allowed = {}
+    for template in by_template:
+        regex = _template_regex(template)
+        methods = set()
+        for other, verbs in by_template.items():
+            if re.fullmatch(regex, sample_path(other)) or re.fullmatch(_template_regex(other), sample_path(template)):
+                methods |= verbs
+        allowed[regex] = sorted(methods)
+    return allowed
+
+
+def _method_not_allowed_routes() -> list[dict[str, Any]]:
+    """A known path with a method it does not take: 405 with an Allow header
+    (the transcoder alone would answer 404, as for a path that does not exist)."""
+    routes = []
+    for regex, methods in sorted(allowed_methods().items()):
+        routes.append(
+            {
+                "match": {
+                    "safe_regex": {"regex": regex},
+                    "headers": [
+                        {"name": ":method", "string_match": {"exact": m}, "invert_match": True} for m in methods
+                    ],
+                },
+                "direct_response": {
+                    "status": 405,
+                    "body": {"inline_string": f"method not allowed on this path; it takes {', '.join(methods)}"},
+                },
+                "response_headers_to_add": [{"header": {"key": "allow", "value": ", ".join(methods)}}],
+                "typed_per_filter_config": _filters_off(_BUFFER, _CACHE, _TRANSCODER),
+            }
+        )
+    return routes
+
+
 def _json_error(status: int, grpc_code: int, message: str) -> dict[str, Any]:
     return {
         "filter": {
@@ -222,6 +284,7 @@ def _gateway_routes(generated: Path) -> list[dict[str, Any]]:
                 "typed_per_filter_config": _filters_off(_TRANSCODER),
             }
         )
+    routes += _method_not_allowed_routes()
     # Everything else under the JSON API is transcoded on this listener. The
     # live event stream has no request timeout (its gRPC route has none).
     routes.append(

@@ -79,6 +79,25 @@ def test_unknown_path_is_404_json(api: httpx.Client) -> None:
     assert reply.json()["message"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/api/v1/vote", "POST"),
+        ("GET", "/api/v1/vote", "POST"),
+        ("DELETE", "/api/v1/trending", "GET"),
+        ("POST", "/api/v1/songs/some-song", "DELETE, GET"),
+        ("PUT", "/api/v1/agents/some-agent", "GET, PATCH"),
+    ],
+)
+def test_a_known_path_with_a_method_it_does_not_take_is_405(
+    api: httpx.Client, method: str, path: str, allow: str
+) -> None:
+    reply = api.request(method, path, json={})
+    assert reply.status_code == 405
+    assert reply.headers["allow"] == allow
+    assert reply.json() == {"code": 12, "message": f"method not allowed on this path; it takes {allow}"}
+
+
 def test_health_names_a_service_that_is_down(stack: Stack, api: httpx.Client, channel: grpc.Channel) -> None:
     stack.stop_process("ranking")
     try:

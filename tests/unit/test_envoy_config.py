@@ -1,10 +1,19 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from gateway.envoy_config import CACHE_CONTROL, PUBLIC_SERVICES, _template_regex, build, cached_read_paths
+from gateway.envoy_config import (
+    CACHE_CONTROL,
+    PUBLIC_SERVICES,
+    _template_regex,
+    build,
+    cached_read_paths,
+    http_rules,
+    sample_path,
+)
 from services.common.config import GatewaySettings
 
 SETTINGS = GatewaySettings(
@@ -33,7 +42,7 @@ def test_public_listener_caches_reads_and_transcodes_the_rest_itself() -> None:
         "envoy.filters.http.router",
     ]
     routes = _routes(gateway)
-    cached = [r for r in routes if "safe_regex" in r["match"]]
+    cached = [r for r in routes if "safe_regex" in r["match"] and "route" in r]
     assert {r["match"]["safe_regex"]["regex"] for r in cached} == set(cached_read_paths())
     for route in cached:  # through the cache to the transcoding listener
         assert route["route"]["cluster"] == "api"
@@ -147,3 +156,32 @@ def test_a_service_may_run_as_several_processes() -> None:
         endpoints = clusters[name]["load_assignment"]["endpoints"][0]["lb_endpoints"]
         addresses = [e["endpoint"]["address"]["socket_address"] for e in endpoints]
         assert addresses == [{"address": "vote-a", "port_value": 1}, {"address": "vote-b", "port_value": 2}]
+
+
+def _answered_405(config: dict, method: str, path: str) -> dict | None:
+    for route in _routes(_listeners(config)["gateway"]):
+        if route.get("direct_response", {}).get("status") != 405:
+            continue
+        refused = [h["string_match"]["exact"] for h in route["match"]["headers"]]
+        if re.fullmatch(route["match"]["safe_regex"]["regex"], path) and method not in refused:
+            return route
+    return None
+
+
+def test_no_method_an_http_rule_serves_is_refused_405() -> None:
+    config = build(SETTINGS)
+    rules = http_rules()
+    assert ("POST", "/api/v1/vote") in rules and len(rules) > 15
+    for method, template in rules:
+        assert _answered_405(config, method, sample_path(template)) is None, (method, template)
+
+
+def test_a_known_path_with_another_method_is_405_with_allow() -> None:
+    config = build(SETTINGS)
+    route = _answered_405(config, "PUT", "/api/v1/vote")
+    assert route is not None
+    assert route["response_headers_to_add"] == [{"header": {"key": "allow", "value": "POST"}}]
+    route = _answered_405(config, "POST", "/api/v1/songs/abc")
+    assert route is not None
+    assert route["response_headers_to_add"][0]["header"]["value"] == "DELETE, GET"
+    assert _answered_405(config, "GET", "/api/v1/no-such-thing") is None
