@@ -42,6 +42,7 @@ proto-check: proto
 lint: install
 	scripts/buf.sh lint
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 migrate: install
 	$(PY) -m services.common.migrate

@@ -264,8 +264,9 @@ def summarize_warnings(log_dir: Path, shown: int = 5) -> None:
 
 def check_nothing_lost(database_url: str, url: str, acknowledged: int, song_ids: list[str]) -> dict:
     with psycopg.connect(database_url) as conn:
-        stored = conn.execute("SELECT count(*) FROM vote.votes WHERE item_id = ANY(%s)", (song_ids,)).fetchone()[0]
-        truth = dict(
+        row = conn.execute("SELECT count(*) FROM vote.votes WHERE item_id = ANY(%s)", (song_ids,)).fetchone()
+        stored = row[0] if row else 0
+        truth: dict[str, int] = dict(
             conn.execute(
                 "SELECT item_id, count(*) FILTER (WHERE direction = 1) * 1000000"
                 " + count(*) FILTER (WHERE direction = -1) FROM vote.votes"

@@ -61,7 +61,8 @@ async def measure(database_url: str, redis_url: str, agents: int, votes: int) ->
             .replace("%(items)s", str(max(votes // 20, 1)))
             .replace("%%", "%")
         )
-        stored = conn.execute("SELECT count(*) FROM reputation.votes").fetchone()[0]
+        row = conn.execute("SELECT count(*) FROM reputation.votes").fetchone()
+        stored = row[0] if row else 0
     print(f"generated {agents:,} agents and {stored:,} votes in {time.perf_counter() - started:.1f}s")
 
     engine = create_async_engine(to_sqlalchemy_url(database_url), pool_size=2)

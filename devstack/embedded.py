@@ -41,6 +41,8 @@ def postgres_os_user(*dirs: Path) -> tuple[int, int] | None:
     from pgserver import utils  # noqa: PLC0415
 
     entry = utils.ensure_user_exists("pgserver")
+    if entry is None:
+        raise RuntimeError("could not create the unprivileged 'pgserver' user PostgreSQL needs when run as root")
     bin_dir = postgres_bin_dir()
     utils.ensure_prefix_permissions(bin_dir)
     read_exec = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH

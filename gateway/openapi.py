@@ -41,7 +41,7 @@ API_VERSION = "v1"
 _FDP = descriptor_pb2.FieldDescriptorProto
 _FB = field_behavior_pb2
 
-_SECURITY = [{}, {"bearerAuth": []}]  # optional: anonymous or bearer key
+_SECURITY: list[dict[str, list[str]]] = [{}, {"bearerAuth": []}]  # optional: anonymous or bearer key
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 _GATEWAY_TAG = "Gateway"
 # Component names used by the hand-declared part of the document.
@@ -349,7 +349,7 @@ class _Builder:
         schema.update(extra)
         return schema
 
-    def object_schema(self, msg: _Message, exclude: set[str] = frozenset()) -> dict[str, Any]:
+    def object_schema(self, msg: _Message, exclude: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "object"}
         comment = msg.comments.get(msg.path)
         if comment:

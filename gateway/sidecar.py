@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import signal
+from typing import Any
 
 import grpc
 import uvloop
@@ -89,6 +90,7 @@ class AggregatedHealthServicer(health_pb2_grpc.HealthServicer):
         backend = PUBLIC_SERVICES.get(request.service)
         if backend is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+            raise AssertionError("abort raises")  # for the type checker
         return health_pb2.HealthCheckResponse(status=await self.backends.check(backend, request.service))
 
     async def Watch(self, request, context):  # type: ignore[no-untyped-def]
@@ -99,7 +101,7 @@ def http_app(backends: BackendHealth) -> web.Application:
     async def health(_: web.Request) -> web.Response:
         statuses = await backends.check_all()
         down = sorted(name for name, status in statuses.items() if status != SERVING)
-        body = {
+        body: dict[str, Any] = {
             "status": "unhealthy" if down else "healthy",
             "services": {name: _STATUS_NAME(status) for name, status in sorted(statuses.items())},
         }

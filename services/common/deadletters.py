@@ -25,7 +25,7 @@ from collections.abc import Iterable
 
 from redis import Redis
 
-from services.common.events import EVENT_FIELD, STREAM_MAX_LEN, VOTE_EVENTS_STREAM
+from services.common.events import EVENT_FIELD, STREAM_MAX_LEN, VOTE_EVENTS_STREAM, Entry, entry_list
 
 DEAD_PREFIX = f"{VOTE_EVENTS_STREAM}:dead:"
 UNDECODABLE = "undecodable"
@@ -39,14 +39,14 @@ def groups(redis: Redis) -> list[str]:
     return sorted(key.removeprefix(DEAD_PREFIX) for key in redis.scan_iter(match=DEAD_PREFIX + "*"))
 
 
-def entries(redis: Redis, group: str, ids: Iterable[str] = (), count: int | None = None) -> list[tuple[str, dict]]:
+def entries(redis: Redis, group: str, ids: Iterable[str] = (), count: int | None = None) -> list[Entry]:
     stream = dead_stream(group)
     wanted = list(ids)
     if not wanted:
-        return list(redis.xrange(stream, count=count))
-    found = []
+        return entry_list(redis.xrange(stream, count=count))
+    found: list[Entry] = []
     for entry_id in wanted:
-        found += redis.xrange(stream, entry_id, entry_id)
+        found += entry_list(redis.xrange(stream, entry_id, entry_id))
     missing = set(wanted) - {entry_id for entry_id, _ in found}
     if missing:
         raise SystemExit(f"no such entry in {stream}: {', '.join(sorted(missing))}")

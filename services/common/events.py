@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from google.protobuf import json_format
 from redis.asyncio import Redis
@@ -28,6 +29,22 @@ EVENT_FIELD = "event"
 # Approximate cap on the stream's length; consumers keep up within seconds,
 # so this only bounds memory if one stops for long.
 STREAM_MAX_LEN = 1_000_000
+
+
+# One stream entry as our clients return it (decode_responses=True): its id
+# and its fields. redis-py's annotations cover every client configuration
+# (bytes or str, RESP2 or RESP3); these helpers narrow them in one place.
+Entry = tuple[str, dict[str, str]]
+
+
+def stream_entries(reply: Any) -> list[Entry]:
+    """The entries of a one-stream XREAD/XREADGROUP reply ([] when none)."""
+    return list(reply[0][1]) if reply else []
+
+
+def entry_list(reply: Any) -> list[Entry]:
+    """An XRANGE/XAUTOCLAIM entry list as Entries."""
+    return cast(list[Entry], list(reply or []))
 
 
 class MalformedEvent(ValueError):
@@ -116,7 +133,7 @@ async def consume(
     stream costs one transaction per linger period instead of one per read.
     """
 
-    async def process(entries: list) -> None:
+    async def process(entries: list[Entry]) -> None:
         if not entries:
             return
         decoded: list[tuple[str, VoteEvent]] = []
@@ -160,10 +177,10 @@ async def consume(
                 if "BUSYGROUP" not in str(exc):
                     raise
             # Our own pending entries first (we crashed between handle and ack).
-            while reply := await redis.xreadgroup(group, consumer, {VOTE_EVENTS_STREAM: "0"}, count=batch_size):
-                if not reply[0][1]:
-                    break
-                await process(reply[0][1])
+            while pending := stream_entries(
+                await redis.xreadgroup(group, consumer, {VOTE_EVENTS_STREAM: "0"}, count=batch_size)
+            ):
+                await process(pending)
             next_claim = 0.0
             while True:
                 now = asyncio.get_running_loop().time()
@@ -171,24 +188,23 @@ async def consume(
                     claimed = await redis.xautoclaim(
                         VOTE_EVENTS_STREAM, group, consumer, min_idle_time=CLAIM_IDLE_MS, count=batch_size
                     )
-                    await process(claimed[1])
+                    await process(entry_list(claimed[1]))
                     next_claim = now + CLAIM_EVERY_S
-                reply = await redis.xreadgroup(
-                    group, consumer, {VOTE_EVENTS_STREAM: ">"}, count=batch_size, block=block_ms
+                entries = stream_entries(
+                    await redis.xreadgroup(group, consumer, {VOTE_EVENTS_STREAM: ">"}, count=batch_size, block=block_ms)
                 )
-                entries = list(reply[0][1]) if reply else []
                 if entries and linger_s:
                     until = asyncio.get_running_loop().time() + linger_s
                     while len(entries) < batch_size and (left := until - asyncio.get_running_loop().time()) > 0:
-                        more = await redis.xreadgroup(
-                            group,
-                            consumer,
-                            {VOTE_EVENTS_STREAM: ">"},
-                            count=batch_size - len(entries),
-                            block=max(1, int(left * 1000)),
+                        entries += stream_entries(
+                            await redis.xreadgroup(
+                                group,
+                                consumer,
+                                {VOTE_EVENTS_STREAM: ">"},
+                                count=batch_size - len(entries),
+                                block=max(1, int(left * 1000)),
+                            )
                         )
-                        if more:
-                            entries += more[0][1]
                 await process(entries)
                 backoff = 0.1
         except asyncio.CancelledError:

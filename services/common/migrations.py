@@ -8,6 +8,8 @@ services.common.migrate` applies them all before the services start.
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 from sqlalchemy import MetaData, create_engine, text
 
@@ -19,9 +21,11 @@ def run_env(metadata: MetaData, schema: str) -> None:
     """Body of every service's migrations/env.py."""
     config = context.config
     url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("alembic: sqlalchemy.url is not set")
     engine = create_engine(url)
 
-    def include_name(name: str | None, type_: str, parent_names: dict) -> bool:
+    def include_name(name: str | None, type_: Any, parent_names: Any) -> bool:
         if type_ == "schema":
             return name == schema
         return True

@@ -13,7 +13,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import and_, delete, func, insert, or_, select, text, tuple_
+from redis.typing import EncodableT
+from sqlalchemy import and_, cast, delete, func, insert, literal, or_, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -99,6 +100,12 @@ _PROJECT_VOTES = text(
     """
 )
 
+
+def _scored(members: Any) -> list[tuple[str, float]]:
+    """A ZRANGE ... WITHSCORES reply as (member, score) pairs."""
+    return [(str(member), float(score)) for member, score in members]
+
+
 # The time origin of the stored trending scores (see trending.py).
 TRENDING_EPOCH_KEY = "ranking:trending-epoch"
 
@@ -166,7 +173,8 @@ class RankingStore:
             pipe = self.redis.pipeline(transaction=False)
             for (item_type, item_id), values in counts.items():
                 key = ITEM_KEY.format(item_type=item_type, item_id=item_id)
-                pipe.hset(key, mapping=values)
+                fields: dict[EncodableT, EncodableT] = {name: value for name, value in values.items()}
+                pipe.hset(key, mapping=fields)
                 pipe.expire(key, ITEM_TTL_S)
             await pipe.execute()
         except RedisError:
@@ -188,7 +196,7 @@ class RankingStore:
             statement = statement.where(table.c.search.op("@@")(func.plainto_tsquery("simple", query)))
         if after is not None:
             created_at, last_id = after
-            at = func.cast(created_at, table.c.created_at.type)
+            at = cast(literal(created_at), table.c.created_at.type)
             statement = statement.where(
                 or_(table.c.created_at < at, and_(table.c.created_at == at, table.c.id < last_id))
             )
@@ -431,7 +439,7 @@ class RankingStore:
         return len(sets)
 
     async def trending_ids(self, key: str, limit: int) -> list[tuple[str, float]]:
-        return [(member, score) for member, score in await self.redis.zrevrange(key, 0, limit - 1, withscores=True)]
+        return _scored(await self.redis.zrevrange(key, 0, limit - 1, withscores=True))
 
     async def trending_intersection(self, keys: list[str], limit: int) -> list[tuple[str, float]]:
         """Top members present in every key (genre and platform together)."""
@@ -441,11 +449,11 @@ class RankingStore:
         pipe.zrevrange(temporary, 0, limit - 1, withscores=True)
         pipe.delete(temporary)
         _, members, _ = await pipe.execute()
-        return [(member, score) for member, score in members]
+        return _scored(members)
 
     async def trending_epoch(self) -> datetime | None:
         raw = await self.redis.get(TRENDING_EPOCH_KEY)
-        return datetime.fromisoformat(raw) if raw else None
+        return datetime.fromisoformat(str(raw)) if raw else None
 
     async def set_trending_epoch(self, epoch: datetime) -> None:
         await self.redis.set(TRENDING_EPOCH_KEY, epoch.isoformat())

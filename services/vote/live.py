@@ -104,10 +104,11 @@ class VoteFeed:
                 if not self._watched.is_set():
                     await self._watched.wait()
                     last_id = "$"
-                reply = await self.redis.xread({events.VOTE_EVENTS_STREAM: last_id}, count=500, block=1000)
-                if not reply:
+                entries = events.stream_entries(
+                    await self.redis.xread({events.VOTE_EVENTS_STREAM: last_id}, count=500, block=1000)
+                )
+                if not entries:
                     continue
-                entries = reply[0][1]
                 last_id = entries[-1][0]
                 if not self._watchers:
                     continue

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT
 from sqlalchemy import and_, delete, func, insert, or_, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -405,7 +407,7 @@ class VoteStore:
     async def _admit_batch(self, pending: list[PendingVote]) -> list[Admission]:
         try:
             keys: list[str] = []
-            args: list[object] = [QUOTA_TTL_S]
+            args: list[EncodableT] = [QUOTA_TTL_S]
             for p in pending:
                 keys += [
                     QUOTA_KEY.format(agent_id=p.vote.agent_id, day=p.day),
@@ -446,7 +448,7 @@ class VoteStore:
     ) -> dict[tuple[str, str, str], tuple[PendingVote, VoteRow]]:
         """Inserts the votes and their outbox events in one transaction; returns
         the stored ones, each with the request it came from."""
-        rows = {}
+        rows: dict[tuple[str, str, str], PendingVote] = {}
         for p in pending:  # the same agent and item twice in one batch: the first wins
             rows.setdefault(_vote_key(p.vote), p)
         requests = list(rows.values())
@@ -495,7 +497,7 @@ class VoteStore:
             return {}
         try:
             keys: list[str] = []
-            args: list[object] = [
+            args: list[EncodableT] = [
                 COUNTS_TTL_S,
                 rules.window_s * 1000,
                 rules.burst_window_s * 1000,
@@ -632,7 +634,7 @@ class VoteStore:
                 fixed += await self._replace(keys=[key], args=[up, down, want.up, want.down])
         return fixed
 
-    async def _counts_for(self, items: list[tuple[str, ...]]) -> dict[tuple[str, ...], Counts]:
+    async def _counts_for(self, items: Sequence[tuple[str, ...]]) -> dict[tuple[str, ...], Counts]:
         if not items:
             return {}
         pairs = tuple_(votes.c.item_type, votes.c.item_id).in_(items)

@@ -48,7 +48,7 @@ def test_a_poison_event_is_dead_lettered_and_the_rest_applied(stack: Stack) -> N
             # Done when both good events are applied, both bad ones parked and
             # nothing is left unacknowledged (polled: CI machines are slow).
             for _ in range(200):
-                dead = await redis.xrange(f"{events.VOTE_EVENTS_STREAM}:dead:{group}")
+                dead = events.entry_list(await redis.xrange(f"{events.VOTE_EVENTS_STREAM}:dead:{group}"))
                 pending = await redis.xpending(events.VOTE_EVENTS_STREAM, group)
                 if len(applied) >= 2 and len(dead) >= 2 and pending["pending"] == 0:
                     break

