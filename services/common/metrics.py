@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import time
+from typing import Any
+
 from prometheus_client import Counter, Histogram, start_http_server
 
 RPC_TOTAL = Counter("grpc_server_handled_total", "RPCs completed", ["method", "code"])
@@ -11,6 +16,48 @@ RPC_SECONDS = Histogram(
     ["method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+
+
+# What stalls a whole service at once: a blocked event loop, or a pause of
+# the cyclic garbage collector. Every request waiting at that moment waits
+# as long, so these explain latency spikes that no single RPC's code does.
+_PAUSE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+LOOP_LAG_SECONDS = Histogram(
+    "event_loop_lag_seconds",
+    "How late the event loop ran a callback due now (sampled every 100 ms)",
+    buckets=_PAUSE_BUCKETS,
+)
+GC_PAUSE_SECONDS = Histogram(
+    "python_gc_pause_seconds", "Cyclic garbage collector passes", ["generation"], buckets=_PAUSE_BUCKETS
+)
+
+LOOP_LAG_SAMPLE_S = 0.1
+
+
+async def watch_loop_lag() -> None:
+    """Samples the event loop's lag forever (a background task of every service)."""
+    while True:
+        due = time.perf_counter() + LOOP_LAG_SAMPLE_S
+        await asyncio.sleep(LOOP_LAG_SAMPLE_S)
+        LOOP_LAG_SECONDS.observe(max(0.0, time.perf_counter() - due))
+
+
+class _GcTimer:
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.observers = {generation: GC_PAUSE_SECONDS.labels(str(generation)) for generation in range(3)}
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.observers[info["generation"]].observe(time.perf_counter() - self.started)
+
+
+def time_gc_pauses() -> None:
+    """Records every collector pass's duration (idempotent)."""
+    if not any(isinstance(callback, _GcTimer) for callback in gc.callbacks):
+        gc.callbacks.append(_GcTimer())
 
 
 def serve_metrics(port: int, host: str) -> None:

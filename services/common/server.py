@@ -32,7 +32,7 @@ from services.common.config import Settings
 from services.common.db import create_engine
 from services.common.errors import ConfigError
 from services.common.interceptors import ServerInterceptor
-from services.common.metrics import serve_metrics
+from services.common.metrics import serve_metrics, time_gc_pauses, watch_loop_lag
 from services.common.redis_client import create_redis
 
 log = logging.getLogger("server")
@@ -111,11 +111,15 @@ async def serve(name: str, setup: Setup, settings: Settings | None = None) -> No
     server.add_insecure_port(address)
     await server.start()
     # Everything allocated so far (modules, descriptors, pools) lives as long
-    # as the process: keep it out of the cyclic collector's scans, and let
-    # young garbage pile up longer before a pass (request handling allocates
-    # many short-lived objects; default thresholds meant frequent passes).
+    # as the process: keep it out of the cyclic collector's scans. Young
+    # passes every 5,000 net allocations (default 700: too frequent under
+    # load), older passes as rarely as before. A young pass stalls every
+    # request in flight for as long as it runs: at 50,000 each pass took
+    # 25-250 ms under load, at 5,000 under 10 ms, for less collector time in
+    # all (python_gc_pause_seconds; docs/benchmarks.md).
     gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    gc.set_threshold(5_000, 200, 20)
+    time_gc_pauses()
     serve_metrics(settings.metrics_port, settings.host)
     log.info("%s service listening on %s", name, address, extra={"services": registration.services})
 
@@ -124,7 +128,10 @@ async def serve(name: str, setup: Setup, settings: Settings | None = None) -> No
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
 
-    tasks = [asyncio.create_task(_watch_health(resources, health_servicer, registration.services, stopping))]
+    tasks = [
+        asyncio.create_task(_watch_health(resources, health_servicer, registration.services, stopping)),
+        asyncio.create_task(watch_loop_lag(), name="loop-lag"),
+    ]
     tasks += [asyncio.create_task(job(), name=getattr(job, "__name__", "job")) for job in registration.background]
 
     await stopping.wait()

@@ -1,5 +1,5 @@
-"""No acknowledged vote is lost when Redis goes away mid-run, and every count
-converges back to what the votes table says."""
+"""No acknowledged vote is lost when Redis or PostgreSQL goes away mid-run,
+and every count converges back to what the votes table says."""
 
 from __future__ import annotations
 
@@ -44,6 +44,57 @@ def test_redis_outage_loses_no_vote_and_counts_converge(api: httpx.Client, stack
     with psycopg.connect(stack.database_url or "") as conn:
         stored = conn.execute("SELECT count(*) FROM vote.votes WHERE item_id = ANY(%s)", (songs,)).fetchone()
     assert stored == (len(acknowledged),) == (48,)
+
+    def converged() -> bool:
+        for song_id in songs:
+            up, down = votes_table_counts(stack, "song", song_id)
+            catalog = api.get(f"/api/v1/songs/{song_id}").json()
+            counts = api.get(f"/api/v1/votes/song/{song_id}").json()
+            if (catalog["up_votes"], catalog["down_votes"]) != (up, down):
+                return False
+            if (counts["up_votes"], counts["down_votes"]) != (up, down):
+                return False
+        return True
+
+    eventually(converged, timeout_s=20, interval_s=0.5)
+
+
+def test_postgres_restart_loses_no_acknowledged_vote_and_counts_converge(api: httpx.Client, stack: Stack) -> None:
+    if not stack.embedded_postgres:
+        pytest.skip("needs the embedded PostgreSQL to stop and restart it")
+    keys = [api.post("/api/v1/agents", json={}).json()["api_key"] for _ in range(4)]
+    songs = make_songs(api, keys[0], 6)
+    ballots = list(itertools.product(range(len(keys)), range(len(songs))))  # 24 distinct votes
+    acknowledged: list[tuple[int, str]] = []
+
+    def cast(agent_index: int, song_index: int) -> httpx.Response:
+        direction = "up" if (agent_index + song_index) % 3 else "down"
+        reply = vote(api, keys[agent_index], songs[song_index], direction)
+        if reply.status_code == 200:
+            acknowledged.append((agent_index, songs[song_index]))
+        return reply
+
+    for ballot in ballots[:8]:
+        assert cast(*ballot).status_code == 200
+    stack.stop_process("postgres")
+    try:
+        # Nothing can be made durable: each vote is refused as retryable, never acknowledged.
+        for ballot in ballots[8:12]:
+            reply = cast(*ballot)
+            assert reply.status_code == 503, reply.text
+            assert "retry" in reply.json()["message"]
+    finally:
+        stack.start_postgres()
+    # The first votes after the restart may still meet a connection from
+    # before it; the service recovers on its own within seconds.
+    eventually(lambda: cast(*ballots[12]).status_code == 200, timeout_s=30, interval_s=0.5)
+    for ballot in ballots[13:]:
+        assert cast(*ballot).status_code == 200
+    eventually(lambda: api.get("/health").status_code == 200, timeout_s=30)
+
+    with psycopg.connect(stack.database_url or "") as conn:
+        stored = conn.execute("SELECT count(*) FROM vote.votes WHERE item_id = ANY(%s)", (songs,)).fetchone()
+    assert stored == (len(acknowledged),) == (8 + 12,)
 
     def converged() -> bool:
         for song_id in songs:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.request
+
 import grpc
 import httpx
 import pytest
@@ -118,3 +120,15 @@ def test_health_names_a_service_that_is_down(stack: Stack, api: httpx.Client, ch
     finally:
         stack.start_service("ranking")
     eventually(lambda: api.get("/health").status_code == 200, timeout_s=30)
+
+
+def test_services_export_event_loop_lag_and_gc_pauses(stack: Stack) -> None:
+    def samples() -> dict[str, float]:
+        url = f"http://127.0.0.1:{stack.ports['vote_metrics']}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310 - the test stack's own port
+            lines = reply.read().decode().splitlines()
+        return {line.split()[0]: float(line.split()[1]) for line in lines if line and not line.startswith("#")}
+
+    # The lag is sampled every 100 ms, so a running service has samples.
+    eventually(lambda: samples().get("event_loop_lag_seconds_count", 0) >= 2, timeout_s=5)
+    assert "python_gc_pause_seconds_count" in " ".join(samples())
