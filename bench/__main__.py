@@ -262,6 +262,22 @@ def summarize_warnings(log_dir: Path, shown: int = 5) -> None:
                 print(f"  {line[:300]}")
 
 
+def summarize_envoy_errors(admin_url: str) -> None:
+    """Envoy's own error counters (a 503 Envoy made itself leaves no service log)."""
+    try:
+        stats = httpx.get(f"{admin_url}/stats", timeout=5).text
+    except httpx.HTTPError as exc:
+        print(f"\nEnvoy stats unavailable: {exc}")
+        return
+    pattern = re.compile(
+        r"overflow|rq_5xx|rq_timeout|cx_connect_fail|rq_reset|pending_failure|rq_retry|downstream_cx_overflow"
+    )
+    errors = [line for line in stats.splitlines() if pattern.search(line) and not line.endswith(": 0")]
+    print("\nEnvoy error counters:" if errors else "\nEnvoy error counters: all zero")
+    for line in errors:
+        print(f"  {line}")
+
+
 def check_nothing_lost(database_url: str, url: str, acknowledged: int, song_ids: list[str]) -> dict:
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT count(*) FROM vote.votes WHERE item_id = ANY(%s)", (song_ids,)).fetchone()
@@ -317,12 +333,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="aimusicstore-bench-") as tmp:
         stack = None
         url, admin_key, database_url = args.url, args.admin_key, args.database_url
+        admin_port = free_port()
         if not url:
             stack = Stack(
                 data_dir=Path(tmp) / "stack",
                 gateway_port=free_port(),
                 database_url=os.environ.get("DATABASE_URL") or None,
                 redis_url=os.environ.get("REDIS_URL") or None,
+                env_overrides={"AIMUSICSTORE_GATEWAY_ADMIN_PORT": str(admin_port)},
             )
             print("starting the stack...", flush=True)
             stack.start()
@@ -393,6 +411,7 @@ def main() -> None:
                 print(json.dumps(check_nothing_lost(database_url, url, acknowledged, data["songs"])))
             if stack is not None:
                 summarize_warnings(stack.log_dir)
+                summarize_envoy_errors(f"http://127.0.0.1:{admin_port}")
         finally:
             if stack is not None:
                 stack.stop()

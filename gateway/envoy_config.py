@@ -459,7 +459,7 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
     # The loopback transcoding listener: cached reads (one upstream request
     # per expired entry) and unknown JSON paths (answered 404 there).
     clusters.append(_cluster("api", f"127.0.0.1:{settings.api_port}", limit))
-    return {
+    config: dict[str, Any] = {
         "static_resources": {
             "listeners": [
                 _listener(
@@ -473,6 +473,10 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
             "clusters": clusters,
         },
     }
+    if settings.admin_port:
+        # Loopback only: the admin interface can change Envoy's state.
+        config["admin"] = {"address": {"socket_address": {"address": "127.0.0.1", "port_value": settings.admin_port}}}
+    return config
 
 
 def main() -> None:

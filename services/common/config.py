@@ -190,6 +190,8 @@ class GatewaySettings:
     # once, counted apart so that watchers can never use up the vote path.
     max_requests_per_service: int = 1024
     max_live_streams: int = 10_000
+    # Envoy's admin interface (stats, clusters) on loopback; 0: off.
+    admin_port: int = 0
 
     def targets(self) -> dict[str, str]:
         return {"vote": self.vote_target, "ranking": self.ranking_target, "reputation": self.reputation_target}
@@ -217,4 +219,5 @@ class GatewaySettings:
             health_deadline_s=_float(env, "AIMUSICSTORE_HEALTH_DEADLINE_S", 1.0),
             max_requests_per_service=_int(env, "AIMUSICSTORE_GATEWAY_MAX_REQUESTS", 1024, 1),
             max_live_streams=_int(env, "AIMUSICSTORE_GATEWAY_MAX_STREAMS", 10_000, 1),
+            admin_port=_int(env, "AIMUSICSTORE_GATEWAY_ADMIN_PORT", 0, 0),
         )

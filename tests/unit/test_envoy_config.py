@@ -185,3 +185,9 @@ def test_a_known_path_with_another_method_is_405_with_allow() -> None:
     assert route is not None
     assert route["response_headers_to_add"][0]["header"]["value"] == "DELETE, GET"
     assert _answered_405(config, "GET", "/api/v1/no-such-thing") is None
+
+
+def test_admin_interface_is_off_unless_asked_and_then_on_loopback() -> None:
+    assert "admin" not in build(SETTINGS)
+    config = build(GatewaySettings(**{**SETTINGS.__dict__, "admin_port": 9901}))
+    assert config["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 9901}
