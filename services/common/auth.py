@@ -21,8 +21,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from aimusicstore.reputation.v1 import api_key_service_pb2, api_key_service_pb2_grpc
-from services.common.errors import Unauthenticated, Unavailable
+from services.common.channels import peer_unavailable
+from services.common.errors import Unauthenticated
 from services.common.pubsub import AUTH_CHANNEL, subscribe_forever
+from services.common.singleflight import SingleFlight
 
 ADMIN_ID = "admin"
 
@@ -82,6 +84,8 @@ class Authenticator:
         # cost an internal call and a query each time. Short, so a key that
         # was just issued is never refused for long.
         self._invalid: TTLCache[bytes, bool] = TTLCache(maxsize=100_000, ttl=1.0)
+        # Concurrent first calls with one key verify it once.
+        self._verifying = SingleFlight()
 
     async def caller(self, context: grpc.aio.ServicerContext, *, check_revoked: bool = True) -> Caller:
         """The authenticated caller; UNAUTHENTICATED when there is none.
@@ -115,7 +119,7 @@ class Authenticator:
             return cached
         if key_hash in self._invalid:
             raise Unauthenticated("the API key is not valid (revoked, rotated or never issued)")
-        caller = await self._verify(token)
+        caller = await self._verifying.do(key_hash, lambda: self._verify(token))
         if caller is None:
             self._invalid[key_hash] = True
             raise Unauthenticated("the API key is not valid (revoked, rotated or never issued)")
@@ -157,7 +161,7 @@ def remote_key_verifier(channel: grpc.aio.Channel) -> KeyVerifier:
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return None
-            raise Unavailable("cannot verify the API key right now (reputation service unreachable); retry") from exc
+            raise peer_unavailable("verify the API key", "reputation service", exc) from exc
         return Caller(agent_id=reply.agent_id, tier=reply.tier, flagged=reply.flagged)
 
     return verify

@@ -9,12 +9,16 @@ is cheap, so the backoff is capped at `MAX_RECONNECT_BACKOFF_MS`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import grpc
 
 from services.common.config import Settings
+from services.common.errors import Unavailable
 from services.common.interceptors import DeadlineClientInterceptor
+
+log = logging.getLogger("peers")
 
 INITIAL_RECONNECT_BACKOFF_MS = 100
 MAX_RECONNECT_BACKOFF_MS = 1_000
@@ -47,3 +51,12 @@ def internal_channel(settings: Settings, service: str) -> grpc.aio.Channel:
         ],
         interceptors=[DeadlineClientInterceptor(settings.internal_deadline_s)],
     )
+
+
+def peer_unavailable(action: str, peer: str, exc: grpc.aio.AioRpcError) -> Unavailable:
+    """The answer when a call to another service failed: retryable, saying
+    whether the peer was unreachable or too slow (under overload the internal
+    deadline runs out first). Logged here, as the client sees only a 503."""
+    log.warning("call to the %s failed: %s", peer, exc.code().name)
+    reason = "did not answer in time" if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED else "is unreachable"
+    return Unavailable(f"cannot {action} right now (the {peer} {reason}); retry")

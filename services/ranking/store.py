@@ -57,8 +57,9 @@ return 1
 # A consumer batch's changes go to PostgreSQL as one JSON document per
 # statement: one statement for PostgreSQL to plan and run, where an
 # executemany ran one execution per row (measured: the consumers' largest
-# cost, in Python and in PostgreSQL). One consumer applies the events, so
-# no two of these batches run at once.
+# cost, in Python and in PostgreSQL). One consumer applies the events; if
+# two ever overlap (a rolling restart) and lock the same rows in another
+# order, PostgreSQL aborts one batch as a deadlock and it is retried whole.
 _ADD_COUNTS = {
     "song": text(
         """

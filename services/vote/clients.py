@@ -11,8 +11,10 @@ from redis.asyncio import Redis
 from aimusicstore.ranking.v1 import catalog_service_pb2 as catalog_pb
 from aimusicstore.ranking.v1 import catalog_service_pb2_grpc
 from aimusicstore.reputation.v1 import moderation_service_pb2, moderation_service_pb2_grpc
-from services.common.errors import NotFound, Unavailable
+from services.common.channels import peer_unavailable
+from services.common.errors import NotFound
 from services.common.pubsub import CATALOG_CHANNEL, subscribe_forever
+from services.common.singleflight import SingleFlight
 
 
 class CatalogClient:
@@ -21,11 +23,16 @@ class CatalogClient:
         # Only existing items are cached: a new item is votable at once, and
         # a deleted one stops being votable within cache_ttl_s.
         self._known: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=200_000, ttl=cache_ttl_s)
+        # A burst of votes on an item not cached yet asks the catalog once.
+        self._checking = SingleFlight()
 
     async def require_item(self, item_type: str, item_id: str) -> None:
         key = (item_type, item_id)
         if key in self._known:
             return
+        await self._checking.do(key, lambda: self._check(item_type, item_id))
+
+    async def _check(self, item_type: str, item_id: str) -> None:
         try:
             if item_type == "song":
                 await self._stub.GetSong(catalog_pb.GetSongRequest(song_id=item_id))
@@ -34,8 +41,8 @@ class CatalogClient:
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 raise NotFound(f"{item_type} {item_id!r} does not exist") from None
-            raise Unavailable("cannot check the item right now (catalog unreachable); retry") from exc
-        self._known[key] = True
+            raise peer_unavailable("check the item", "catalog service", exc) from exc
+        self._known[(item_type, item_id)] = True
 
     def forget(self, item_type: str, item_id: str) -> None:
         self._known.pop((item_type, item_id), None)

@@ -4,6 +4,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
+from services.common.channels import peer_unavailable
 from services.common.config import GatewaySettings, Settings, to_sqlalchemy_url
 from services.common.errors import AlreadyExists, ConfigError, InvalidArgument
 
@@ -60,3 +61,14 @@ def test_invalid_argument_carries_a_bad_request_detail() -> None:
 
 def test_other_errors_map_to_their_codes() -> None:
     assert AlreadyExists("Already voted").to_status().code == grpc.StatusCode.ALREADY_EXISTS.value[0]
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [(grpc.StatusCode.DEADLINE_EXCEEDED, "did not answer in time"), (grpc.StatusCode.UNAVAILABLE, "is unreachable")],
+)
+def test_a_failed_peer_call_is_a_retryable_error_saying_why(code: grpc.StatusCode, reason: str) -> None:
+    failure = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details="x")
+    error = peer_unavailable("check the item", "catalog service", failure)
+    assert error.code == grpc.StatusCode.UNAVAILABLE
+    assert error.message == f"cannot check the item right now (the catalog service {reason}); retry"
