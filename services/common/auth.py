@@ -16,11 +16,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import grpc
-from cachetools import TTLCache
+from cachetools import TLRUCache, TTLCache
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from aimusicstore.reputation.v1 import api_key_service_pb2, api_key_service_pb2_grpc
+from services.common.caches import jittered_ttl_cache
 from services.common.channels import peer_unavailable
 from services.common.errors import Unauthenticated
 from services.common.pubsub import AUTH_CHANNEL, subscribe_forever
@@ -79,7 +80,7 @@ class Authenticator:
         # invalidation message arrives. (The vote path checks the marker in
         # its quota call instead, and passes None.)
         self._revocations = revocations
-        self._cache: TTLCache[bytes, Caller] = TTLCache(maxsize=100_000, ttl=cache_ttl_s)
+        self._cache: TLRUCache[bytes, Caller] = jittered_ttl_cache(maxsize=100_000, ttl_s=cache_ttl_s)
         # Keys found invalid, briefly: a client retrying a bad key must not
         # cost an internal call and a query each time. Short, so a key that
         # was just issued is never refused for long.

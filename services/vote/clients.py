@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 
 import grpc
-from cachetools import TTLCache
+from cachetools import TLRUCache
 from redis.asyncio import Redis
 
 from aimusicstore.ranking.v1 import catalog_service_pb2 as catalog_pb
 from aimusicstore.ranking.v1 import catalog_service_pb2_grpc
 from aimusicstore.reputation.v1 import moderation_service_pb2, moderation_service_pb2_grpc
+from services.common.caches import jittered_ttl_cache
 from services.common.channels import peer_unavailable
 from services.common.errors import NotFound
 from services.common.pubsub import CATALOG_CHANNEL, subscribe_forever
@@ -22,7 +23,7 @@ class CatalogClient:
         self._stub = catalog_service_pb2_grpc.CatalogServiceStub(channel)
         # Only existing items are cached: a new item is votable at once, and
         # a deleted one stops being votable within cache_ttl_s.
-        self._known: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=200_000, ttl=cache_ttl_s)
+        self._known: TLRUCache[tuple[str, str], bool] = jittered_ttl_cache(maxsize=200_000, ttl_s=cache_ttl_s)
         # A burst of votes on an item not cached yet asks the catalog once.
         self._checking = SingleFlight()
 
