@@ -22,7 +22,8 @@ class CatalogClient:
     def __init__(self, channel: grpc.aio.Channel, cache_ttl_s: float) -> None:
         self._stub = catalog_service_pb2_grpc.CatalogServiceStub(channel)
         # Only existing items are cached: a new item is votable at once, and
-        # a deleted one stops being votable within cache_ttl_s.
+        # a deleted one stops being votable at once (pub/sub), or within
+        # cache_ttl_s + 20% should the message be lost.
         self._known: TLRUCache[tuple[str, str], bool] = jittered_ttl_cache(maxsize=200_000, ttl_s=cache_ttl_s)
         # A burst of votes on an item not cached yet asks the catalog once.
         self._checking = SingleFlight()
