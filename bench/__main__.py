@@ -232,6 +232,7 @@ def run_wrk(
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if socket_errors:
         errors += sum(int(n) for n in socket_errors.groups())
+        print(f"  {name}: wrk {socket_errors.group(0)} (a timeout is a request unanswered after 2 s)", flush=True)
     acknowledged = re.search(r"acknowledged (\d+) refused (\d+)", out)
     if acknowledged:
         errors += int(acknowledged.group(2))
