@@ -92,8 +92,10 @@ class Settings:
     abuse_one_direction_min: int = 20
     abuse_burst_window_s: int = 10
     abuse_burst_max: int = 10
-    # How often cached counts are checked against the votes table.
-    reconcile_interval_s: float = 30.0
+    # Time between reconciliation passes, and the cached counts each pass
+    # sweeps (besides those it rechecks): a pass costs about one page.
+    reconcile_interval_s: float = 5.0
+    reconcile_page_size: int = 500
     # Trending: a vote's influence halves every half-life.
     trending_half_life_h: float = 24.0
     # How often trending is rebuilt from the vote projection (drift repair),
@@ -155,7 +157,8 @@ class Settings:
             abuse_one_direction_min=_int(env, "AIMUSICSTORE_ABUSE_ONE_DIRECTION_MIN", 20, 1),
             abuse_burst_window_s=_int(env, "AIMUSICSTORE_ABUSE_BURST_WINDOW_S", 10, 1),
             abuse_burst_max=_int(env, "AIMUSICSTORE_ABUSE_BURST_MAX", 10, 1),
-            reconcile_interval_s=_float(env, "AIMUSICSTORE_RECONCILE_INTERVAL_S", 30.0),
+            reconcile_interval_s=_float(env, "AIMUSICSTORE_RECONCILE_INTERVAL_S", 5.0),
+            reconcile_page_size=_int(env, "AIMUSICSTORE_RECONCILE_PAGE_SIZE", 500, 1),
             trending_half_life_h=_float(env, "AIMUSICSTORE_TRENDING_HALF_LIFE_H", 24.0),
             trending_rebuild_interval_s=_float(env, "AIMUSICSTORE_TRENDING_REBUILD_INTERVAL_S", 300.0),
             snapshot_interval_s=_float(env, "AIMUSICSTORE_SNAPSHOT_INTERVAL_S", 60.0),

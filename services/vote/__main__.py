@@ -50,7 +50,11 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
     async def reconcile_counts() -> None:
         # Rewrites cached counts that drifted from the votes table (a vote
         # acknowledged while Redis was away, a Redis restart...).
-        await every(settings.reconcile_interval_s, "count reconciliation", store.reconcile_counts, run_first=False)
+        # Each pass costs about one page, whatever the number of cached items.
+        async def one_pass() -> int:
+            return await store.reconcile_counts(settings.reconcile_page_size)
+
+        await every(settings.reconcile_interval_s, "count reconciliation", one_pass, run_first=False)
 
     async def follow_auth_changes() -> None:
         await auth.listen(resources.redis)

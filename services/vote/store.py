@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from prometheus_client import Counter
 from redis.asyncio import Redis
@@ -21,6 +22,9 @@ from services.vote.tables import outbox, votes
 
 log = logging.getLogger("vote.store")
 
+COUNTS_REPAIRED = Counter(
+    "vote_counts_repaired_total", "Cached item counts rewritten because they differed from the votes table"
+)
 EVENTS_RELAYED_AGAIN = Counter(
     "vote_events_relayed_again_total", "Vote events published again because Redis lost them from the stream"
 )
@@ -30,6 +34,13 @@ EVENTS_RELAYED_AGAIN = Counter(
 # job rewrites any that drifted from the table.
 COUNTS_KEY = "vote:counts:{item_type}:{item_id}"
 COUNTS_TTL_S = 86_400
+# Reconciliation checks again, on its next pass, the counts seeded or
+# rewritten since its last one (a vote committed while they were being
+# written may be missing). Bounded: past it, the sweep finds them.
+RECHECK_MAX = 10_000
+# SCAN calls per reconciliation pass: bounds a pass's cost when count keys
+# are rare among Redis's keys (quota and recent-vote keys outnumber them).
+SWEEP_SCANS_MAX = 20
 # Votes an agent cast on a UTC day (quota), and its recent votes by direction
 # (sorted sets scored by time in ms) for the suspicious-agent rules.
 QUOTA_KEY = "vote:quota:{agent_id}:{day}"
@@ -321,6 +332,10 @@ class VoteStore:
         self._last_published_known = False
         # Count keys that missed an update while Redis was unreachable.
         self._stale_keys: set[str] = set()
+        # Reconciliation: where its sweep of the cached counts resumes (a SCAN
+        # cursor), and the keys its next pass checks first.
+        self._sweep_cursor = 0
+        self._recheck: set[str] = set()
 
     async def delete_vote(self, agent_id: str, item_type: str, item_id: str, event: dict) -> VoteRow | None:
         async with self.engine.begin() as conn:
@@ -582,6 +597,9 @@ class VoteStore:
     async def _seed_counts(self, key: str, item_type: str, item_id: str) -> Counts:
         counts = await self.count_from_table(item_type, item_id)
         seeded = await self._seed(keys=[key], args=[counts.up, counts.down, COUNTS_TTL_S])
+        # A vote committed after the count above, whose own update found no
+        # key to bump, is missing from the seeded value: check it again soon.
+        self._mark_for_recheck(key)
         return Counts(int(seeded[0]), int(seeded[1]))
 
     # -- lists -------------------------------------------------------------------
@@ -611,28 +629,66 @@ class VoteStore:
 
     # -- reconciliation ----------------------------------------------------------
 
-    async def reconcile_counts(self, batch: int = 500) -> int:
-        """Rewrites cached counts that differ from the votes table; returns how many.
+    async def reconcile_counts(self, page_size: int = 500) -> int:
+        """One pass of reconciliation: rewrites the cached counts that differ
+        from the votes table; returns how many it rewrote.
 
-        Walks every cached counts key with SCAN, so the cost follows the number
-        of items voted on in the last day, one grouped query per batch.
+        A pass checks the keys marked for a recheck (seeded or rewritten since
+        the last pass) and the next page of a SCAN sweep over every cached
+        count, resuming where the last pass stopped. So a pass costs about one
+        page whatever the number of cached items, a freshly seeded count that
+        missed a concurrent vote is repaired on the next pass, and the sweep
+        covers every key within (cached items / page_size) passes.
         """
-        fixed = 0
-        async for keys in _batches(
-            self.redis.scan_iter(match=COUNTS_KEY.format(item_type="*", item_id="*"), count=batch), batch
-        ):
-            pipe = self.redis.pipeline(transaction=False)
-            for key in keys:
-                pipe.hmget(key, "up", "down")
-            cached = await pipe.execute()
-            items = [tuple(key.split(":", 3)[2:]) for key in keys]
-            truth = await self._counts_for(items)
-            for key, item, (up, down) in zip(keys, items, cached, strict=True):
-                want = truth.get(item, Counts(0, 0))
-                if up is None or down is None or (int(up), int(down)) == (want.up, want.down):
-                    continue
-                fixed += await self._replace(keys=[key], args=[up, down, want.up, want.down])
+        keys, self._recheck = self._recheck, set()
+        try:
+            keys |= await self._next_sweep_page(page_size)
+            ordered = sorted(keys)
+            fixed = 0
+            for start in range(0, len(ordered), page_size):
+                fixed += await self._reconcile_keys(ordered[start : start + page_size])
+        except BaseException:
+            self._recheck |= keys  # not checked: the next pass does
+            raise
+        if fixed:
+            COUNTS_REPAIRED.inc(fixed)
+            log.info("cached counts repaired from the votes table", extra={"repaired": fixed})
         return fixed
+
+    async def _next_sweep_page(self, page_size: int) -> set[str]:
+        found: set[str] = set()
+        for _ in range(SWEEP_SCANS_MAX):
+            self._sweep_cursor, keys = await self.redis.scan(
+                self._sweep_cursor, match=COUNTS_KEY.format(item_type="*", item_id="*"), count=page_size
+            )
+            found.update(cast(list[str], keys))  # the client decodes replies to str
+            if self._sweep_cursor == 0 or len(found) >= page_size:
+                break
+        return found
+
+    async def _reconcile_keys(self, keys: list[str]) -> int:
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(key, "up", "down")
+        cached = await pipe.execute()
+        items = [tuple(key.split(":", 3)[2:]) for key in keys]
+        truth = await self._counts_for(items)
+        fixed = 0
+        for key, item, (up, down) in zip(keys, items, cached, strict=True):
+            want = truth.get(item, Counts(0, 0))
+            if up is None or down is None or (int(up), int(down)) == (want.up, want.down):
+                continue
+            # Rewritten only if no vote changed the key since it was read. A
+            # vote committed before the count but not yet applied to the key
+            # makes a difference that is not drift; the recheck on the next
+            # pass undoes a rewrite it caused, and retries a skipped one.
+            fixed += await self._replace(keys=[key], args=[up, down, want.up, want.down])
+            self._mark_for_recheck(key)
+        return fixed
+
+    def _mark_for_recheck(self, key: str) -> None:
+        if len(self._recheck) < RECHECK_MAX:
+            self._recheck.add(key)
 
     async def _counts_for(self, items: Sequence[tuple[str, ...]]) -> dict[tuple[str, ...], Counts]:
         if not items:
@@ -717,14 +773,3 @@ class VoteStore:
                 _FORGET_DURABLE, {"fsync_margin_s": fsync_margin_s, "ms": verified[0], "seq": verified[1]}
             )
         return result.rowcount
-
-
-async def _batches(source, size: int):  # type: ignore[no-untyped-def]
-    chunk: list = []
-    async for value in source:
-        chunk.append(value)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

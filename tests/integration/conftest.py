@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,6 +78,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "AIMUSICSTORE_CONSUMER_NAME": f"test-{uuid.uuid4().hex[:6]}",
             # Converge quickly after the Redis outage tests.
             "AIMUSICSTORE_RECONCILE_INTERVAL_S": "1",
+            # Small pages, so the sweep over cached counts spans several passes.
+            "AIMUSICSTORE_RECONCILE_PAGE_SIZE": "50",
             # Tests with an injected clock drive the recompute themselves; the
             # service's own pass (real clock) runs only at start.
             "AIMUSICSTORE_REPUTATION_RECOMPUTE_INTERVAL_S": "3600",
@@ -156,6 +159,14 @@ def eventually_equal(get: Callable[[], Any], expected: Any, timeout_s: float, in
             return
         time.sleep(interval_s)
     raise AssertionError(f"not equal within {timeout_s}s: last {last!r}, expected {expected!r}")
+
+
+def vote_service_metrics(stack: Stack) -> dict[str, float]:
+    """The vote service's Prometheus samples, by name with labels."""
+    url = f"http://127.0.0.1:{stack.ports['vote_metrics']}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310 - the test stack's own port
+        lines = reply.read().decode().splitlines()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if line and line[0] != "#"}
 
 
 def make_songs(api: httpx.Client, key: str, count: int) -> list[str]:

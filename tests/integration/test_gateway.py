@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.request
-
 import grpc
 import httpx
 import pytest
@@ -13,7 +11,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from aimusicstore.reputation.v1 import api_key_service_pb2, api_key_service_pb2_grpc
 from devstack.stack import Stack
 from gateway.envoy_config import PUBLIC_SERVICES
-from tests.integration.conftest import eventually
+from tests.integration.conftest import eventually, vote_service_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -124,10 +122,7 @@ def test_health_names_a_service_that_is_down(stack: Stack, api: httpx.Client, ch
 
 def test_services_export_event_loop_lag_and_gc_pauses(stack: Stack) -> None:
     def samples() -> dict[str, float]:
-        url = f"http://127.0.0.1:{stack.ports['vote_metrics']}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310 - the test stack's own port
-            lines = reply.read().decode().splitlines()
-        return {line.split()[0]: float(line.split()[1]) for line in lines if line and not line.startswith("#")}
+        return vote_service_metrics(stack)
 
     # The lag is sampled every 100 ms, so a running service has samples.
     eventually(lambda: samples().get("event_loop_lag_seconds_count", 0) >= 2, timeout_s=5)
