@@ -13,7 +13,7 @@ from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from redis.typing import EncodableT
-from sqlalchemy import and_, delete, func, insert, or_, select, text, tuple_
+from sqlalchemy import and_, delete, func, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import events
@@ -205,6 +205,25 @@ class CastOutcome:
     broken_rule: str = ""
     used: int = 0
 
+
+# The up and down votes of several items: one index-only count of each
+# item's range (LATERAL makes it a nested loop whatever the planner
+# estimates), so the cost follows those items' votes, not the table. The
+# row-value IN list this replaced, `(item_type, item_id) IN ((...), ...)`, was
+# planned as a scan of the whole index testing N ORs per entry: 188 ms
+# against 4-5 ms for 158 items at 93,000 votes (a join on the arrays still
+# chose a merge join over the whole index: 25 ms).
+_COUNTS_FOR = text(
+    """
+    SELECT wanted.item_type, wanted.item_id, counted.up, counted.down
+    FROM unnest(CAST(:item_types AS text[]), CAST(:item_ids AS text[])) AS wanted(item_type, item_id)
+    CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE v.direction = 1) AS up, count(*) FILTER (WHERE v.direction = -1) AS down
+        FROM vote.votes AS v
+        WHERE v.item_type = wanted.item_type AND v.item_id = wanted.item_id
+    ) AS counted
+    """
+)
 
 _INSERT_VOTES_WITH_EVENTS = text(
     """
@@ -693,19 +712,9 @@ class VoteStore:
     async def _counts_for(self, items: Sequence[tuple[str, ...]]) -> dict[tuple[str, ...], Counts]:
         if not items:
             return {}
-        pairs = tuple_(votes.c.item_type, votes.c.item_id).in_(items)
-        query = (
-            select(
-                votes.c.item_type,
-                votes.c.item_id,
-                func.count().filter(votes.c.direction == 1),
-                func.count().filter(votes.c.direction == -1),
-            )
-            .where(pairs)
-            .group_by(votes.c.item_type, votes.c.item_id)
-        )
+        params = {"item_types": [item[0] for item in items], "item_ids": [item[1] for item in items]}
         async with self.reads.connect() as conn:
-            return {(t, i): Counts(up, down) for t, i, up, down in await conn.execute(query)}
+            return {(t, i): Counts(up, down) for t, i, up, down in await conn.execute(_COUNTS_FOR, params)}
 
     # -- outbox relay ----------------------------------------------------------
 
