@@ -16,12 +16,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from services.common.errors import DomainError
+from services.common.errors import DomainError, InvalidArgument
 from services.common.logs import request_id_var
 from services.common.metrics import RPC_SECONDS, RPC_TOTAL
 
@@ -58,6 +59,40 @@ async def _abort_for(exc: BaseException, method: str, context: grpc.aio.Servicer
         grpc.StatusCode.INTERNAL,
         f"Internal error; quote request id {request_id_var.get()} when reporting it.",
     )
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes are not a valid message, so the
+    handler can answer INVALID_ARGUMENT. (A deserializer that raises makes
+    grpc answer UNKNOWN, a 500 through the gateway, quoting the exception.)"""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            return _Undecodable(str(exc))
+
+    return deserialize
+
+
+def _undecodable_message(request: _Undecodable) -> str:
+    # The transcoder passes path and query values through as they came, so
+    # bytes that are not UTF-8 reach the service as a string field.
+    if "UTF-8" in request.reason:
+        return "a text value (in the path, query or body) is not valid UTF-8"
+    if "Depth" in request.reason or "deep" in request.reason:
+        return "the request nests values too deeply"
+    return "the request is not a valid message"
 
 
 def _code_for(exc: BaseException) -> grpc.StatusCode:
@@ -112,6 +147,8 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
+                if isinstance(request, _Undecodable):
+                    raise InvalidArgument("request", _undecodable_message(request))
                 return await inner_unary(request, context)
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN
@@ -124,7 +161,7 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
@@ -136,6 +173,8 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
+                if isinstance(request, _Undecodable):
+                    raise InvalidArgument("request", _undecodable_message(request))
                 async for item in inner_stream(request, context):
                     yield item
             except grpc.aio.AbortError:
@@ -149,7 +188,7 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
         return grpc.unary_stream_rpc_method_handler(
             unary_stream,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
     return handler

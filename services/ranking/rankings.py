@@ -45,13 +45,21 @@ class Entry:
     days_on_chart: int
 
 
+EARLIEST_DAY = date(2000, 1, 1)
+
+
 def parse_day(value: str, today: date) -> date:
     if not value:
         return today
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise InvalidArgument("date", f"must be a date as YYYY-MM-DD (got {value[:40]!r})") from None
+    # Bounded so a chart's window and the period before it stay dates (year 1
+    # overflowed into a 500); no vote can be older than the service.
+    if day < EARLIEST_DAY:
+        raise InvalidArgument("date", f"must be on or after {EARLIEST_DAY.isoformat()} (got {value[:40]!r})")
+    return day
 
 
 class Rankings:

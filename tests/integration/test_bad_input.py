@@ -136,3 +136,36 @@ def test_tools_need_the_admin_key(api: httpx.Client, agent: dict[str, Any], stac
 def test_negative_page_size_and_bad_token(api: httpx.Client) -> None:
     assert_error(api.get("/api/v1/songs", params={"page_size": "-1"}), 400, 3, "page_size")
     assert_error(api.get("/api/v1/songs", params={"page_token": "garbage!"}), 400, 3, "page_token")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/songs/%ff",
+        "/api/v1/agents/%ff",
+        "/api/v1/songs?q=%ff",
+        "/api/v1/songs?page_token=%00%ff",
+        "/api/v1/votes/song/%ff",
+        "/api/v1/top/daily?date=%ff",
+        "/api/v1/trending?genre=%ff",
+        "/api/v1/songs/%ff/history",
+        "/api/v1/events?item_type=song&item_id=%ff",
+    ],
+)
+def test_bytes_that_are_not_utf8_in_a_path_or_query(api: httpx.Client, path: str) -> None:
+    # The transcoder passes them on as a string field, which no protobuf
+    # decoder accepts: that must be the client's 400, not a 500.
+    assert_error(api.get(path), 400, 3, "UTF-8")
+
+
+def test_values_nested_too_deeply(api: httpx.Client, stack: Stack) -> None:
+    pricing: dict[str, Any] = {"a": 1}
+    for _ in range(40):
+        pricing = {"a": pricing}
+    reply = api.post("/api/v1/tools", json={"name": "Deep", "pricing": pricing}, headers=auth(stack.admin_key))
+    assert_error(reply, 400, 3, "too deeply")
+
+
+@pytest.mark.parametrize("period", ["daily", "weekly", "monthly", "all_time"])
+def test_chart_dates_before_the_service_existed(api: httpx.Client, period: str) -> None:
+    assert_error(api.get(f"/api/v1/top/{period}", params={"date": "0001-01-01"}), 400, 3, "date")
