@@ -25,7 +25,15 @@ from services.common.pubsub import CATALOG_CHANNEL
 from services.common.weights import DEFAULT_WEIGHT, WEIGHTS_KEY
 from services.ranking import trending
 from services.ranking.charts import Tally
-from services.ranking.tables import chart_snapshots, daily_tallies, processed_events, songs, tools, votes
+from services.ranking.tables import (
+    chart_snapshots,
+    daily_tallies,
+    deleted_items,
+    processed_events,
+    songs,
+    tools,
+    votes,
+)
 
 TABLES = {"song": songs, "tool": tools}
 
@@ -127,9 +135,25 @@ class RankingStore:
         try:
             async with self.engine.begin() as conn:
                 row = (await conn.execute(insert(table).values(**values).returning(*COLUMNS[item_type]))).one()
+                # Checked after the insert, in its transaction: a delete of
+                # the same id committing meanwhile made the insert wait for
+                # it, so its tombstone is visible here.
+                if await self._was_deleted(conn, item_type, values["id"]):
+                    raise AlreadyExists(
+                        f"{item_type} {values['id']!r} was deleted, and the ids of deleted items are not reused "
+                        "(the votes cast on it are kept); choose another id"
+                    )
         except IntegrityError:
             raise AlreadyExists(f"{item_type} {values['id']!r} already exists; choose another id") from None
         return dict(row._mapping)
+
+    async def _was_deleted(self, conn: AsyncConnection, item_type: str, item_id: str) -> bool:
+        found = await conn.execute(
+            select(deleted_items.c.item_id).where(
+                deleted_items.c.item_type == item_type, deleted_items.c.item_id == item_id
+            )
+        )
+        return found.first() is not None
 
     async def get_item(self, item_type: str, item_id: str) -> dict[str, Any]:
         """An item with its counts: from the Redis copy when present, else from
@@ -216,6 +240,7 @@ class RankingStore:
             result = await conn.execute(delete(table).where(table.c.id == item_id))
             if result.rowcount == 0:
                 raise NotFound(f"{item_type} {item_id!r} does not exist")
+            await conn.execute(insert(deleted_items).values(item_type=item_type, item_id=item_id))
             for derived in (daily_tallies, chart_snapshots, votes):
                 await conn.execute(
                     delete(derived).where(derived.c.item_type == item_type, derived.c.item_id == item_id)

@@ -83,6 +83,19 @@ tools = Table(
     Index("tools_search_idx", "search", postgresql_using="gin"),
 )
 
+# Ids of deleted items, never given to a new item: the vote service keeps the
+# votes cast on a deleted item (they are its voters' history), so a new item
+# under the same id would inherit them (and retracting one would take the new
+# item's counts below zero).
+deleted_items = Table(
+    "deleted_items",
+    metadata,
+    Column("item_type", Text, nullable=False),
+    Column("item_id", Text, nullable=False),
+    Column("deleted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("item_type", "item_id"),
+)
+
 daily_tallies = Table(
     "daily_tallies",
     metadata,

@@ -105,6 +105,28 @@ def test_delete_takes_the_item_out_of_everything(api: httpx.Client, stack: Stack
     assert api.get(f"/api/v1/votes/song/{song_id}").status_code == 404
 
 
+@pytest.mark.parametrize("collection", ["songs", "tools"])
+def test_the_id_of_a_deleted_item_is_never_reused(
+    api: httpx.Client, stack: Stack, agent: dict[str, Any], collection: str
+) -> None:
+    # Its votes are kept (they are the voters' history): an item created
+    # again under the id would inherit them, and retracting one would take the
+    # new item's counts below zero.
+    fields = {"songs": {"title": "T", "artist": "A", "platform": "udio"}, "tools": {"name": "N"}}[collection]
+    body = {"id": unique(collection)} | fields
+    admin = auth(stack.admin_key)
+    assert api.post(f"/api/v1/{collection}", json=body, headers=admin).status_code == 200
+    item_type = collection.removesuffix("s")
+    assert vote(api, agent["key"], body["id"], item_type=item_type).status_code == 200
+    assert api.delete(f"/api/v1/{collection}/{body['id']}", headers=admin).status_code == 200
+
+    again = api.post(f"/api/v1/{collection}", json=body, headers=admin)
+    assert again.status_code == 409, again.text
+    assert "deleted" in again.json()["message"] and "not reused" in again.json()["message"]
+    assert api.get(f"/api/v1/{collection}/{body['id']}").status_code == 404
+    assert api.get(f"/api/v1/votes/{item_type}/{body['id']}").status_code == 404
+
+
 # -- trending --------------------------------------------------------------------
 
 
