@@ -1,14 +1,18 @@
 """AIP-158 pagination: page sizes and opaque page tokens.
 
-A token is the keyset position of the last row returned (url-safe base64 of
+A token is the keyset position of the last row returned, plus a digest of
+the list and request parameters it was returned for (url-safe base64 of
 JSON). Clients must treat it as opaque; a token that does not decode is
-INVALID_ARGUMENT.
+INVALID_ARGUMENT, and so is one used on another list or with other filters
+(AIP-158: every parameter but page_size must stay the same), which would
+otherwise silently skip or repeat rows.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -17,6 +21,10 @@ from services.common.errors import InvalidArgument
 
 T = TypeVar("T")
 BAD_TOKEN = "is not a token this list returned; start again without it"
+OTHER_LIST_TOKEN = (
+    "was returned for another list or other filters; send it with the parameters of the request "
+    "that returned it, or start again without it"
+)
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -32,22 +40,35 @@ def page_size(
     return min(value, maximum)
 
 
-def encode_token(position: list[Any]) -> str:
-    raw = json.dumps(position, separators=(",", ":")).encode()
+def list_scope(name: str, **params: object) -> str:
+    """What a page token is valid for: the list and every request parameter
+    but page_size."""
+    return name + "?" + "&".join(f"{key}={params[key]!r}" for key in sorted(params))
+
+
+def _digest(scope: str) -> str:
+    return hashlib.blake2b(scope.encode(), digest_size=6).hexdigest()
+
+
+def encode_token(position: list[Any], scope: str) -> str:
+    raw = json.dumps([*position, _digest(scope)], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_token(token: str, length: int) -> list[Any] | None:
+def decode_token(token: str, length: int, scope: str) -> list[Any] | None:
+    """The position in `token` (`length` values), None for no token."""
     if not token:
         return None
     try:
         padded = token + "=" * (-len(token) % 4)
-        position = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        position = None
-    if not isinstance(position, list) or len(position) != length:
+        decoded = None
+    if not isinstance(decoded, list) or len(decoded) != length + 1:
         raise InvalidArgument("page_token", BAD_TOKEN)
-    return position
+    if decoded[-1] != _digest(scope):
+        raise InvalidArgument("page_token", OTHER_LIST_TOKEN)
+    return decoded[:-1]
 
 
 async def paginate(
@@ -56,13 +77,16 @@ async def paginate(
     fetch: Callable[[int, Any], Awaitable[list[T]]],
     position_of: Callable[[T], list[Any]],
     parse_position: Callable[[list[Any]], Any],
+    *,
+    scope: str,
 ) -> tuple[list[T], str]:
     """One keyset page: `fetch(limit, after)` returns rows after the decoded
     position (None on the first page), in order; the next token is the last
     row's `position_of`. `parse_position` turns a decoded token back into what
-    `fetch` expects and raises TypeError/ValueError when it does not fit."""
+    `fetch` expects and raises TypeError/ValueError when it does not fit.
+    `scope` (see `list_scope`) names the list and its parameters."""
     limit = page_size(page_size_value)
-    raw = decode_token(page_token, 2)
+    raw = decode_token(page_token, 2, scope)
     after = None
     if raw is not None:
         try:
@@ -73,4 +97,4 @@ async def paginate(
     if len(rows) <= limit:
         return rows, ""
     rows = rows[:limit]
-    return rows, encode_token(position_of(rows[-1]))
+    return rows, encode_token(position_of(rows[-1]), scope)

@@ -104,4 +104,5 @@ class Catalog:
             lambda limit, after: self.store.list_items(item_type, filters, query, limit, after),
             lambda row: [row["created_at"].isoformat(), row["id"]],
             parse,
+            scope=pagination.list_scope(item_type, q=query, **filters),
         )

@@ -103,5 +103,10 @@ class Agents:
             return score, last_id
 
         return await pagination.paginate(
-            page_size, page_token, self.store.leaderboard, lambda a: [a.reputation_score, a.id], parse
+            page_size,
+            page_token,
+            self.store.leaderboard,
+            lambda a: [a.reputation_score, a.id],
+            parse,
+            scope=pagination.list_scope("leaderboard"),
         )

@@ -172,4 +172,5 @@ class Voting:
             lambda limit, after: self.store.list_votes(limit=limit, after=after, **filters),  # type: ignore[arg-type]
             lambda vote: [vote.created_at.isoformat(), vote.id],
             lambda position: (datetime.fromisoformat(position[0]), int(position[1])),
+            scope=pagination.list_scope("votes", **filters),
         )

@@ -67,6 +67,20 @@ def test_list_filters_search_and_pages(api: httpx.Client, agent: dict[str, Any])
     by_artist = api.get("/api/v1/songs", params={"genre": genre, "q": "daybreak"}).json()["songs"]
     assert [s["title"] for s in by_artist] == ["Sunrise"]
 
+    # A token belongs to its list and parameters (page_size aside): used
+    # elsewhere it would silently skip or repeat rows.
+    token = page1["next_page_token"]
+    assert api.get("/api/v1/songs", params={"genre": genre, "q": "midnight", "page_token": token}).status_code == 200
+    for path, params in [
+        ("/api/v1/songs", {"genre": genre, "q": "sunrise"}),
+        ("/api/v1/songs", {"genre": genre}),
+        ("/api/v1/tools", {}),
+        ("/api/v1/leaderboard", {}),
+    ]:
+        reply = api.get(path, params=params | {"page_token": token})
+        assert reply.status_code == 400, (path, reply.text)
+        assert "page_token" in reply.json()["message"], reply.text
+
 
 def test_tools_list_by_category(api: httpx.Client, stack: Stack) -> None:
     category = unique("cat")

@@ -51,9 +51,23 @@ def test_page_size_defaults_caps_and_rejects_negative() -> None:
 
 
 def test_page_tokens_round_trip_and_reject_garbage() -> None:
-    token = pagination.encode_token(["2026-11-22T00:00:00+00:00", "song-1"])
-    assert pagination.decode_token(token, 2) == ["2026-11-22T00:00:00+00:00", "song-1"]
-    assert pagination.decode_token("", 2) is None
-    for garbage in ["!!!", "bm90IGpzb24", pagination.encode_token([1, 2, 3])]:
+    scope = pagination.list_scope("song", genre="pop", q="")
+    token = pagination.encode_token(["2026-11-22T00:00:00+00:00", "song-1"], scope)
+    assert pagination.decode_token(token, 2, scope) == ["2026-11-22T00:00:00+00:00", "song-1"]
+    assert pagination.decode_token("", 2, scope) is None
+    for garbage in ["!!!", "bm90IGpzb24", pagination.encode_token([1, 2, 3], scope)]:
         with pytest.raises(InvalidArgument, match="page_token"):
-            pagination.decode_token(garbage, 2)
+            pagination.decode_token(garbage, 2, scope)
+
+
+def test_a_page_token_is_valid_only_for_its_list_and_parameters() -> None:
+    scope = pagination.list_scope("song", genre="pop", q="")
+    token = pagination.encode_token(["2026-11-22T00:00:00+00:00", "song-1"], scope)
+    assert pagination.list_scope("song", q="", genre="pop") == scope  # parameter order does not matter
+    for other in [
+        pagination.list_scope("tool", genre="pop", q=""),
+        pagination.list_scope("song", genre="rock", q=""),
+        pagination.list_scope("song", genre="pop", q="x"),
+    ]:
+        with pytest.raises(InvalidArgument, match="another list or other filters"):
+            pagination.decode_token(token, 2, other)
