@@ -9,7 +9,7 @@ from services.common.auth import Authenticator, remote_key_verifier
 from services.common.channels import internal_channel
 from services.common.jobs import every
 from services.common.server import Registration, Resources, main
-from services.vote.clients import CatalogClient, ModerationClient
+from services.vote.clients import AgentClient, CatalogClient, ModerationClient
 from services.vote.jobs import relay_forever
 from services.vote.live import VoteFeed
 from services.vote.servicer import VoteService
@@ -26,6 +26,7 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
     voting = Voting(
         store,
         catalog,
+        AgentClient(reputation),
         ModerationClient(reputation),
         Quotas(free=settings.quota_free, pro=settings.quota_pro),
         AbuseRules(

@@ -1,4 +1,4 @@
-"""The vote service's calls to other services: the catalog (cached) and moderation."""
+"""The vote service's calls to other services: the catalog (cached), agents and moderation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from redis.asyncio import Redis
 
 from aimusicstore.ranking.v1 import catalog_service_pb2 as catalog_pb
 from aimusicstore.ranking.v1 import catalog_service_pb2_grpc
-from aimusicstore.reputation.v1 import moderation_service_pb2, moderation_service_pb2_grpc
+from aimusicstore.reputation.v1 import (
+    agent_service_pb2,
+    agent_service_pb2_grpc,
+    moderation_service_pb2,
+    moderation_service_pb2_grpc,
+)
 from services.common.caches import jittered_ttl_cache
 from services.common.channels import peer_unavailable
 from services.common.errors import NotFound
@@ -60,6 +65,21 @@ class CatalogClient:
 
 
 log = logging.getLogger("vote.clients")
+
+
+class AgentClient:
+    """Asks the reputation service, which owns agents, whether one exists."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = agent_service_pb2_grpc.AgentServiceStub(channel)
+
+    async def require_agent(self, agent_id: str) -> None:
+        try:
+            await self._stub.GetAgent(agent_service_pb2.GetAgentRequest(agent_id=agent_id))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(f"agent {agent_id!r} does not exist") from None
+            raise peer_unavailable("check the agent", "reputation service", exc) from exc
 
 
 class ModerationClient:

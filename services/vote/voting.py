@@ -18,7 +18,7 @@ from services.common.errors import (
     ResourceExhausted,
     Unauthenticated,
 )
-from services.vote.clients import CatalogClient, ModerationClient
+from services.vote.clients import AgentClient, CatalogClient, ModerationClient
 from services.vote.store import AbuseRules, CastOutcome, Counts, PendingVote, VoteRow, VoteStore
 
 log = logging.getLogger("voting")
@@ -63,6 +63,7 @@ class Voting:
         self,
         store: VoteStore,
         catalog: CatalogClient,
+        agents: AgentClient,
         moderation: ModerationClient,
         quotas: Quotas,
         rules: AbuseRules,
@@ -70,6 +71,7 @@ class Voting:
     ) -> None:
         self.store = store
         self.catalog = catalog
+        self.agents = agents
         self.moderation = moderation
         self.quotas = quotas
         self.rules = rules
@@ -163,7 +165,14 @@ class Voting:
         return await self._page(page_size, page_token, item=item, reviews_only=True)
 
     async def agent_votes(self, agent_id: str, page_size: int, page_token: str) -> tuple[list[VoteRow], str]:
-        return await self._page(page_size, page_token, agent_id=validation.identifier("agent_id", agent_id))
+        agent_id = validation.identifier("agent_id", agent_id)
+        rows, token = await self._page(page_size, page_token, agent_id=agent_id)
+        if not rows and not page_token:
+            # No votes: an agent that never voted, or no such agent (404, as
+            # for any missing resource). Only then is the reputation service
+            # asked, so listing a voter's votes costs no internal call.
+            await self.agents.require_agent(agent_id)
+        return rows, token
 
     async def _page(self, page_size: int, page_token: str, **filters: object) -> tuple[list[VoteRow], str]:
         return await pagination.paginate(

@@ -80,6 +80,14 @@ def test_agent_votes_newest_first_with_pagination(api: httpx.Client, agent: dict
     assert capped.status_code == 200 and len(capped.json()["votes"]) == 5
 
 
+def test_votes_of_an_agent_that_never_voted_and_of_no_agent(api: httpx.Client, agent: dict[str, Any]) -> None:
+    quiet = api.get(f"/api/v1/agents/{agent['id']}/votes")
+    assert quiet.status_code == 200 and quiet.json()["votes"] == [], quiet.text
+    missing = api.get("/api/v1/agents/nobody-here/votes")
+    assert missing.status_code == 404, missing.text
+    assert "agent 'nobody-here' does not exist" in missing.json()["message"]
+
+
 def test_rotated_key_is_refused_at_once(api: httpx.Client, agent: dict[str, Any]) -> None:
     songs = make_songs(api, agent["key"], 3)
     assert vote(api, agent["key"], songs[0]).status_code == 200  # the old key is now cached everywhere
