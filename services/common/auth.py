@@ -136,16 +136,24 @@ class Authenticator:
             if caller.agent_id == agent_id:
                 self._cache.pop(key_hash, None)
 
-    async def listen(self, redis: Redis, on_agent_changed: Callable[[str], Awaitable[None]] | None = None) -> None:
+    async def listen(
+        self,
+        redis: Redis,
+        on_agent_changed: Callable[[str], Awaitable[None]] | None = None,
+        on_flag_cleared: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         """Drops cached callers as the reputation service announces changes
-        (runs forever); `on_agent_changed` also hears of every agent change."""
+        (runs forever); `on_agent_changed` also hears of every agent change,
+        `on_flag_cleared` of an admin clearing an agent's flag."""
 
         async def handle(message: str) -> None:
             kind, _, value = message.partition(":")
-            if kind == "agent":
+            if kind in ("agent", "flag-cleared"):
                 self.forget_agent(value)
                 if on_agent_changed is not None:
                     await on_agent_changed(value)
+                if kind == "flag-cleared" and on_flag_cleared is not None:
+                    await on_flag_cleared(value)
             elif kind == "key":
                 self.forget(bytes.fromhex(value))
 
@@ -173,5 +181,7 @@ async def announce_key_revoked(redis: Redis, key_hash: bytes) -> None:
     await redis.publish(AUTH_CHANNEL, f"key:{key_hash.hex()}")
 
 
-async def announce_agent_changed(redis: Redis, agent_id: str) -> None:
-    await redis.publish(AUTH_CHANNEL, f"agent:{agent_id}")
+async def announce_agent_changed(redis: Redis, agent_id: str, *, flag_cleared: bool = False) -> None:
+    """`flag_cleared`: an admin cleared the agent's flag, which also forgives
+    the votes that broke a rule (the vote service forgets its rule windows)."""
+    await redis.publish(AUTH_CHANNEL, f"{'flag-cleared' if flag_cleared else 'agent'}:{agent_id}")

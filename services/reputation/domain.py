@@ -59,7 +59,7 @@ class Agents:
                 agent = await self.store.get_agent(agent_id) if changed else agent
             # Weight first: the announcement makes other services read it.
             await self.store.publish_weights({agent.id: trending_weight(agent.reputation_score, agent.flagged)})
-        await self.store.announce_agent_changed(agent_id)
+        await self.store.announce_agent_changed(agent_id, flag_cleared=flagged is False)
         return agent
 
     async def rotate_key(self, caller: Caller, agent_id: str) -> tuple[str, bytes | None]:

@@ -89,9 +89,9 @@ class ReputationStore:
         except RedisError:
             log.warning("could not announce a revoked key; other services drop it within their cache TTL")
 
-    async def announce_agent_changed(self, agent_id: str) -> None:
+    async def announce_agent_changed(self, agent_id: str, *, flag_cleared: bool = False) -> None:
         try:
-            await auth.announce_agent_changed(self.redis, agent_id)
+            await auth.announce_agent_changed(self.redis, agent_id, flag_cleared=flag_cleared)
         except RedisError:
             log.warning("could not announce an agent change; other services see it within their cache TTL")
 

@@ -58,7 +58,9 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
         await every(settings.reconcile_interval_s, "count reconciliation", one_pass, run_first=False)
 
     async def follow_auth_changes() -> None:
-        await auth.listen(resources.redis)
+        # An admin clearing a flag forgives the votes that broke a rule: their
+        # windows are forgotten, or the agent's next vote would flag it again.
+        await auth.listen(resources.redis, on_flag_cleared=store.forget_recent_votes)
 
     async def follow_catalog_deletions() -> None:
         await catalog.follow_deletions(resources.redis)

@@ -574,6 +574,10 @@ class VoteStore:
         rule the agent now breaks ('' when none)."""
         return (await self._after_batch([vote], rules))[_vote_key(vote)]
 
+    async def forget_recent_votes(self, agent_id: str) -> None:
+        """Empties the agent's windows for the suspicious-agent rules."""
+        await self.redis.delete(*(RECENT_KEY.format(agent_id=agent_id, direction=d) for d in ("up", "down")))
+
     async def after_retraction(self, removed: VoteRow) -> None:
         """Takes a committed retraction out of the cached counts (never fails:
         the retraction is durable already; reconciliation repairs a miss)."""

@@ -9,6 +9,7 @@ import grpc
 import httpx
 import psycopg
 import pytest
+import redis
 
 from aimusicstore.reputation.v1 import agent_service_pb2, agent_service_pb2_grpc
 from aimusicstore.vote.v1 import vote_service_pb2, vote_service_pb2_grpc
@@ -156,7 +157,7 @@ def test_quota_is_exact_under_concurrency_and_refuses_without_recording(
 def test_a_burst_flags_the_agent_and_its_votes_still_count(
     api: httpx.Client, stack: Stack, agent: dict[str, Any]
 ) -> None:
-    songs = make_songs(api, agent["key"], 12)
+    songs = make_songs(api, agent["key"], 13)
     for song_id in songs[:11]:
         assert vote(api, agent["key"], song_id).status_code == 200
     flagged = api.get(f"/api/v1/agents/{agent['id']}").json()
@@ -168,6 +169,13 @@ def test_a_burst_flags_the_agent_and_its_votes_still_count(
     cleared = api.patch(f"/api/v1/agents/{agent['id']}", json={"flagged": False}, headers=auth(stack.admin_key))
     assert cleared.status_code == 200
     assert cleared.json()["flagged"] is False and cleared.json()["flag_reason"] == ""
+
+    # Clearing forgives the burst: the vote service forgets the agent's rule
+    # windows (announced over pub/sub), so its next vote does not flag it again.
+    with redis.Redis.from_url(stack.redis_url or "") as cache:
+        eventually(lambda: cache.exists(f"vote:recent:{agent['id']}:up") == 0, timeout_s=2)
+    assert vote(api, agent["key"], songs[12]).status_code == 200
+    assert api.get(f"/api/v1/agents/{agent['id']}").json()["flagged"] is False
 
 
 def test_vote_count_and_last_vote_at_follow_votes(api: httpx.Client, agent: dict[str, Any]) -> None:
