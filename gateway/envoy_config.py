@@ -21,6 +21,7 @@ from aimusicstore.ranking.v1 import catalog_service_pb2, ranking_service_pb2  # 
 from aimusicstore.reputation.v1 import agent_service_pb2  # noqa: F401
 from aimusicstore.vote.v1 import vote_service_pb2  # noqa: F401
 from services.common.config import GatewaySettings
+from services.common.healthcheck import LIVENESS_SERVICE
 
 GENERATED = Path(__file__).resolve().parent / "generated"
 
@@ -207,10 +208,18 @@ def _endpoint(target: str) -> dict[str, Any]:
     return {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}
 
 
-def _cluster(name: str, target: str, max_requests: int, http2: bool = True) -> dict[str, Any]:
+def _cluster(
+    name: str, target: str, max_requests: int, http2: bool = True, health_checked: bool = False
+) -> dict[str, Any]:
     """`target` is host:port, or several separated by commas (processes of one
     service, balanced round robin; each needs its own port, as SO_REUSEPORT
-    let Envoy's few HTTP/2 connections land on one process)."""
+    let Envoy's few HTTP/2 connections land on one process).
+
+    `health_checked`: Envoy asks each process's liveness (gRPC health) every
+    second, and a process that fails three in a row gets no requests until it
+    answers again. A hung process is then refused at once (503, "a backend
+    service is unavailable") instead of holding each request for the whole
+    route timeout; with several processes, its traffic goes to the others."""
     cluster: dict[str, Any] = {
         "name": name,
         "type": "STRICT_DNS",
@@ -235,6 +244,27 @@ def _cluster(name: str, target: str, max_requests: int, http2: bool = True) -> d
             "endpoints": [{"lb_endpoints": [_endpoint(t) for t in target.split(",") if t.strip()]}],
         },
     }
+    if health_checked:
+        cluster["health_checks"] = [
+            {
+                "timeout": "1s",
+                "interval": "1s",
+                # Envoy checks a host that has not been sent traffic yet only
+                # every 60 s by default, and notices traffic only after its
+                # next check: a process that hung before then would be found
+                # a minute late.
+                "no_traffic_interval": "1s",
+                "unhealthy_threshold": 3,
+                "healthy_threshold": 1,
+                # Not the empty name: that one is NOT_SERVING while Redis is
+                # down, when the services still take votes durably.
+                "grpc_health_check": {"service_name": LIVENESS_SERVICE},
+            }
+        ]
+        # Never route to a process known to be unhealthy. (Envoy's default
+        # "panic" routes to every host once under half are healthy: with one
+        # process per service, a hung one would get all traffic again.)
+        cluster["common_lb_config"] = {"healthy_panic_threshold": {"value": 0}}
     if http2:
         cluster["typed_extension_protocol_options"] = {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -448,9 +478,9 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
     }
     limit = settings.max_requests_per_service
     targets = settings.targets()
-    clusters = [_cluster(name, target, limit) for name, target in targets.items()]
+    clusters = [_cluster(name, target, limit, health_checked=True) for name, target in targets.items()]
     clusters += [
-        _cluster(_streams(backend), targets[backend], settings.max_live_streams)
+        _cluster(_streams(backend), targets[backend], settings.max_live_streams, health_checked=True)
         for backend in sorted({PUBLIC_SERVICES[method.split("/")[1]] for method in STREAMING_METHODS})
     ]
     sidecar = settings.sidecar_target_host

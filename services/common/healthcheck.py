@@ -16,6 +16,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
+# A health "service" each server answers SERVING from its start until it
+# begins shutting down, whatever the state of PostgreSQL and Redis: the
+# process is up and its event loop answers. The gateway's active health
+# checks and Kubernetes' probes ask it, so a hung process stops getting
+# traffic within seconds, while a Redis outage (during which votes are still
+# accepted durably) does not take a service out of rotation. The empty name
+# ("the whole server") stays the dependency-aware answer /health reports.
+LIVENESS_SERVICE = "aimusicstore.liveness"
+
 
 def check(target: str, service: str = "", timeout_s: float = 2.0) -> tuple[bool, str]:
     """(serving?, what the server said or why it could not be asked)."""

@@ -31,6 +31,7 @@ from services.common import logs
 from services.common.config import Settings
 from services.common.db import create_engine
 from services.common.errors import ConfigError
+from services.common.healthcheck import LIVENESS_SERVICE
 from services.common.interceptors import ServerInterceptor
 from services.common.metrics import serve_metrics, time_gc_pauses, watch_loop_lag
 from services.common.redis_client import create_redis
@@ -110,6 +111,7 @@ async def serve(name: str, setup: Setup, settings: Settings | None = None) -> No
     address = f"{settings.host}:{port}"
     server.add_insecure_port(address)
     await server.start()
+    await health_servicer.set(LIVENESS_SERVICE, SERVING)
     # Everything allocated so far (modules, descriptors, pools) lives as long
     # as the process: keep it out of the cyclic collector's scans. Young
     # passes every 5,000 net allocations (default 700: too frequent under

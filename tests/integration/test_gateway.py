@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import grpc
 import httpx
 import pytest
@@ -118,6 +120,29 @@ def test_health_names_a_service_that_is_down(stack: Stack, api: httpx.Client, ch
     finally:
         stack.start_service("ranking")
     eventually(lambda: api.get("/health").status_code == 200, timeout_s=30)
+
+
+def test_a_hung_service_is_refused_at_once_not_after_the_request_timeout(stack: Stack, api: httpx.Client) -> None:
+    # A stopped (SIGSTOP) process still accepts connections, so only Envoy's
+    # liveness checks tell it is hung: before them, every request to it
+    # waited out the 15 s route timeout and got a 504.
+    def refused_at_once() -> httpx.Response | None:
+        try:
+            reply = api.get("/api/v1/songs/anything", timeout=3)
+        except httpx.TimeoutException:
+            return None  # not yet out of rotation
+        return reply if reply.status_code == 503 else None
+
+    process = stack.procs["ranking"]
+    process.send_signal(signal.SIGSTOP)
+    try:
+        refused = eventually(refused_at_once, timeout_s=20, interval_s=0.5)
+        assert refused.json()["code"] == 14
+        assert "unavailable" in refused.json()["message"]
+    finally:
+        process.send_signal(signal.SIGCONT)
+    # Back in rotation once it answers a check again.
+    eventually(lambda: api.get("/api/v1/songs/anything", timeout=5).status_code == 404, timeout_s=10, interval_s=0.2)
 
 
 def test_services_export_event_loop_lag_and_gc_pauses(stack: Stack) -> None:

@@ -520,7 +520,8 @@ def test_every_deployment_has_probes_on_its_own_ports() -> None:
                 assert container[probe][kind]["port"] in ports, f"{name} {probe} probes a port it does not open"
     for name, port in SERVICES.items():
         container = k8s("Deployment")[name]["spec"]["template"]["spec"]["containers"][0]
-        assert container["readinessProbe"]["grpc"]["port"] == port
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"] == {"port": port, "service": healthcheck.LIVENESS_SERVICE}, (name, probe)
 
 
 def test_services_select_their_deployments_and_ports() -> None:

@@ -15,6 +15,7 @@ from gateway.envoy_config import (
     sample_path,
 )
 from services.common.config import GatewaySettings
+from services.common.healthcheck import LIVENESS_SERVICE
 
 SETTINGS = GatewaySettings(
     gateway_port=9999, api_port=9998, vote_target="vote:1", ranking_target="ranking:2", reputation_target="rep:3"
@@ -138,6 +139,19 @@ def test_every_cluster_has_explicit_circuit_breakers() -> None:
         (limits,) = cluster["circuit_breakers"]["thresholds"]
         want = 5 if name.endswith("_streams") else 77
         assert limits["max_requests"] == limits["max_pending_requests"] == want, name
+
+
+def test_service_processes_are_health_checked_on_liveness_and_never_routed_when_unhealthy() -> None:
+    clusters = {c["name"]: c for c in build(SETTINGS)["static_resources"]["clusters"]}
+    for name in ["vote", "ranking", "reputation", "vote_streams"]:
+        (check,) = clusters[name]["health_checks"]
+        # Liveness, not the empty name: that one is NOT_SERVING during a Redis
+        # outage, when the services still take votes.
+        assert check["grpc_health_check"] == {"service_name": LIVENESS_SERVICE}, name
+        assert check["no_traffic_interval"] == check["interval"] == "1s", name
+        assert clusters[name]["common_lb_config"] == {"healthy_panic_threshold": {"value": 0}}, name
+    for name in ["sidecar_grpc", "sidecar_http", "api"]:
+        assert "health_checks" not in clusters[name], name
 
 
 def test_live_streams_have_a_cluster_of_their_own() -> None:
