@@ -131,11 +131,16 @@ def allowed_methods() -> dict[str, list[str]]:
     return allowed
 
 
+# The gateway's own endpoints besides the API: read-only.
+PLAIN_GET_PATHS = ("/health", "/openapi.json", "/docs")
+
+
 def _method_not_allowed_routes() -> list[dict[str, Any]]:
     """A known path with a method it does not take: 405 with an Allow header
     (the transcoder alone would answer 404, as for a path that does not exist)."""
     routes = []
-    for regex, methods in sorted(allowed_methods().items()):
+    rules = allowed_methods() | {f"^{re.escape(path)}$": ["GET"] for path in PLAIN_GET_PATHS}
+    for regex, methods in sorted(rules.items()):
         routes.append(
             {
                 "match": {
@@ -281,14 +286,17 @@ def _gateway_routes(generated: Path) -> list[dict[str, Any]]:
     the cache, and every other JSON call transcoded here (one pass through
     Envoy instead of two: votes are the hot path)."""
     routes: list[dict[str, Any]] = [
-        {"match": {"path": "/health"}, "route": {"cluster": "sidecar_http", "timeout": "3s"}},
         {
-            "match": {"path": "/openapi.json"},
+            "match": {"path": "/health", "headers": [_method_is("GET")]},
+            "route": {"cluster": "sidecar_http", "timeout": "3s"},
+        },
+        {
+            "match": {"path": "/openapi.json", "headers": [_method_is("GET")]},
             "direct_response": {"status": 200, "body": {"filename": str(generated / "openapi.json")}},
             "response_headers_to_add": [{"header": _JSON}],
         },
         {
-            "match": {"path": "/docs"},
+            "match": {"path": "/docs", "headers": [_method_is("GET")]},
             "direct_response": {"status": 200, "body": {"filename": str(generated / "docs.html")}},
             "response_headers_to_add": [{"header": {"key": "content-type", "value": "text/html; charset=utf-8"}}],
         },

@@ -11,6 +11,7 @@ from services.common import pagination, validation
 from services.common.auth import Caller
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.singleflight import SingleFlight
+from services.ranking.search import prefix_query, searchable
 from services.ranking.store import RankingStore
 
 PLATFORM_PATTERN = re.compile(r"[a-z0-9_]{1,100}")
@@ -71,12 +72,15 @@ class Catalog:
     async def create_song(self, caller: Caller, fields: dict[str, Any]) -> dict[str, Any]:
         values = validate_song(fields)
         values["submitted_by"] = caller.agent_id
+        values["search_text"] = searchable(values["title"], values["artist"])
         return await self.store.create_item("song", values)
 
     async def create_tool(self, caller: Caller, fields: dict[str, Any]) -> dict[str, Any]:
         if not caller.is_admin:
             raise PermissionDenied("adding a tool needs the admin key")
-        return await self.store.create_item("tool", validate_tool(fields))
+        values = validate_tool(fields)
+        values["search_text"] = searchable(values["name"])
+        return await self.store.create_item("tool", values)
 
     async def get(self, item_type: str, item_id: str) -> dict[str, Any]:
         item_id = validation.identifier(f"{item_type}_id", item_id)
@@ -93,6 +97,7 @@ class Catalog:
     ) -> tuple[list[dict[str, Any]], str]:
         filters = {name: validation.text(name, value, max_len=100) for name, value in filters.items()}
         query = validation.text("q", query, max_len=200)
+        search = prefix_query(query) if query else None
 
         def parse(position: list) -> tuple[str, str]:
             datetime.fromisoformat(position[0])  # ValueError/TypeError: not ours
@@ -101,7 +106,7 @@ class Catalog:
         return await pagination.paginate(
             page_size,
             page_token,
-            lambda limit, after: self.store.list_items(item_type, filters, query, limit, after),
+            lambda limit, after: self.store.list_items(item_type, filters, search, limit, after),
             lambda row: [row["created_at"].isoformat(), row["id"]],
             parse,
             scope=pagination.list_scope(item_type, q=query, **filters),

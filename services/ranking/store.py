@@ -37,8 +37,8 @@ from services.ranking.tables import (
 
 TABLES = {"song": songs, "tool": tools}
 
-SONG_COLUMNS = [c for c in songs.c if c.name != "search"]
-TOOL_COLUMNS = [c for c in tools.c if c.name != "search"]
+SONG_COLUMNS = [c for c in songs.c if c.name not in ("search", "search_text")]
+TOOL_COLUMNS = [c for c in tools.c if c.name not in ("search", "search_text")]
 COLUMNS = {"song": SONG_COLUMNS, "tool": TOOL_COLUMNS}
 
 
@@ -210,15 +210,24 @@ class RankingStore:
                 log.warning("could not update the Redis copy of %d items' counts", len(counts))
 
     async def list_items(
-        self, item_type: str, filters: dict[str, str], query: str, limit: int, after: tuple[str, str] | None
+        self,
+        item_type: str,
+        filters: dict[str, str],
+        search: str | None,
+        limit: int,
+        after: tuple[str, str] | None,
     ) -> list[dict[str, Any]]:
         table = TABLES[item_type]
         statement = select(*COLUMNS[item_type]).order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit)
         for column, value in filters.items():
             if value:
                 statement = statement.where(table.c[column] == value)
-        if query:
-            statement = statement.where(table.c.search.op("@@")(func.plainto_tsquery("simple", query)))
+        if search is not None:
+            # `search`: a prefix query from services.ranking.search ("" when
+            # the client's q had no words: nothing matches).
+            if not search:
+                return []
+            statement = statement.where(table.c.search.op("@@")(func.to_tsquery("simple", search)))
         if after is not None:
             created_at, last_id = after
             at = cast(literal(created_at), table.c.created_at.type)

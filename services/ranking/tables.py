@@ -47,7 +47,9 @@ songs = Table(
     Column("up_votes", Integer, nullable=False, server_default="0"),
     Column("down_votes", Integer, nullable=False, server_default="0"),
     Column("score", Integer, Computed("up_votes - down_votes", persisted=True)),
-    Column("search", TSVECTOR, Computed("to_tsvector('simple', title || ' ' || artist)", persisted=True)),
+    # Title and artist case-folded by the service (services/ranking/search.py).
+    Column("search_text", Text, nullable=False, server_default=""),
+    Column("search", TSVECTOR, Computed("to_tsvector('simple', search_text)", persisted=True)),
     CheckConstraint("tempo IS NULL OR tempo BETWEEN 20 AND 400", name="songs_tempo_range"),
     Index("songs_created_idx", text("created_at DESC"), text("id DESC")),
     Index("songs_platform_idx", "platform"),
@@ -75,7 +77,9 @@ tools = Table(
     Column("rating_sum", BigInteger, nullable=False, server_default="0"),
     Column("rating_count", Integer, nullable=False, server_default="0"),
     Column("review_count", Integer, nullable=False, server_default="0"),
-    Column("search", TSVECTOR, Computed("to_tsvector('simple', name)", persisted=True)),
+    # The name case-folded by the service (services/ranking/search.py).
+    Column("search_text", Text, nullable=False, server_default=""),
+    Column("search", TSVECTOR, Computed("to_tsvector('simple', search_text)", persisted=True)),
     CheckConstraint("commission_rate BETWEEN 0 AND 100", name="tools_commission_range"),
     Index("tools_created_idx", text("created_at DESC"), text("id DESC")),
     Index("tools_category_idx", "category"),

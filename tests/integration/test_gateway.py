@@ -89,6 +89,9 @@ def test_unknown_path_is_404_json(api: httpx.Client) -> None:
         ("DELETE", "/api/v1/trending", "GET"),
         ("POST", "/api/v1/songs/some-song", "DELETE, GET"),
         ("PUT", "/api/v1/agents/some-agent", "GET, PATCH"),
+        ("POST", "/health", "GET"),
+        ("POST", "/openapi.json", "GET"),
+        ("DELETE", "/docs", "GET"),
     ],
 )
 def test_a_known_path_with_a_method_it_does_not_take_is_405(

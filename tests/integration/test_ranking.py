@@ -66,6 +66,20 @@ def test_list_filters_search_and_pages(api: httpx.Client, agent: dict[str, Any])
     assert {s["id"] for s in calm} == {ids[1], ids[3]}
     by_artist = api.get("/api/v1/songs", params={"genre": genre, "q": "daybreak"}).json()["songs"]
     assert [s["title"] for s in by_artist] == ["Sunrise"]
+    # Words match by prefix and in any case, Unicode letters included.
+    new_song(api, agent["key"], genre=genre, title="Ünïcödé Dreams", artist="Björk AI")
+    for q, titles in [
+        ("DAYB", ["Sunrise"]),
+        ("sun day", ["Sunrise"]),
+        ("midn 3", ["Midnight 3"]),
+        ("BJÖRK", ["Ünïcödé Dreams"]),
+        ("ünïcö dream", ["Ünïcödé Dreams"]),
+        ("nothing-like-it", []),
+        ("!!!", []),
+    ]:
+        found = api.get("/api/v1/songs", params={"genre": genre, "q": q})
+        assert found.status_code == 200, found.text
+        assert [s["title"] for s in found.json()["songs"]] == titles, q
 
     # A token belongs to its list and parameters (page_size aside): used
     # elsewhere it would silently skip or repeat rows.
@@ -94,6 +108,8 @@ def test_tools_list_by_category(api: httpx.Client, stack: Stack) -> None:
         and tools[0]["rating"] == 0
         and tools[0]["review_count"] == 0
     )
+    searched = api.get("/api/v1/tools", params={"category": category, "q": "MAST"}).json()["tools"]
+    assert [t["name"] for t in searched] == ["Mastering"]
 
 
 def test_delete_takes_the_item_out_of_everything(api: httpx.Client, stack: Stack, agent: dict[str, Any]) -> None:
