@@ -16,16 +16,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import grpc
-from cachetools import TLRUCache, TTLCache
+from cachetools import TTLCache
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from aimusicstore.reputation.v1 import api_key_service_pb2, api_key_service_pb2_grpc
-from services.common.caches import jittered_ttl_cache
+from services.common.caches import RevalidatingCache
 from services.common.channels import peer_unavailable
 from services.common.errors import Unauthenticated
 from services.common.pubsub import AUTH_CHANNEL, subscribe_forever
-from services.common.singleflight import SingleFlight
 
 ADMIN_ID = "admin"
 
@@ -71,7 +70,12 @@ def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
 
 class Authenticator:
     def __init__(
-        self, admin_key: str, verify: KeyVerifier, cache_ttl_s: float, revocations: Redis | None = None
+        self,
+        admin_key: str,
+        verify: KeyVerifier,
+        cache_ttl_s: float,
+        revocations: Redis | None = None,
+        cache_grace_s: float = 600.0,
     ) -> None:
         self._admin_key = admin_key.encode()
         self._verify = verify
@@ -80,13 +84,16 @@ class Authenticator:
         # invalidation message arrives. (The vote path checks the marker in
         # its quota call instead, and passes None.)
         self._revocations = revocations
-        self._cache: TLRUCache[bytes, Caller] = jittered_ttl_cache(maxsize=100_000, ttl_s=cache_ttl_s)
+        # Verified callers by key hash. Past its TTL an entry is still served
+        # while one background call re-verifies it (for up to cache_grace_s):
+        # a vote never waits on the reputation service for a known key.
+        self._callers: RevalidatingCache[bytes, Caller] = RevalidatingCache(
+            "API key", maxsize=100_000, ttl_s=cache_ttl_s, grace_s=cache_grace_s
+        )
         # Keys found invalid, briefly: a client retrying a bad key must not
         # cost an internal call and a query each time. Short, so a key that
         # was just issued is never refused for long.
         self._invalid: TTLCache[bytes, bool] = TTLCache(maxsize=100_000, ttl=1.0)
-        # Concurrent first calls with one key verify it once.
-        self._verifying = SingleFlight()
 
     async def caller(self, context: grpc.aio.ServicerContext, *, check_revoked: bool = True) -> Caller:
         """The authenticated caller; UNAUTHENTICATED when there is none.
@@ -108,33 +115,32 @@ class Authenticator:
         if len(token) > 256:
             raise Unauthenticated("the API key is not valid")
         key_hash = hash_api_key(token)
-        cached = self._cache.get(key_hash)
-        if cached is not None and check_revoked and self._revocations is not None:
-            try:
-                if await self._revocations.exists(REVOKED_KEY.format(key_hash=key_hash.hex())):
-                    self.forget(key_hash)
-                    cached = None
-            except RedisError:
-                pass  # Redis away: the cache TTL still bounds a revoked key's life
-        if cached is not None:
-            return cached
         if key_hash in self._invalid:
             raise Unauthenticated("the API key is not valid (revoked, rotated or never issued)")
-        caller = await self._verifying.do(key_hash, lambda: self._verify(token))
+
+        async def verify() -> Caller | None:
+            found = await self._verify(token)
+            return None if found is None else replace(found, key_hash=key_hash)
+
+        caller = await self._callers.get(key_hash, verify)
         if caller is None:
             self._invalid[key_hash] = True
             raise Unauthenticated("the API key is not valid (revoked, rotated or never issued)")
-        caller = replace(caller, key_hash=key_hash)
-        self._cache[key_hash] = caller
+        if check_revoked and self._revocations is not None:
+            try:
+                revoked = await self._revocations.exists(REVOKED_KEY.format(key_hash=key_hash.hex()))
+            except RedisError:
+                revoked = False  # Redis away: the cache TTL still bounds a revoked key's life
+            if revoked:
+                self.forget(key_hash)
+                raise Unauthenticated("the API key is not valid (revoked, rotated or never issued)")
         return caller
 
     def forget(self, key_hash: bytes) -> None:
-        self._cache.pop(key_hash, None)
+        self._callers.forget(key_hash)
 
     def forget_agent(self, agent_id: str) -> None:
-        for key_hash, caller in list(self._cache.items()):
-            if caller.agent_id == agent_id:
-                self._cache.pop(key_hash, None)
+        self._callers.forget_where(lambda caller: caller.agent_id == agent_id)
 
     async def listen(
         self,
@@ -157,7 +163,9 @@ class Authenticator:
             elif kind == "key":
                 self.forget(bytes.fromhex(value))
 
-        await subscribe_forever(redis, AUTH_CHANNEL, handle, on_subscribed=self._cache.clear)
+        # (Re)subscribed: announcements may have been missed meanwhile, so
+        # every cached caller is re-verified on its next use.
+        await subscribe_forever(redis, AUTH_CHANNEL, handle, on_subscribed=self._callers.expire_all)
 
 
 def remote_key_verifier(channel: grpc.aio.Channel) -> KeyVerifier:

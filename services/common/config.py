@@ -70,11 +70,15 @@ class Settings:
     internal_deadline_s: float = 2.0
     # How long an in-process cache keeps a verified key or an existing item.
     # Changes (rotation, tier, flag, deletion) are pushed to the caches over
-    # Redis pub/sub, and a cache is emptied whenever its subscription is
-    # (re)made, so the TTL only bounds staleness if a message is lost while
-    # subscribed; a short TTL costs an internal RPC per agent and item.
+    # Redis pub/sub, and every entry is re-checked on its next use whenever
+    # a subscription is (re)made, so the TTL only bounds staleness if a
+    # message is lost while subscribed; a short TTL costs an internal RPC per
+    # agent and item (made in the background: callers get the cached answer).
     auth_cache_ttl_s: float = 60.0
     item_cache_ttl_s: float = 60.0
+    # How long past its TTL a cached key or item is still served while it is
+    # re-checked in the background (services/common/caches.py).
+    cache_grace_s: float = 600.0
     # Seconds the server waits for in-flight calls on SIGTERM.
     shutdown_grace_s: float = 5.0
     # How often health re-checks PostgreSQL and Redis.
@@ -146,6 +150,7 @@ class Settings:
             internal_deadline_s=_float(env, "AIMUSICSTORE_INTERNAL_DEADLINE_S", 2.0),
             auth_cache_ttl_s=_float(env, "AIMUSICSTORE_AUTH_CACHE_TTL_S", 60.0),
             item_cache_ttl_s=_float(env, "AIMUSICSTORE_ITEM_CACHE_TTL_S", 60.0),
+            cache_grace_s=_float(env, "AIMUSICSTORE_CACHE_GRACE_S", 600.0),
             shutdown_grace_s=_float(env, "AIMUSICSTORE_SHUTDOWN_GRACE_S", 5.0),
             health_interval_s=_float(env, "AIMUSICSTORE_HEALTH_INTERVAL_S", 1.0),
             db_pool_size=_int(env, "AIMUSICSTORE_DB_POOL_SIZE", 10, 1),

@@ -30,7 +30,11 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
     rankings = Rankings(store, half_life_s=settings.trending_half_life_h * 3600)
     reputation = internal_channel(settings, "reputation")
     auth = Authenticator(
-        settings.admin_key, remote_key_verifier(reputation), settings.auth_cache_ttl_s, revocations=resources.redis
+        settings.admin_key,
+        remote_key_verifier(reputation),
+        settings.auth_cache_ttl_s,
+        revocations=resources.redis,
+        cache_grace_s=settings.cache_grace_s,
     )
     catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogService(Catalog(store), auth), server)
     ranking_service_pb2_grpc.add_RankingServiceServicer_to_server(RankingService(rankings), server)

@@ -27,7 +27,9 @@ CONSUMER_GROUP = "reputation"
 async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
     settings = resources.settings
     agents = Agents(ReputationStore(resources.engine, resources.redis))
-    auth = Authenticator(settings.admin_key, agents.verify_key, settings.auth_cache_ttl_s)
+    auth = Authenticator(
+        settings.admin_key, agents.verify_key, settings.auth_cache_ttl_s, cache_grace_s=settings.cache_grace_s
+    )
     agent_service_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(agents, auth), server)
     api_key_service_pb2_grpc.add_ApiKeyServiceServicer_to_server(ApiKeyService(agents), server)
     moderation_service_pb2_grpc.add_ModerationServiceServicer_to_server(ModerationService(agents), server)

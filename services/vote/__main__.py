@@ -22,7 +22,7 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
     reputation = internal_channel(settings, "reputation")
     ranking = internal_channel(settings, "ranking")
     store = VoteStore(resources.engine, resources.redis)
-    catalog = CatalogClient(ranking, settings.item_cache_ttl_s)
+    catalog = CatalogClient(ranking, settings.item_cache_ttl_s, settings.cache_grace_s)
     voting = Voting(
         store,
         catalog,
@@ -37,7 +37,12 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
             burst_max=settings.abuse_burst_max,
         ),
     )
-    auth = Authenticator(settings.admin_key, remote_key_verifier(reputation), settings.auth_cache_ttl_s)
+    auth = Authenticator(
+        settings.admin_key,
+        remote_key_verifier(reputation),
+        settings.auth_cache_ttl_s,
+        cache_grace_s=settings.cache_grace_s,
+    )
     feed = VoteFeed(resources.redis, store)
     vote_service_pb2_grpc.add_VoteServiceServicer_to_server(VoteService(voting, auth, feed), server)
 

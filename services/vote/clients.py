@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import grpc
-from cachetools import TLRUCache
 from redis.asyncio import Redis
 
 from aimusicstore.ranking.v1 import catalog_service_pb2 as catalog_pb
@@ -16,30 +15,30 @@ from aimusicstore.reputation.v1 import (
     moderation_service_pb2,
     moderation_service_pb2_grpc,
 )
-from services.common.caches import jittered_ttl_cache
+from services.common.caches import RevalidatingCache
 from services.common.channels import peer_unavailable
 from services.common.errors import NotFound
 from services.common.pubsub import CATALOG_CHANNEL, subscribe_forever
-from services.common.singleflight import SingleFlight
 
 
 class CatalogClient:
-    def __init__(self, channel: grpc.aio.Channel, cache_ttl_s: float) -> None:
+    def __init__(self, channel: grpc.aio.Channel, cache_ttl_s: float, cache_grace_s: float) -> None:
         self._stub = catalog_service_pb2_grpc.CatalogServiceStub(channel)
         # Only existing items are cached: a new item is votable at once, and
-        # a deleted one stops being votable at once (pub/sub), or within
-        # cache_ttl_s + 20% should the message be lost.
-        self._known: TLRUCache[tuple[str, str], bool] = jittered_ttl_cache(maxsize=200_000, ttl_s=cache_ttl_s)
-        # A burst of votes on an item not cached yet asks the catalog once.
-        self._checking = SingleFlight()
+        # a deleted one stops being votable at once (pub/sub). Past its TTL
+        # an entry is still served while one background call re-checks it,
+        # so a vote never waits on the catalog for an item it knows; should
+        # the deletion message be lost, the re-check finds the item gone.
+        self._known: RevalidatingCache[tuple[str, str], bool] = RevalidatingCache(
+            "catalog item", maxsize=200_000, ttl_s=cache_ttl_s, grace_s=cache_grace_s
+        )
 
     async def require_item(self, item_type: str, item_id: str) -> None:
-        key = (item_type, item_id)
-        if key in self._known:
-            return
-        await self._checking.do(key, lambda: self._check(item_type, item_id))
+        if not await self._known.get((item_type, item_id), lambda: self._exists(item_type, item_id)):
+            raise NotFound(f"{item_type} {item_id!r} does not exist")
 
-    async def _check(self, item_type: str, item_id: str) -> None:
+    async def _exists(self, item_type: str, item_id: str) -> bool | None:
+        """True, or None when the catalog has no such item (not cached)."""
         try:
             if item_type == "song":
                 await self._stub.GetSong(catalog_pb.GetSongRequest(song_id=item_id))
@@ -47,12 +46,12 @@ class CatalogClient:
                 await self._stub.GetTool(catalog_pb.GetToolRequest(tool_id=item_id))
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(f"{item_type} {item_id!r} does not exist") from None
+                return None
             raise peer_unavailable("check the item", "catalog service", exc) from exc
-        self._known[(item_type, item_id)] = True
+        return True
 
     def forget(self, item_type: str, item_id: str) -> None:
-        self._known.pop((item_type, item_id), None)
+        self._known.forget((item_type, item_id))
 
     async def follow_deletions(self, redis: Redis) -> None:
         """Stops treating deleted items as votable as soon as the catalog says so."""
@@ -61,7 +60,9 @@ class CatalogClient:
             item_type, _, item_id = message.partition(":")
             self.forget(item_type, item_id)
 
-        await subscribe_forever(redis, CATALOG_CHANNEL, handle, on_subscribed=self._known.clear)
+        # (Re)subscribed: deletions may have been missed meanwhile, so every
+        # cached item is re-checked on its next use.
+        await subscribe_forever(redis, CATALOG_CHANNEL, handle, on_subscribed=self._known.expire_all)
 
 
 log = logging.getLogger("vote.clients")
