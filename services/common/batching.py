@@ -11,6 +11,7 @@ heavy load the per-round-trip cost is shared by the whole batch.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
@@ -33,7 +34,10 @@ class MicroBatcher(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._run(), name="micro-batcher")
+            # A context of its own: the worker outlives the call that started
+            # it and serves every caller, so it must not log under (or forward
+            # to other services) the first caller's request id.
+            self._worker = asyncio.create_task(self._run(), name="micro-batcher", context=contextvars.Context())
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         await self._queue.put((item, future))
         return await future
