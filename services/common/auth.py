@@ -81,8 +81,8 @@ class Authenticator:
         self._verify = verify
         # When given, a cached key is also checked against the revocation
         # markers, so a rotated key fails at once even before the
-        # invalidation message arrives. (The vote path checks the marker in
-        # its quota call instead, and passes None.)
+        # invalidation message arrives. (Casting a vote checks the marker in
+        # its quota call instead: check_revoked=False.)
         self._revocations = revocations
         # Verified callers by key hash. Past its TTL an entry is still served
         # while one background call re-verifies it (for up to cache_grace_s):

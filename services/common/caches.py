@@ -4,6 +4,7 @@ expire at once, and a cache that refreshes them without making callers wait."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import time
@@ -71,22 +72,29 @@ class RevalidatingCache(Generic[K, V]):
         self._known: TTLCache[K, V] = TTLCache(maxsize=maxsize, ttl=ttl_s * 1.2 + grace_s, timer=timer)
         self._loads = SingleFlight()
         self._refreshing: dict[K, asyncio.Task[V | None]] = {}
+        # Bumped by every forget: a load that was in flight across one may
+        # carry the answer from before it (an item deleted meanwhile), so its
+        # value is returned to its callers but not cached.
+        self._forgets = 0
 
     async def get(self, key: K, load: Callable[[], Awaitable[V | None]]) -> V | None:
         value = self._known.get(key)
         if value is None:
             return await self._load(key, load)
         if key not in self._fresh and key not in self._refreshing:
-            task = asyncio.create_task(self._load(key, load))
+            # A context of its own: the refresh outlives the request that
+            # noticed the entry was old, and must not log or forward its id.
+            task = asyncio.create_task(self._load(key, load), context=contextvars.Context())
             self._refreshing[key] = task
             task.add_done_callback(lambda done: self._refreshed(key, value, done))
         return value
 
     async def _load(self, key: K, load: Callable[[], Awaitable[V | None]]) -> V | None:
+        forgets = self._forgets
         value = await self._loads.do(key, load)
         if value is None:
             self.forget(key)
-        else:
+        elif self._forgets == forgets:
             self.put(key, value)
         return value
 
@@ -107,6 +115,7 @@ class RevalidatingCache(Generic[K, V]):
         self._known[key] = value
 
     def forget(self, key: K) -> None:
+        self._forgets += 1
         self._fresh.pop(key, None)
         self._known.pop(key, None)
 
@@ -118,6 +127,7 @@ class RevalidatingCache(Generic[K, V]):
     def expire_all(self) -> None:
         """Every entry is refreshed on its next use (changes may have been
         missed), without a burst of loads that callers wait for."""
+        self._forgets += 1
         self._fresh.clear()
 
     def __contains__(self, key: K) -> bool:

@@ -71,6 +71,24 @@ def decode_token(token: str, length: int, scope: str) -> list[Any] | None:
     return decoded[:-1]
 
 
+# A token's digest is not a signature: anyone can build one for a list. So
+# its values must also be ones PostgreSQL takes as parameters, or a forged
+# token would be a 500 (an id past BIGINT, a NUL in a text value).
+_BIGINT = range(-(2**63), 2**63)
+
+
+def _storable(value: Any) -> bool:
+    if isinstance(value, tuple | list):
+        return all(_storable(v) for v in value)
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return value in _BIGINT
+    if isinstance(value, str):
+        return "\x00" not in value and len(value) <= 1000
+    return True
+
+
 async def paginate(
     page_size_value: int,
     page_token: str,
@@ -93,6 +111,8 @@ async def paginate(
             after = parse_position(raw)
         except (TypeError, ValueError):
             raise InvalidArgument("page_token", BAD_TOKEN) from None
+        if not _storable(after):
+            raise InvalidArgument("page_token", BAD_TOKEN)
     rows = await fetch(limit + 1, after)
     if len(rows) <= limit:
         return rows, ""

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from services.common import pagination, validation
 from services.common.auth import Caller, hash_api_key
 from services.common.errors import PermissionDenied
-from services.reputation.engine import trending_weight
+from services.reputation.engine import MAX_REPUTATION, trending_weight
 from services.reputation.store import AgentRow, ReputationStore
 from services.reputation.tables import TIERS
 
@@ -100,6 +100,8 @@ class Agents:
             score, last_id = position
             if not isinstance(score, int) or not isinstance(last_id, str):
                 raise TypeError("not a leaderboard position")
+            if not 0 <= score <= MAX_REPUTATION:  # an INTEGER column: a forged 2**40 would overflow
+                raise ValueError("not a reputation score")
             return score, last_id
 
         return await pagination.paginate(

@@ -41,6 +41,9 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
         settings.admin_key,
         remote_key_verifier(reputation),
         settings.auth_cache_ttl_s,
+        # Retractions check a cached key's revocation marker; votes check it
+        # in their admission script instead (check_revoked=False).
+        revocations=resources.redis,
         cache_grace_s=settings.cache_grace_s,
     )
     feed = VoteFeed(resources.redis, store)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import httpx
@@ -115,7 +117,7 @@ def test_non_numeric_page_size(api: httpx.Client) -> None:
 
 
 def test_invalid_song(api: httpx.Client, agent: dict[str, Any]) -> None:
-    cases = [
+    cases: list[tuple[str, list[Any]]] = [
         ({"title": "", "artist": "A", "platform": "udio"}, "title"),
         ({"title": "T", "artist": "A", "platform": "Not Valid"}, "platform"),
         ({"title": "T", "artist": "A", "platform": "udio", "platform_url": "ftp://x"}, "platform_url"),
@@ -169,3 +171,35 @@ def test_values_nested_too_deeply(api: httpx.Client, stack: Stack) -> None:
 @pytest.mark.parametrize("period", ["daily", "weekly", "monthly", "all_time"])
 def test_chart_dates_before_the_service_existed(api: httpx.Client, period: str) -> None:
     assert_error(api.get(f"/api/v1/top/{period}", params={"date": "0001-01-01"}), 400, 3, "date")
+
+
+def _retokened(token: str, position: list[Any]) -> str:
+    """A real page token with its position replaced and its digest kept."""
+    raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    return base64.urlsafe_b64encode(json.dumps([*position, raw[-1]]).encode()).decode().rstrip("=")
+
+
+def test_forged_page_tokens_are_400_not_500(api: httpx.Client, agent: dict[str, Any]) -> None:
+    # A token's digest is not a secret: anyone can rebuild a well-formed token
+    # for a list. Values PostgreSQL cannot take as parameters (an id past
+    # BIGINT, a score past INTEGER, a NUL in a text value) must be the
+    # client's 400, not a database error.
+    other = api.post("/api/v1/agents", json={}).json()["api_key"]
+    for n in range(2):
+        body = {"title": f"Token {n}", "artist": "Forger", "platform": "udio"}
+        song_id = api.post("/api/v1/songs", json=body, headers=auth(agent["key"])).json()["id"]
+        for key in (agent["key"], other):  # two votes for the agent's list, two voters for the leaderboard
+            cast = api.post(
+                "/api/v1/vote", json={"item_type": "song", "item_id": song_id, "vote": "up"}, headers=auth(key)
+            )
+            assert cast.status_code == 200, cast.text
+    cases: list[tuple[str, list[Any]]] = [
+        (f"/api/v1/agents/{agent['id']}/votes", ["2026-11-22T00:00:00+00:00", 2**64]),
+        ("/api/v1/leaderboard", [2**40, "someone"]),
+        ("/api/v1/songs", ["2026-11-22T00:00:00+00:00", "a\x00b"]),
+    ]
+    for path, position in cases:
+        real = api.get(path, params={"page_size": 1}).json()["next_page_token"]
+        assert real, path
+        assert api.get(path, params={"page_size": 1, "page_token": real}).status_code == 200
+        assert_error(api.get(path, params={"page_token": _retokened(real, position)}), 400, 3, "page_token")

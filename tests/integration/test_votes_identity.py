@@ -98,6 +98,8 @@ def test_rotated_key_is_refused_at_once(api: httpx.Client, agent: dict[str, Any]
     assert new_key != agent["key"]
     refused = vote(api, agent["key"], songs[1])
     assert refused.status_code == 401, refused.text
+    retraction = api.delete(f"/api/v1/vote/song/{songs[0]}", headers=auth(agent["key"]))
+    assert retraction.status_code == 401, retraction.text
     assert (
         api.post(
             "/api/v1/songs", json={"title": "x", "artist": "y", "platform": "udio"}, headers=auth(agent["key"])

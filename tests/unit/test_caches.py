@@ -118,3 +118,40 @@ async def test_expire_all_makes_every_entry_refresh_on_its_next_use() -> None:
     assert await cache.get("k", peer.load) == "v1"
     await settle()
     assert await cache.get("k", peer.load) == "v2"
+
+
+async def test_a_forget_during_a_load_is_not_undone_by_its_answer() -> None:
+    # An item deleted (or a key rotated) while its check was in flight: the
+    # answer from before the deletion goes to its caller, but is not cached.
+    now, peer = [0.0], Peer()
+    cache = make(now)
+    peer.gate.clear()
+    loading = asyncio.create_task(cache.get("k", peer.load))
+    await settle()
+    cache.forget("k")
+    peer.gate.set()
+    assert await loading == "v1"
+    assert "k" not in cache
+    peer.answer = None  # the peer now says it is gone
+    assert await cache.get("k", peer.load) is None
+    assert peer.calls == 2
+
+
+async def test_a_background_refresh_does_not_run_under_the_request_that_noticed_it() -> None:
+    from services.common.logs import request_id_var
+
+    now, seen = [0.0], []
+
+    async def load() -> str:
+        seen.append(request_id_var.get())
+        return "v"
+
+    cache = make(now)
+    request_id_var.set("first-request")
+    await cache.get("k", load)
+    now[0] = 50.0  # past the TTL, within the grace: served stale, refreshed behind
+    request_id_var.set("second-request")
+    assert await cache.get("k", load) == "v"
+    await settle()
+    request_id_var.set("")
+    assert seen == ["first-request", ""]
