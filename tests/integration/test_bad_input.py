@@ -117,7 +117,7 @@ def test_non_numeric_page_size(api: httpx.Client) -> None:
 
 
 def test_invalid_song(api: httpx.Client, agent: dict[str, Any]) -> None:
-    cases: list[tuple[str, list[Any]]] = [
+    cases = [
         ({"title": "", "artist": "A", "platform": "udio"}, "title"),
         ({"title": "T", "artist": "A", "platform": "Not Valid"}, "platform"),
         ({"title": "T", "artist": "A", "platform": "udio", "platform_url": "ftp://x"}, "platform_url"),
