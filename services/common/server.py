@@ -34,7 +34,7 @@ from services.common.errors import ConfigError
 from services.common.healthcheck import LIVENESS_SERVICE
 from services.common.interceptors import ServerInterceptor
 from services.common.metrics import serve_metrics, time_gc_pauses, watch_loop_lag
-from services.common.redis_client import create_redis
+from services.common.redis_client import create_at_most_once_redis, create_redis
 
 log = logging.getLogger("server")
 
@@ -47,6 +47,8 @@ class Resources:
     settings: Settings
     engine: AsyncEngine
     redis: Redis
+    # The same Redis, for commands that must never be sent twice (redis_client.py).
+    redis_at_most_once: Redis
 
 
 @dataclass
@@ -92,7 +94,12 @@ async def _watch_health(
 async def serve(name: str, setup: Setup, settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env(service=name)
     port = getattr(settings, f"{name}_port")
-    resources = Resources(settings=settings, engine=create_engine(settings), redis=create_redis(settings))
+    resources = Resources(
+        settings=settings,
+        engine=create_engine(settings),
+        redis=create_redis(settings),
+        redis_at_most_once=create_at_most_once_redis(settings),
+    )
     server = grpc.aio.server(
         interceptors=[ServerInterceptor()],
         options=[
@@ -146,6 +153,7 @@ async def serve(name: str, setup: Setup, settings: Settings | None = None) -> No
     for close in registration.on_close:
         await close()
     await resources.redis.aclose()
+    await resources.redis_at_most_once.aclose()
     await resources.engine.dispose()
     log.info("%s service stopped", name)
 

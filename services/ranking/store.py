@@ -120,13 +120,15 @@ TRENDING_EPOCH_KEY = "ranking:trending-epoch"
 
 
 class RankingStore:
-    def __init__(self, engine: AsyncEngine, redis: Redis) -> None:
+    def __init__(self, engine: AsyncEngine, redis: Redis, redis_at_most_once: Redis | None = None) -> None:
         self.engine = engine
         self._fill = redis.register_script(_FILL_IF_ABSENT)
         # Reads run in autocommit: no BEGIN/ROLLBACK round trips around a
         # single SELECT (writes use engine.begin() and real transactions).
         self.reads = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.redis = redis
+        # Trending moves by ZINCRBY, which must not run twice (redis_client.py).
+        self._once = redis_at_most_once or redis
 
     # -- catalog -------------------------------------------------------------
 
@@ -403,7 +405,7 @@ class RankingStore:
         if not deltas:
             return
         try:
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self._once.pipeline(transaction=False)
             # A zero change still lists the item (a weightless vote is a vote).
             for (item_type, item_id), delta in sorted(deltas.items()):
                 for key in trending.keys_for(item_type, attributes.get((item_type, item_id), {})):

@@ -333,18 +333,22 @@ _VOTE_COLUMNS = [
 
 
 class VoteStore:
-    def __init__(self, engine: AsyncEngine, redis: Redis) -> None:
+    def __init__(self, engine: AsyncEngine, redis: Redis, redis_at_most_once: Redis | None = None) -> None:
         self.engine = engine
         # Reads run in autocommit: no BEGIN/ROLLBACK round trips around a
         # single SELECT (writes use engine.begin() and real transactions).
         self.reads = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.redis = redis
-        self._admit_batch_script = redis.register_script(_ADMIT_BATCH)
-        self._after_votes_script = redis.register_script(_AFTER_VOTES)
-        self._increment = redis.register_script(_INCREMENT_IF_CACHED)
+        # Quota charges and refunds, count bumps and stream appends must not
+        # run twice: their scripts go through a client that never re-sends.
+        once = redis_at_most_once or redis
+        self._once = once
+        self._admit_batch_script = once.register_script(_ADMIT_BATCH)
+        self._after_votes_script = once.register_script(_AFTER_VOTES)
+        self._increment = once.register_script(_INCREMENT_IF_CACHED)
+        self._check_and_publish = once.register_script(_CHECK_AND_XADD)
         self._seed = redis.register_script(_SEED_IF_ABSENT)
         self._replace = redis.register_script(_REPLACE_IF_UNCHANGED)
-        self._check_and_publish = redis.register_script(_CHECK_AND_XADD)
         # The stream entry this process published last (None: read from the
         # outbox before the next publish), for the relay's loss check.
         self._last_published: tuple[int, int] | None = None
@@ -517,7 +521,7 @@ class VoteStore:
         if not pending:
             return
         try:
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self._once.pipeline(transaction=False)
             for p in pending:
                 pipe.decr(QUOTA_KEY.format(agent_id=p.vote.agent_id, day=p.day))
             await pipe.execute()
