@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from services.common.errors import InvalidArgument
@@ -87,6 +88,23 @@ def _storable(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" not in value and len(value) <= 1000
     return True
+
+
+def position_time(value: object) -> datetime:
+    """A timestamp from a page token: an RFC 3339 time with its offset, after
+    2000 (no row is older than the service); ValueError/TypeError otherwise,
+    so a forged "0001-01-01T00:00:00-23:59" is the client's 400, not an
+    overflow in PostgreSQL."""
+    if not isinstance(value, str):
+        raise TypeError("not a timestamp")
+    at = datetime.fromisoformat(value)
+    try:
+        year = at.astimezone(UTC).year if at.tzinfo is not None else 0
+    except OverflowError:  # past year 9999 in UTC
+        year = 0
+    if not 2000 <= year <= 9998:
+        raise ValueError("not a timestamp of a row")
+    return at
 
 
 async def paginate(

@@ -52,10 +52,30 @@ def http_url(field: str, value: str, *, required: bool = False, max_len: int = 2
         return ""
     if len(value) > max_len:
         raise InvalidArgument(field, f"must be at most {max_len} characters")
-    parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc or any(c.isspace() for c in value):
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise InvalidArgument(field, "must be an absolute http(s) URL without spaces or control characters")
+    try:
+        parsed = urlparse(value)
+        parsed.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:  # an unclosed IPv6 host "http://[::1/", a port "http://a:x/"
+        raise InvalidArgument(field, "must be an absolute http(s) URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise InvalidArgument(field, "must be an absolute http(s) URL")
     return value
+
+
+def no_nul_anywhere(field: str, value: object) -> None:
+    """A JSON value (keys included) PostgreSQL can store: jsonb has no NUL."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidArgument(field, "must not contain NUL characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            no_nul_anywhere(field, key)
+            no_nul_anywhere(field, item)
+    elif isinstance(value, list):
+        for item in value:
+            no_nul_anywhere(field, item)
 
 
 def int_range(field: str, value: int, low: int, high: int) -> int:

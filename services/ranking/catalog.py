@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
 from typing import Any
 
 from services.common import pagination, validation
@@ -49,6 +48,7 @@ def validate_tool(fields: dict[str, Any]) -> dict[str, Any]:
     pricing = fields.get("pricing") or {}
     if len(repr(pricing)) > MAX_PRICING_BYTES:
         raise InvalidArgument("pricing", f"must be at most {MAX_PRICING_BYTES} bytes")
+    validation.no_nul_anywhere("pricing", pricing)
     return {
         "id": validation.identifier("id", fields["id"]) if fields.get("id") else _new_id("tool"),
         "name": validation.text("name", fields.get("name", ""), min_len=1, max_len=500),
@@ -100,7 +100,7 @@ class Catalog:
         search = prefix_query(query) if query else None
 
         def parse(position: list) -> tuple[str, str]:
-            datetime.fromisoformat(position[0])  # ValueError/TypeError: not ours
+            pagination.position_time(position[0])  # ValueError/TypeError: not ours
             return position[0], str(position[1])
 
         return await pagination.paginate(

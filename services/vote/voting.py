@@ -180,6 +180,6 @@ class Voting:
             page_token,
             lambda limit, after: self.store.list_votes(limit=limit, after=after, **filters),  # type: ignore[arg-type]
             lambda vote: [vote.created_at.isoformat(), vote.id],
-            lambda position: (datetime.fromisoformat(position[0]), int(position[1])),
+            lambda position: (pagination.position_time(position[0]), int(position[1])),
             scope=pagination.list_scope("votes", **filters),
         )

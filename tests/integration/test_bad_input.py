@@ -203,3 +203,22 @@ def test_forged_page_tokens_are_400_not_500(api: httpx.Client, agent: dict[str, 
         assert real, path
         assert api.get(path, params={"page_size": 1, "page_token": real}).status_code == 200
         assert_error(api.get(path, params={"page_token": _retokened(real, position)}), 400, 3, "page_token")
+
+
+def test_urls_and_json_values_postgres_cannot_store_are_400(api: httpx.Client, stack: Stack) -> None:
+    admin = auth(stack.admin_key)
+    song = {"title": "x", "artist": "A", "platform": "suno"}
+    for url in ["https://a.b/\u0000", "http://[::1/"]:
+        assert_error(
+            api.post("/api/v1/songs", json=song | {"platform_url": url}, headers=admin), 400, 3, "platform_url"
+        )
+        assert_error(api.post("/api/v1/tools", json={"name": "x", "website": url}, headers=admin), 400, 3, "website")
+    for pricing in [{"plan": "a\u0000b"}, {"a\u0000": 1}]:
+        assert_error(api.post("/api/v1/tools", json={"name": "x", "pricing": pricing}, headers=admin), 400, 3, "NUL")
+
+
+def test_a_forged_page_token_time_is_400(api: httpx.Client) -> None:
+    real = api.get("/api/v1/songs", params={"page_size": 1}).json()["next_page_token"]
+    assert real
+    forged = _retokened(real, ["0001-01-01T00:00:00-23:59", "a"])
+    assert_error(api.get("/api/v1/songs", params={"page_token": forged}), 400, 3, "page_token")

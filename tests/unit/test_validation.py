@@ -71,3 +71,31 @@ def test_a_page_token_is_valid_only_for_its_list_and_parameters() -> None:
     ]:
         with pytest.raises(InvalidArgument, match="another list or other filters"):
             pagination.decode_token(token, 2, other)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://a.b/\x00", "http://[::1/", "http://a.b:port/", "https://a.b/\u0085x", "http:///path"]
+)
+def test_urls_that_do_not_parse_or_hold_control_characters_are_refused(url: str) -> None:
+    with pytest.raises(InvalidArgument, match="platform_url"):
+        validation.http_url("platform_url", url)
+
+
+def test_a_real_url_is_kept() -> None:
+    url = "https://suno.com/song/abc?x=1#t"
+    assert validation.http_url("platform_url", url) == url
+
+
+@pytest.mark.parametrize("pricing", [{"plan": "a\x00b"}, {"a\x00": 1}, {"tiers": [{"name": "\x00"}]}])
+def test_nul_anywhere_in_a_json_value_is_refused(pricing: dict) -> None:
+    with pytest.raises(InvalidArgument, match="pricing: must not contain NUL"):
+        validation.no_nul_anywhere("pricing", pricing)
+
+
+@pytest.mark.parametrize(
+    "value", ["0001-01-01T00:00:00-23:59", "9999-12-31T23:59:59-23:59", "2026-11-22T00:00:00", "yesterday", 5]
+)
+def test_page_token_times_must_be_real_row_times(value: object) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        pagination.position_time(value)
+    assert pagination.position_time("2026-11-22T00:00:00+00:00").year == 2026
