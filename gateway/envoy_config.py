@@ -46,6 +46,7 @@ CACHE_CONTROL = {
     "/aimusicstore.vote.v1.VoteService/GetVoteCounts": "no-cache",
 }
 REQUEST_TIMEOUT = "15s"
+REQUEST_BODY_TIMEOUT = "10s"
 
 _TEMPLATE_VARIABLE = re.compile(r"\{([^}=]+)(?:=([^}]*))?\}")
 
@@ -411,6 +412,11 @@ def _hcm(stat_prefix: str, routes: list[dict[str, Any]], filters: list[dict[str,
         "codec_type": "AUTO",
         "stream_idle_timeout": "300s",
         "request_headers_timeout": "10s",
+        # The whole request (a JSON body is at most 64 KiB) within this, or
+        # 408: a body that never completes held its stream for an hour on
+        # the live-stream route. Disarmed once the request is complete, so
+        # it never cuts a live event stream.
+        "request_timeout": REQUEST_BODY_TIMEOUT,
         "max_request_headers_kb": 32,
         "common_http_protocol_options": {"max_headers_count": 100},
         "http2_protocol_options": {"max_concurrent_streams": 1000},

@@ -34,6 +34,7 @@ from gateway.envoy_config import PUBLIC_SERVICES
 from services.common import logs
 from services.common.channels import peer_channel
 from services.common.config import GatewaySettings
+from services.common.server import METADATA_OPTIONS
 
 log = logging.getLogger("sidecar")
 
@@ -117,7 +118,7 @@ def http_app(backends: BackendHealth) -> web.Application:
 
 async def serve(settings: GatewaySettings) -> None:
     backends = BackendHealth(settings)
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=METADATA_OPTIONS)
     health_pb2_grpc.add_HealthServicer_to_server(AggregatedHealthServicer(backends), server)
     reflection.enable_server_reflection([*PUBLIC_SERVICES, "grpc.health.v1.Health", reflection.SERVICE_NAME], server)
     server.add_insecure_port(f"{settings.sidecar_host}:{settings.sidecar_grpc_port}")

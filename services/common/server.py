@@ -39,6 +39,17 @@ from services.common.redis_client import create_at_most_once_redis, create_redis
 log = logging.getLogger("server")
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
+
+# Request headers Envoy lets through (max_request_headers_kb = 32, plus what
+# it adds itself) must all fit grpc's metadata limits. Its defaults (8 KiB
+# soft, refusing at random above it; 16 KiB hard) turned a request with a
+# 9-16 KiB cookie into a RESOURCE_EXHAUSTED, a 429 telling the client to
+# retry, with a message listing the header sizes. Past 32 KiB Envoy answers
+# 431 itself.
+METADATA_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_metadata_size", 48 * 1024),
+    ("grpc.absolute_max_metadata_size", 64 * 1024),
+]
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
@@ -105,6 +116,7 @@ async def serve(name: str, setup: Setup, settings: Settings | None = None) -> No
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 0),
+            *METADATA_OPTIONS,
         ],
     )
     registration = await setup(server, resources)

@@ -222,3 +222,27 @@ def test_a_forged_page_token_time_is_400(api: httpx.Client) -> None:
     assert real
     forged = _retokened(real, ["0001-01-01T00:00:00-23:59", "a"])
     assert_error(api.get("/api/v1/songs", params={"page_token": forged}), 400, 3, "page_token")
+
+
+def test_large_headers_are_served_or_431_never_a_429(api: httpx.Client) -> None:
+    # 9-16 KiB of headers used to pass Envoy and trip grpc's metadata limit:
+    # a 429 (retry!) listing header sizes, at random above 8 KiB.
+    for _ in range(5):
+        reply = api.get("/api/v1/songs", headers={"Cookie": "a" * 17_000})
+        assert reply.status_code == 200, reply.text
+    huge = api.get("/api/v1/songs", headers={"Cookie": "a" * 40_000})
+    assert huge.status_code == 431, huge.text
+
+
+def test_a_request_body_that_never_completes_is_408(stack: Stack) -> None:
+    # Headers promise 100 bytes, 2 arrive: the gateway must not wait for the
+    # rest for long (it waited up to the hour a live stream may idle).
+    import socket
+    import time
+
+    with socket.create_connection(("127.0.0.1", stack.gateway_port), timeout=30) as conn:
+        conn.sendall(b"POST /api/v1/agents HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{}")
+        started = time.monotonic()
+        reply = conn.recv(4096).decode(errors="replace")
+    assert reply.startswith("HTTP/1.1 408"), reply
+    assert time.monotonic() - started < 20
