@@ -250,11 +250,17 @@ _INSERT_VOTES_WITH_EVENTS = text(
 
 
 # The relay's take: the oldest events not yet relayed, as the stream's JSON
-# text (the payload plus its event_id).
+# text (the payload plus its event_id), for the one relay holding the relay
+# lock (none for the others). With several vote processes (a rolling update,
+# or one per core), relays sharing rows would publish out of order: a re-vote
+# ahead of the retraction before it, which the consumers' projections would
+# then apply as "vote kept, then deleted".
+RELAY_LOCK_KEY = 0x766F7465  # "vote"
 _TAKE_OUTBOX_EVENTS = text(
     """
-    SELECT id, (payload || jsonb_build_object('event_id', id))::text FROM vote.outbox
-    WHERE relayed_at IS NULL ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
+    WITH relay_lock AS (SELECT pg_try_advisory_xact_lock(:lock_key) AS held)
+    SELECT o.id, (o.payload || jsonb_build_object('event_id', o.id))::text FROM vote.outbox o, relay_lock
+    WHERE relay_lock.held AND o.relayed_at IS NULL ORDER BY o.id LIMIT :limit FOR UPDATE OF o
     """
 )
 _MARK_RELAYED = text(
@@ -730,10 +736,11 @@ class VoteStore:
         """Publishes up to batch_size waiting outbox events to the Redis stream;
         returns how many.
 
-        In one transaction: the rows are locked (SKIP LOCKED lets several
-        relays share the work), published, and marked relayed with their
-        stream entry ids. If Redis fails the transaction rolls back and the
-        rows wait for the next try; if the commit fails after publishing,
+        In one transaction: the rows are locked, published, and marked
+        relayed with their stream entry ids. One relay at a time takes rows
+        (a transaction-scoped advisory lock), so events go out in order. If
+        Redis fails the transaction rolls back and the rows wait for the
+        next try; if the commit fails after publishing,
         consumers drop the duplicates by event_id. PostgreSQL renders each
         payload as the stream's JSON text, so no event is parsed here.
 
@@ -747,7 +754,7 @@ class VoteStore:
                 row = (await conn.execute(_LAST_RELAYED)).first()
                 self._last_published = (row[0], row[1]) if row is not None else None
                 self._last_published_known = True
-            rows = (await conn.execute(_TAKE_OUTBOX_EVENTS, {"limit": batch_size})).all()
+            rows = (await conn.execute(_TAKE_OUTBOX_EVENTS, {"limit": batch_size, "lock_key": RELAY_LOCK_KEY})).all()
             reply = await self._check_and_publish(
                 keys=[events.VOTE_EVENTS_STREAM],
                 args=[

@@ -4,6 +4,7 @@ and every count converges back to what the votes table says."""
 from __future__ import annotations
 
 import itertools
+import time
 
 import httpx
 import psycopg
@@ -189,3 +190,31 @@ def test_cached_counts_that_drift_from_the_votes_table_are_repaired(api: httpx.C
         assert votes_table_counts(stack, "song", song_id) == (3, 0)
         assert api.get(f"/api/v1/votes/song/{song_id}").json()["down_votes"] == 0
     assert vote_service_metrics(stack)["vote_counts_repaired_total"] >= repaired_before + len(songs)
+
+
+def test_only_the_relay_holding_the_relay_lock_publishes(api: httpx.Client, agent: dict, stack: Stack) -> None:
+    # Several vote processes (a rolling update) each run a relay; if they
+    # shared rows, a re-vote could be published ahead of the retraction
+    # before it. While another holder has the lock, this stack's relay must
+    # publish nothing; once it is released, the event goes out.
+    from services.vote.store import RELAY_LOCK_KEY
+
+    song = make_songs(api, agent["key"], 1)[0]
+
+    def relayed() -> bool | None:
+        with psycopg.connect(stack.database_url or "", autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT relayed_at IS NOT NULL FROM vote.outbox WHERE payload->>'agent_id' = %s"
+                " AND payload->>'item_id' = %s",
+                (agent["id"], song),
+            ).fetchone()
+        return None if row is None else row[0]
+
+    with psycopg.connect(stack.database_url or "") as other_relay:
+        other_relay.execute("SELECT pg_advisory_xact_lock(%s)", (RELAY_LOCK_KEY,))
+        assert vote(api, agent["key"], song).status_code == 200
+        for _ in range(10):  # a second: the relay polls every 50 ms
+            assert relayed() is False
+            time.sleep(0.1)
+        other_relay.rollback()  # releases the lock
+    eventually(lambda: relayed() is not False, timeout_s=10)
