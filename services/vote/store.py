@@ -46,6 +46,10 @@ SWEEP_SCANS_MAX = 20
 QUOTA_KEY = "vote:quota:{agent_id}:{day}"
 QUOTA_TTL_S = 2 * 86_400
 RECENT_KEY = "vote:recent:{agent_id}:{direction}"
+# Agents whose quota counters wait to be raised after an outage (past it, the
+# others are still counted from the table while Redis is down, but their
+# counters are not raised afterwards: a bound on memory during a long outage).
+QUOTA_RESYNC_MAX = 100_000
 
 # Both scripts below take a whole micro-batch in one call: one command to
 # pack and one reply to parse per batch instead of per vote (per-command
@@ -77,6 +81,19 @@ for i = 1, #KEYS / 2 do
   end
 end
 return out
+"""
+# After an outage: raises each agent's quota counter to the votes the table
+# holds for its day (votes admitted meanwhile were counted from the table,
+# and never charged in Redis). Idempotent: a counter is never lowered.
+# KEYS: quota keys. ARGV: quota TTL, then per key the table's count.
+_RAISE_QUOTAS = """
+for i = 1, #KEYS do
+  local want = tonumber(ARGV[i + 1])
+  if want > tonumber(redis.call('GET', KEYS[i]) or '0') then
+    redis.call('SET', KEYS[i], want, 'EX', ARGV[1])
+  end
+end
+return #KEYS
 """
 # After committed votes: bump each item's counts if cached, record each vote
 # in its agent's recent windows and evaluate the rules.
@@ -354,6 +371,14 @@ class VoteStore:
         self._increment = once.register_script(_INCREMENT_IF_CACHED)
         self._check_and_publish = once.register_script(_CHECK_AND_XADD)
         self._seed = redis.register_script(_SEED_IF_ABSENT)
+        # Idempotent, but tried before each admission while Redis is away:
+        # fail fast, without the retries' back-off, and fall back.
+        self._raise_quotas = once.register_script(_RAISE_QUOTAS)
+        # Agents (and their UTC day) admitted by counting the votes table
+        # while Redis was unreachable: their Redis counters missed those
+        # votes, and are raised to the table's count before the next
+        # admission Redis answers (or an agent would get its quota again).
+        self._quotas_to_resync: dict[tuple[str, str], datetime] = {}
         self._replace = redis.register_script(_REPLACE_IF_UNCHANGED)
         # The stream entry this process published last (None: read from the
         # outbox before the next publish), for the relay's loss check.
@@ -450,6 +475,8 @@ class VoteStore:
 
     async def _admit_batch(self, pending: list[PendingVote]) -> list[Admission]:
         try:
+            if self._quotas_to_resync:
+                await self._resync_quotas()
             keys: list[str] = []
             args: list[EncodableT] = [QUOTA_TTL_S]
             for p in pending:
@@ -466,6 +493,9 @@ class VoteStore:
         except RedisError:
             # Fallback: today's votes in the table (the same agent twice in
             # this batch counts both).
+            for p in pending:
+                if len(self._quotas_to_resync) < QUOTA_RESYNC_MAX:
+                    self._quotas_to_resync[(p.vote.agent_id, p.day)] = p.day_start
             used = await self._votes_today([(p.vote.agent_id, p.day_start) for p in pending])
             taken: dict[str, int] = {}
             admissions = []
@@ -475,6 +505,20 @@ class VoteStore:
                 taken[p.vote.agent_id] = taken.get(p.vote.agent_id, 0) + (1 if ok else 0)
                 admissions.append(Admission(admitted=ok, used=so_far, charged=False))
             return admissions
+
+    async def _resync_quotas(self) -> None:
+        waiting, self._quotas_to_resync = self._quotas_to_resync, {}
+        try:
+            for day in sorted({day for _, day in waiting}):
+                agents = [(agent, since) for (agent, d), since in waiting.items() if d == day]
+                used = await self._votes_today(agents)
+                keys = [QUOTA_KEY.format(agent_id=agent, day=day) for agent, _ in agents]
+                await self._raise_quotas(keys=keys, args=[QUOTA_TTL_S, *[used.get(agent, 0) for agent, _ in agents]])
+        except BaseException:
+            for key, since in waiting.items():  # not done: the next admission tries again
+                self._quotas_to_resync.setdefault(key, since)
+            raise
+        log.info("quota counters raised to the votes table after an outage", extra={"agents": len(waiting)})
 
     async def _votes_today(self, agents_since: list[tuple[str, datetime]]) -> dict[str, int]:
         since = min(at for _, at in agents_since)
