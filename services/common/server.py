@@ -93,6 +93,11 @@ async def _watch_health(
     last: int | None = None
     while not stopping.is_set():
         status = SERVING if await _dependencies_ok(resources) else NOT_SERVING
+        if status == SERVING and last == NOT_SERVING:
+            # Back from an outage: connections opened before it may be dead
+            # (Redis restarted), and the at-most-once client cannot re-send a
+            # command that fails on one. Drop the idle ones before serving.
+            await resources.redis_at_most_once.connection_pool.disconnect(inuse_connections=False)
         if status != last:
             for name in ["", *names]:
                 await servicer.set(name, status)

@@ -96,14 +96,19 @@ class VoteFeed:
         """Reads new stream entries forever and hands them to the watchers.
 
         With no watcher, it sleeps; the first watcher restarts it at the
-        stream's end (`$`), so a watcher sees the events relayed from the
-        moment the reader resumes, an event-loop turn after it subscribed."""
-        last_id = "$"
+        stream's end, so a watcher sees the events relayed from the moment
+        the reader resumes, an event-loop turn after it subscribed. The end
+        is resolved to an entry id once: `$` on every read would skip the
+        entries added between a read that timed out empty and the next."""
+        last_id: str | None = None
         while True:
             try:
                 if not self._watched.is_set():
                     await self._watched.wait()
-                    last_id = "$"
+                    last_id = None
+                if last_id is None:
+                    newest = events.entry_list(await self.redis.xrevrange(events.VOTE_EVENTS_STREAM, count=1))
+                    last_id = newest[0][0] if newest else "0-0"
                 entries = events.stream_entries(
                     await self.redis.xread({events.VOTE_EVENTS_STREAM: last_id}, count=500, block=1000)
                 )

@@ -584,6 +584,10 @@ class VoteStore:
         if not stored:
             return {}
         try:
+            # Counts that missed an update while Redis was away must not be
+            # bumped (and answered) as if they were right: dropped first, they
+            # are seeded from the table below.
+            await self._drop_stale_keys()
             keys: list[str] = []
             args: list[EncodableT] = [
                 COUNTS_TTL_S,
@@ -668,7 +672,7 @@ class VoteStore:
     async def _drop_stale_keys(self) -> None:
         if self._stale_keys:
             keys = list(self._stale_keys)
-            await self.redis.delete(*keys)
+            await self._once.delete(*keys)  # fail fast while Redis is away
             self._stale_keys.difference_update(keys)
 
     async def _seed_counts(self, key: str, item_type: str, item_id: str) -> Counts:
