@@ -30,6 +30,13 @@ REPO = Path(__file__).resolve().parent.parent
 _PR_SET_PDEATHSIG = 1
 
 
+_EXEC_DYING_WITH_PARENT = (
+    "import ctypes, os, signal, sys; "
+    f"ctypes.CDLL('libc.so.6', use_errno=True).prctl({_PR_SET_PDEATHSIG}, signal.SIGTERM); "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
 def die_with_parent() -> None:
     """Linux: this process gets SIGTERM when its parent dies, so nothing outlives the stack."""
     with contextlib.suppress(Exception):
@@ -133,16 +140,25 @@ class Stack:
 
     def _spawn(self, name: str, command: list[str], os_user: tuple[int, int] | None = None) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        # The child asks for SIGTERM when its parent dies (no orphans), in a
+        # shim that then execs the command, not in a preexec_fn: a preexec_fn
+        # makes subprocess fork() the whole parent, and in a parent running
+        # grpc (the tests) the child then ran grpc's fork handlers before its
+        # exec; once a restarted Redis aborted there (SIGABRT, "epoll_wait
+        # error: Bad file descriptor" in its log). Without one, subprocess
+        # uses vfork() and nothing runs between fork and exec. (PostgreSQL
+        # started as another user than root still forks, with the
+        # preexec_fn: that user may not be able to run this Python.)
         proc = subprocess.Popen(
-            command,
+            command if os_user else [sys.executable, "-c", _EXEC_DYING_WITH_PARENT, *command],
             env=self.env(),
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - the point: no orphans
             user=os_user[0] if os_user else None,
             group=os_user[1] if os_user else None,
+            preexec_fn=die_with_parent if os_user else None,  # noqa: PLW1509 - only with a user change
         )
         log.close()
         self.procs[name] = proc
