@@ -24,7 +24,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from services.common.errors import DomainError, InvalidArgument
 from services.common.logs import request_id_var
-from services.common.metrics import RPC_SECONDS, RPC_TOTAL
+from services.common.metrics import RpcMetrics
 
 log = logging.getLogger("rpc")
 
@@ -105,10 +105,9 @@ def _code_for(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def _finish(method: str, started: float, code: grpc.StatusCode) -> None:
+def _finish(method: str, metrics: RpcMetrics, started: float, code: grpc.StatusCode) -> None:
     elapsed = time.perf_counter() - started
-    RPC_TOTAL.labels(method, code.name).inc()
-    RPC_SECONDS.labels(method).observe(elapsed)
+    metrics.finished(code.name, elapsed)
     if code is not grpc.StatusCode.OK:
         log.info("rpc finished", extra={"method": method, "code": code.name, "ms": round(elapsed * 1000, 2)})
 
@@ -141,9 +140,11 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
     if handler.unary_unary:
         inner_unary = handler.unary_unary
+        unary_metrics = RpcMetrics(method, "unary")
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             request_id_var.set(_request_id(context.invocation_metadata()))
+            unary_metrics.started()
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
@@ -157,7 +158,7 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
                 code = _code_for(exc)
                 await _abort_for(exc, method, context)
             finally:
-                _finish(method, started, code)
+                _finish(method, unary_metrics, started, code)
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary,
@@ -167,9 +168,11 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
     if handler.unary_stream:
         inner_stream = handler.unary_stream
+        stream_metrics = RpcMetrics(method, "server_stream")
 
         async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             request_id_var.set(_request_id(context.invocation_metadata()))
+            stream_metrics.started()
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
@@ -184,7 +187,7 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
                 code = _code_for(exc)
                 await _abort_for(exc, method, context)
             finally:
-                _finish(method, started, code)
+                _finish(method, stream_metrics, started, code)
 
         return grpc.unary_stream_rpc_method_handler(
             unary_stream,

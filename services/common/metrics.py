@@ -9,13 +9,39 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram, start_http_server
 
-RPC_TOTAL = Counter("grpc_server_handled_total", "RPCs completed", ["method", "code"])
+# The names and labels of go-grpc-prometheus / py-grpc-prometheus, which
+# stock gRPC dashboards and alerts query.
+_RPC_LABELS = ["grpc_type", "grpc_service", "grpc_method"]
+RPC_STARTED = Counter("grpc_server_started_total", "RPCs started on the server", _RPC_LABELS)
+RPC_TOTAL = Counter("grpc_server_handled_total", "RPCs completed on the server, by status", [*_RPC_LABELS, "grpc_code"])
 RPC_SECONDS = Histogram(
     "grpc_server_handling_seconds",
-    "RPC latency",
-    ["method"],
+    "Time from an RPC's start to its end on the server (a stream's whole life)",
+    _RPC_LABELS,
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+
+
+class RpcMetrics:
+    """One method's metric children, resolved once: `.labels()` hashes its
+    arguments on every call, which the hot path need not pay per RPC."""
+
+    def __init__(self, full_method: str, grpc_type: str) -> None:
+        service, _, name = full_method.strip("/").rpartition("/")
+        self._labels = (grpc_type, service, name)
+        self._started = RPC_STARTED.labels(*self._labels)
+        self._seconds = RPC_SECONDS.labels(*self._labels)
+        self._handled: dict[str, Any] = {}
+
+    def started(self) -> None:
+        self._started.inc()
+
+    def finished(self, code_name: str, elapsed_s: float) -> None:
+        handled = self._handled.get(code_name)
+        if handled is None:
+            handled = self._handled[code_name] = RPC_TOTAL.labels(*self._labels, code_name)
+        handled.inc()
+        self._seconds.observe(elapsed_s)
 
 
 # What stalls a whole service at once: a blocked event loop, or a pause of

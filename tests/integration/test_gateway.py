@@ -155,3 +155,26 @@ def test_services_export_event_loop_lag_and_gc_pauses(stack: Stack) -> None:
     # The lag is sampled every 100 ms, so a running service has samples.
     eventually(lambda: samples().get("event_loop_lag_seconds_count", 0) >= 2, timeout_s=5)
     assert "python_gc_pause_seconds_count" in " ".join(samples())
+
+
+def test_grpc_metrics_use_the_conventional_names_and_labels(stack: Stack, api: httpx.Client) -> None:
+    """Stock gRPC dashboards query grpc_service/grpc_method/grpc_code (go-grpc-prometheus)."""
+    api.get("/api/v1/votes/song/no-such-song")
+    samples = vote_service_metrics(stack)
+    handled = [
+        name
+        for name in samples
+        if name.startswith("grpc_server_handled_total{")
+        and 'grpc_service="aimusicstore.vote.v1.VoteService"' in name
+        and 'grpc_method="GetVoteCounts"' in name
+        and 'grpc_code="NOT_FOUND"' in name
+        and 'grpc_type="unary"' in name
+    ]
+    assert handled, [name for name in samples if name.startswith("grpc_server_handled_total")]
+    assert any(
+        name.startswith("grpc_server_started_total{") and 'grpc_method="GetVoteCounts"' in name for name in samples
+    )
+    assert any(
+        name.startswith("grpc_server_handling_seconds_bucket{") and 'grpc_method="GetVoteCounts"' in name
+        for name in samples
+    )
