@@ -7,7 +7,7 @@ import gc
 import time
 from typing import Any
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 # The names and labels of go-grpc-prometheus / py-grpc-prometheus, which
 # stock gRPC dashboards and alerts query.
@@ -42,6 +42,10 @@ class RpcMetrics:
             handled = self._handled[code_name] = RPC_TOTAL.labels(*self._labels, code_name)
         handled.inc()
         self._seconds.observe(elapsed_s)
+
+DEPENDENCY_UP = Gauge(
+    "dependency_up", "1 while this process reaches the dependency (checked every health interval)", ["dependency"]
+)
 
 
 # What stalls a whole service at once: a blocked event loop, or a pause of

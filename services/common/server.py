@@ -33,7 +33,7 @@ from services.common.db import create_engine
 from services.common.errors import ConfigError
 from services.common.healthcheck import LIVENESS_SERVICE
 from services.common.interceptors import ServerInterceptor
-from services.common.metrics import serve_metrics, time_gc_pauses, watch_loop_lag
+from services.common.metrics import DEPENDENCY_UP, serve_metrics, time_gc_pauses, watch_loop_lag
 from services.common.redis_client import create_at_most_once_redis, create_redis
 
 log = logging.getLogger("server")
@@ -75,16 +75,27 @@ class Registration:
 Setup = Callable[[grpc.aio.Server, Resources], Awaitable[Registration]]
 
 
-async def _dependencies_ok(resources: Resources) -> bool:
+async def _reachable(name: str, check: Callable[[], Awaitable[object]]) -> bool:
     try:
         async with asyncio.timeout(1.0):
-            async with resources.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            await resources.redis.ping()
+            await check()
+        DEPENDENCY_UP.labels(name).set(1)
         return True
     except Exception as exc:  # noqa: BLE001 - any failure means "not serving"
-        log.warning("dependency check failed: %s", type(exc).__name__)
+        DEPENDENCY_UP.labels(name).set(0)
+        log.warning("dependency check failed: %s unreachable (%s)", name, type(exc).__name__)
         return False
+
+
+async def _dependencies_ok(resources: Resources) -> bool:
+    async def postgres() -> None:
+        async with resources.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    # Both are checked every time (not short-circuited), so each one's gauge
+    # says its own state during an outage of the other.
+    results = await asyncio.gather(_reachable("postgres", postgres), _reachable("redis", resources.redis.ping))
+    return all(results)
 
 
 async def _watch_health(
