@@ -22,6 +22,10 @@ def run() -> None:
         signal.signal(sig, lambda *_: stop.set())
 
     given_key = os.environ.get("AIMUSICSTORE_ADMIN_KEY", "")
+    # Fixed metrics ports by default, so a Prometheus beside `make run` can
+    # scrape them (deploy/monitoring/prometheus.yaml); tests pick free ones.
+    for service, port in (("VOTE", 9101), ("RANKING", 9102), ("REPUTATION", 9103)):
+        os.environ.setdefault(f"AIMUSICSTORE_{service}_METRICS_PORT", str(port))
     stack = Stack(
         data_dir=Path(os.environ.get("AIMUSICSTORE_DATA_DIR", ".data")),
         gateway_port=int(os.environ.get("AIMUSICSTORE_GATEWAY_PORT", "8080")),
@@ -35,6 +39,8 @@ def run() -> None:
     except RuntimeError as exc:
         sys.exit(f"could not start: {exc}\nlogs: {stack.log_dir}")
     url = stack.gateway_url.replace("127.0.0.1", "localhost")
+    metrics = "\n".join(f"           {name}: {u}" for name, u in stack.metrics_urls().items())
+    metrics = metrics.replace("127.0.0.1", "localhost")
     print(
         f"""
 aimusicstore is up at {url}  (JSON under /api/v1, gRPC on the same port)
@@ -42,6 +48,8 @@ aimusicstore is up at {url}  (JSON under /api/v1, gRPC on the same port)
   docs:    {url}/docs   (OpenAPI: {url}/openapi.json)
   admin key: {stack.admin_key if not given_key else "(from AIMUSICSTORE_ADMIN_KEY)"}
   try:     curl -s -X POST {url}/api/v1/agents -d '{{"id": "my-agent"}}'
+  metrics: (Prometheus)
+{metrics}
   logs:    {stack.log_dir}/
   data:    {stack.data_dir if stack.embedded_postgres else "(external PostgreSQL/Redis)"}
 Ctrl-C stops everything.""",

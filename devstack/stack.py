@@ -107,6 +107,11 @@ class Stack:
         for name in ("postgres", "redis", *self.SERVICES, "sidecar_grpc", "sidecar_http", "gateway_api"):
             env_name = f"AIMUSICSTORE_{name.upper()}_PORT"
             self.ports[name] = int(os.environ.get(env_name) or free_port())
+        # Metrics are on: each service's /metrics, and Envoy's stats.
+        for service in self.SERVICES:
+            env_name = f"AIMUSICSTORE_{service.upper()}_METRICS_PORT"
+            given = self.env_overrides.get(env_name) or os.environ.get(env_name)
+            self.ports[f"{service}_metrics"] = int(given or free_port())
         if self.embedded_postgres:
             self.database_url = f"postgresql://postgres@127.0.0.1:{self.ports['postgres']}/aimusicstore"
         if self.embedded_redis:
@@ -115,6 +120,10 @@ class Stack:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Every Prometheus endpoint of the stack, by process."""
+        return {s: f"http://127.0.0.1:{self.ports[f'{s}_metrics']}/metrics" for s in self.SERVICES}
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -133,6 +142,7 @@ class Stack:
         )
         for service in self.SERVICES:
             env[f"AIMUSICSTORE_{service.upper()}_PORT"] = str(self.ports[service])
+            env[f"AIMUSICSTORE_{service.upper()}_METRICS_PORT"] = str(self.ports[f"{service}_metrics"])
         env.update(self.env_overrides)
         return env
 

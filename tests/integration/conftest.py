@@ -67,7 +67,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if database_url:
         database_url, drop = _fresh_database(database_url)
     data_dir: Path = tmp_path_factory.mktemp("stack")
-    vote_metrics_port = free_port()
     running = Stack(
         data_dir=data_dir,
         gateway_port=free_port(),
@@ -85,12 +84,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "AIMUSICSTORE_REPUTATION_RECOMPUTE_INTERVAL_S": "3600",
             # Small enough for a test to reach the gateway's stream limit.
             "AIMUSICSTORE_GATEWAY_MAX_STREAMS": str(GATEWAY_MAX_STREAMS),
-            # Lets tests watch the live-event watcher gauge.
-            "AIMUSICSTORE_VOTE_METRICS_PORT": str(vote_metrics_port),
         },
     )
     running.start()
-    running.ports["vote_metrics"] = vote_metrics_port
     _LOG_DIRS.append(running.log_dir)
     try:
         yield running
