@@ -43,6 +43,10 @@ lint: install
 	scripts/buf.sh lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	@if command -v promtool >/dev/null; then \
+		promtool check rules deploy/monitoring/alerts.yaml && \
+		(cd deploy/monitoring && promtool test rules alerts.test.yaml); \
+	else echo "promtool missing (scripts/system-packages.sh): alert rules not checked"; fi
 
 migrate: install
 	$(PY) -m services.common.migrate
