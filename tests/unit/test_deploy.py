@@ -218,8 +218,22 @@ def test_compose_needs_the_admin_key_and_has_no_default_for_it() -> None:
 
 
 def test_compose_has_the_expected_services() -> None:
-    services = set(load_compose()["services"])
-    assert services == {"postgres", "redis", "migrate", *SERVICES, "gateway-sidecar", "gateway"}
+    services = load_compose()["services"]
+    default = {name for name, s in services.items() if not s.get("profiles")}
+    assert default == {"postgres", "redis", "migrate", *SERVICES, "gateway-sidecar", "gateway"}
+    assert {name for name, s in services.items() if "monitoring" in s.get("profiles", [])} == {"prometheus", "grafana"}
+
+
+def test_monitoring_mounts_files_that_exist_and_scrapes_every_service() -> None:
+    services = load_compose()["services"]
+    for name in ("prometheus", "grafana"):
+        for volume in services[name]["volumes"]:
+            assert (ROOT / volume.split(":")[0]).exists(), volume
+    scrape = yaml.safe_load((ROOT / "deploy/monitoring/prometheus.yaml").read_text())
+    targets = {t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
+    for service in SERVICES:
+        port = services[service]["environment"][f"AIMUSICSTORE_{service.upper()}_METRICS_PORT"]
+        assert f"{service}:{port}" in targets
 
 
 def test_depends_on_names_existing_services_with_a_meaningful_condition() -> None:
@@ -354,7 +368,9 @@ def test_published_gateway_port_is_the_envoy_listener_port(host_port: str | None
 
 def test_only_the_gateway_is_published() -> None:
     services = load_compose()["services"]
-    assert [name for name, s in services.items() if s.get("ports")] == ["gateway"]
+    assert [name for name, s in services.items() if s.get("ports") and not s.get("profiles")] == ["gateway"]
+    # Grafana, in the monitoring profile, on loopback only.
+    assert services["grafana"]["ports"] == ["127.0.0.1:3000:3000"]
 
 
 # -- Dockerfiles ------------------------------------------------------------------
@@ -508,6 +524,19 @@ def test_every_pod_runs_as_non_root_with_a_module_that_exists() -> None:
                 assert runnable_module(module), f"{name}: python -m {module}"
             else:
                 assert container["image"].split(":")[0] == "aimusicstore-gateway", name
+
+
+def test_service_pods_expose_metrics_where_their_scrape_annotations_say() -> None:
+    for name in SERVICES:
+        template = k8s("Deployment")[name]["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
+        (container,) = template["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/path"] == "/metrics"
+        assert int(annotations["prometheus.io/port"]) == ports["metrics"]
+        assert int(env[f"AIMUSICSTORE_{name.upper()}_METRICS_PORT"]) == ports["metrics"]
 
 
 def test_every_deployment_has_probes_on_its_own_ports() -> None:
