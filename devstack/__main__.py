@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from devstack.stack import Stack, die_with_parent
+from devstack.supervisor import Supervisor
 
 
 def run() -> None:
@@ -52,16 +53,18 @@ aimusicstore is up at {url}  (JSON under /api/v1, gRPC on the same port)
 {metrics}
   logs:    {stack.log_dir}/
   data:    {stack.data_dir if stack.embedded_postgres else "(external PostgreSQL/Redis)"}
-Ctrl-C stops everything.""",
+A child that dies is restarted; Ctrl-C stops everything.""",
         flush=True,
     )
+    def exited() -> dict[str, int]:
+        return {name: proc.returncode for name, proc in list(stack.procs.items()) if proc.poll() is not None}
+
+    # A child that dies is restarted with backoff; only Ctrl-C or SIGTERM stops the stack.
+    supervisor = Supervisor(
+        exited, stack.restart, say=lambda line: print(f"{line} (log: {stack.log_dir}/)", flush=True)
+    )
     while not stop.wait(1.0):
-        for name, proc in list(stack.procs.items()):
-            if proc.poll() is not None:
-                print(
-                    f"{name} exited with code {proc.returncode}; stopping (see {stack.log_dir}/{name}.log)", flush=True
-                )
-                stop.set()
+        supervisor.poll()
     print("stopping...", flush=True)
     stack.stop()
     print("stopped.", flush=True)

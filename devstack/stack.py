@@ -231,8 +231,14 @@ class Stack:
             raise RuntimeError(f"{exc}; last lines of its log:\n{self.log_tail(name)}") from exc
 
     def start_gateway(self) -> None:
+        self.start_sidecar()
+        self.start_envoy()
+
+    def start_sidecar(self) -> None:
         proc = self._spawn("sidecar", [sys.executable, "-m", "gateway.sidecar"])
         wait_for_port(self.ports["sidecar_http"], 30, proc, "gateway sidecar")
+
+    def start_envoy(self) -> None:
         config = self.data_dir / "envoy.json"
         result = subprocess.run(
             [sys.executable, "-m", "gateway.envoy_config", str(config)],
@@ -327,6 +333,10 @@ class Stack:
             self.start_redis()
         elif name in self.SERVICES:
             self.start_service(name)
+        elif name == "sidecar":
+            self.start_sidecar()
+        elif name == "envoy":
+            self.start_envoy()
         else:
             raise ValueError(f"cannot restart {name!r}")
 
