@@ -13,11 +13,14 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from google.protobuf import json_format
+from prometheus_client import Counter
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
@@ -96,8 +99,22 @@ def decode(raw: str | bytes) -> VoteEvent:
     return event
 
 
-# Failures that mean "try the same batch again later", not "this event is bad".
-_TRANSIENT = (RedisError, DBAPIError, OSError, asyncio.TimeoutError)
+# Failures that mean "try the same batch again later", not "this event is
+# bad": the connection to Redis or PostgreSQL, or PostgreSQL refusing for the
+# moment (OperationalError covers deadlocks, serialization failures and
+# cancelled statements as well as a lost connection). Anything else, an
+# integrity or data error above all, would fail the same way every time:
+# retried forever it would wedge the group, so the event is dead-lettered.
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OperationalError, InterfaceError, OSError, TimeoutError)
+
+# Times one event is applied alone before it is parked as a dead letter.
+DEAD_LETTER_AFTER_ATTEMPTS = 3
+# Entries a dead-letter stream keeps (approximately): parked events are for
+# an operator to inspect and replay, and must not grow without bound.
+DEAD_LETTER_MAX_LEN = 10_000
+DEAD_LETTERED = Counter(
+    "vote_events_dead_lettered_total", "Vote events parked in a dead-letter stream", ["group", "reason"]
+)
 
 
 def encode_event(event: VoteEvent) -> str:
@@ -151,22 +168,42 @@ async def consume(
             except Exception:  # noqa: BLE001 - find the event(s) that cannot be applied
                 log.exception("a batch of %d events failed; applying them one by one", len(decoded))
                 for entry_id, event in decoded:
-                    try:
-                        await handle([event])
-                    except _TRANSIENT:
-                        raise
-                    except Exception as exc:  # noqa: BLE001
-                        await dead_letter(entry_id, {EVENT_FIELD: encode_event(event)}, type(exc).__name__)
+                    await apply_alone(entry_id, event)
         await redis.xack(VOTE_EVENTS_STREAM, group, *[entry_id for entry_id, _ in entries])
 
-    async def dead_letter(entry_id: str, fields: dict | None, reason: str) -> None:
+    async def apply_alone(entry_id: str, event: VoteEvent) -> None:
+        """Applies one event, a few times if it fails for itself, then parks it."""
+        for attempt in range(1, DEAD_LETTER_AFTER_ATTEMPTS + 1):
+            try:
+                await handle([event])
+                return
+            except _TRANSIENT:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                if attempt == DEAD_LETTER_AFTER_ATTEMPTS:
+                    await dead_letter(entry_id, {EVENT_FIELD: encode_event(event)}, type(exc).__name__)
+                    return
+                await asyncio.sleep(0.05 * attempt)
+
+    async def dead_letter(entry_id: str, fields: dict[str, str] | None, reason: str) -> None:
         """Parks an entry that can never be applied, so it does not block the stream."""
         log.error(
-            "vote event %s cannot be applied by %s (%s); moved to the dead-letter stream", entry_id, group, reason
+            "vote event %s cannot be applied by %s (%s); moved to the dead-letter stream",
+            entry_id,
+            group,
+            reason,
+            extra={"group": group, "entry_id": entry_id, "reason": reason},
         )
+        parked: dict[Any, Any] = {"entry_id": entry_id, "reason": reason, **(fields or {})}
         await redis.xadd(
-            f"{VOTE_EVENTS_STREAM}:dead:{group}", {"entry_id": entry_id, "reason": reason, **(fields or {})}
+            f"{VOTE_EVENTS_STREAM}:dead:{group}",
+            parked,
+            # Exact trimming: parked events are rare, and "~" would keep up
+            # to a whole stream node (100 entries) past the bound.
+            maxlen=DEAD_LETTER_MAX_LEN,
+            approximate=False,
         )
+        DEAD_LETTERED.labels(group, reason).inc()
 
     backoff = 0.1
     while True:
