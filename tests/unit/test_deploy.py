@@ -526,6 +526,67 @@ def test_every_pod_runs_as_non_root_with_a_module_that_exists() -> None:
                 assert container["image"].split(":")[0] == "aimusicstore-gateway", name
 
 
+def _selects(selector: dict, labels: dict) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def test_no_pod_mounts_a_service_account_token() -> None:
+    for name, spec in _pod_specs().items():
+        assert spec["automountServiceAccountToken"] is False, name
+
+
+def test_network_policies_deny_by_default_and_let_only_the_services_reach_the_stores() -> None:
+    policies = k8s("NetworkPolicy")
+    deny = policies["default-deny"]["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny and "egress" not in deny
+    workloads = {**k8s("Deployment"), **k8s("Job")}
+    pods = {name: d["spec"]["template"]["metadata"]["labels"] for name, d in workloads.items()}
+
+    def policies_of(pod: str) -> list[dict]:
+        own = [p["spec"] for p in policies.values() if p["spec"]["podSelector"]]
+        return [p for p in own if _selects(p["podSelector"], pods[pod])]
+
+    def egress_ports(pod: str) -> set[int]:
+        rules = [rule for p in policies_of(pod) for rule in p.get("egress", [])]
+        return {port["port"] for rule in rules for port in rule.get("ports", [])}
+
+    for pod in pods:
+        assert policies_of(pod), f"{pod} has no policy of its own"
+    for service in SERVICES:
+        assert {5432, 6379} <= egress_ports(service)
+    for pod in ("gateway", "gateway-sidecar"):
+        assert not {5432, 6379} & egress_ports(pod), pod
+    # Only the gateway takes traffic from anywhere, and only on its listener.
+    open_ingress = [p for pod in pods for p in policies_of(pod) for rule in p.get("ingress", []) if "from" not in rule]
+    assert open_ingress == [policies["gateway"]["spec"]]
+    assert policies["gateway"]["spec"]["ingress"][0] == {"ports": [{"protocol": "TCP", "port": 8080}]}
+
+
+def test_every_deployment_has_a_disruption_budget() -> None:
+    budgets = [b["spec"] for b in k8s("PodDisruptionBudget").values()]
+    for name, deployment in k8s("Deployment").items():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert [b for b in budgets if _selects(b["selector"], labels)], name
+
+
+def test_consumers_roll_out_without_overlap_under_stable_names() -> None:
+    for name in ("ranking", "reputation"):
+        deployment = k8s("Deployment")[name]
+        assert deployment["spec"]["strategy"]["type"] == "Recreate"
+        assert deployment["spec"]["replicas"] == 1
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["AIMUSICSTORE_CONSUMER_NAME"] == f"{name}-1"
+        assert load_compose()["services"][name]["environment"]["AIMUSICSTORE_CONSUMER_NAME"] == f"{name}-1"
+
+
 def test_service_pods_expose_metrics_where_their_scrape_annotations_say() -> None:
     for name in SERVICES:
         template = k8s("Deployment")[name]["spec"]["template"]
