@@ -28,6 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import logs
+from services.common.breaker import CircuitBreaker
 from services.common.config import Settings
 from services.common.db import create_engine
 from services.common.errors import ConfigError
@@ -60,6 +61,9 @@ class Resources:
     redis: Redis
     # The same Redis, for commands that must never be sent twice (redis_client.py).
     redis_at_most_once: Redis
+    # Open while Redis is hung or unreachable: hot paths skip it and take
+    # their fallback at once (breaker.py). Fed by the health watcher.
+    redis_breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker("redis"))
 
 
 @dataclass
@@ -94,8 +98,14 @@ async def _dependencies_ok(resources: Resources) -> bool:
 
     # Both are checked every time (not short-circuited), so each one's gauge
     # says its own state during an outage of the other.
-    results = await asyncio.gather(_reachable("postgres", postgres), _reachable("redis", resources.redis.ping))
-    return all(results)
+    postgres_ok, redis_ok = await asyncio.gather(
+        _reachable("postgres", postgres), _reachable("redis", resources.redis.ping)
+    )
+    if redis_ok:
+        resources.redis_breaker.recovered()
+    else:
+        resources.redis_breaker.failed()
+    return postgres_ok and redis_ok
 
 
 async def _watch_health(
