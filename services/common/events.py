@@ -139,6 +139,12 @@ async def consume(
 ) -> None:
     """Feeds vote events to `handle` in batches, forever, at least once.
 
+    Pass a client that never re-sends a command (create_at_most_once_redis):
+    an XREADGROUP re-sent after a timeout delivers a second batch while the
+    first, delivered but never seen, waits for the idle claim. A failed read
+    instead surfaces here, and the loop starts over from our own pending
+    entries at once.
+
     A batch is acknowledged only after `handle` returns, so a crash or a
     database error redelivers it (handlers must be idempotent: they skip
     event ids already applied). Our own unacknowledged entries are read

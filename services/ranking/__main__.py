@@ -42,8 +42,15 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
     async def apply_vote_events() -> None:
         # Counts must show a vote within 1 s and trending within 2 s: collect
         # up to 200 ms of events per transaction.
+        # Through the client that never re-sends: a re-sent XREADGROUP after a
+        # timeout (a frozen process) left the first read's batch pending until
+        # the 30 s claim (docs/chaos.md).
         await events.consume(
-            resources.redis, CONSUMER_GROUP, settings.consumer_name, rankings.apply_vote_events, linger_s=0.2
+            resources.redis_at_most_once,
+            CONSUMER_GROUP,
+            settings.consumer_name,
+            rankings.apply_vote_events,
+            linger_s=0.2,
         )
 
     async def follow_agent_changes() -> None:

@@ -37,8 +37,9 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
     async def apply_vote_events() -> None:
         # Reputation must reflect a vote within 5 s: collect up to 1 s of
         # events per recompute.
+        # Never re-sent: see services/ranking/__main__.py.
         await events.consume(
-            resources.redis,
+            resources.redis_at_most_once,
             CONSUMER_GROUP,
             settings.consumer_name,
             agents.apply_vote_events,
