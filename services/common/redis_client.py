@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from services.common.breaker import CircuitBreaker
 from services.common.config import Settings
 
 
@@ -46,3 +50,71 @@ def create_at_most_once_redis(settings: Settings) -> Redis:
         retry_on_error=[],
         health_check_interval=5,
     )
+
+
+# Redis answers a vote path command in well under a millisecond (a whole
+# micro-batch's script in a few): a command that has not answered in this
+# long means Redis is hung or unreachable, and the vote takes its
+# PostgreSQL fallback instead of waiting.
+HOT_PATH_TIMEOUT_S = 0.25
+
+
+class GuardedRedis(Redis):
+    """An at-most-once client behind a circuit breaker (services/common/breaker.py).
+
+    While the breaker is open, commands fail at once with a ConnectionError,
+    the error the callers already fall back on; a timeout or a lost
+    connection opens it. So a hung Redis costs the vote path one short
+    timeout, then nothing, until the health watcher sees Redis answer."""
+
+    breaker: CircuitBreaker
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        self._check()
+        try:
+            result = await super().execute_command(*args, **options)
+        except (RedisConnectionError, RedisTimeoutError):
+            self.breaker.failed()
+            raise
+        self.breaker.recovered()
+        return result
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        return _GuardedPipeline(self, transaction, shard_hint)
+
+    def _check(self) -> None:
+        if not self.breaker.allow():
+            raise RedisConnectionError("Redis is skipped while its circuit breaker is open")
+
+
+class _GuardedPipeline(Pipeline):
+    def __init__(self, client: GuardedRedis, transaction: bool, shard_hint: str | None) -> None:
+        super().__init__(client.connection_pool, client.response_callbacks, transaction, shard_hint)
+        self._client = client
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        self._client._check()
+        try:
+            result = await super().execute(raise_on_error)
+        except (RedisConnectionError, RedisTimeoutError):
+            self._client.breaker.failed()
+            raise
+        self._client.breaker.recovered()
+        return result
+
+
+def create_hot_path_redis(settings: Settings, breaker: CircuitBreaker) -> GuardedRedis:
+    """The client for the vote path's Redis commands: never re-sent (as
+    create_at_most_once_redis), a short timeout, and the breaker."""
+    client = GuardedRedis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_connect_timeout=HOT_PATH_TIMEOUT_S,
+        socket_timeout=HOT_PATH_TIMEOUT_S,
+        retry=Retry(NoBackoff(), retries=0),
+        retry_on_error=[],
+        health_check_interval=5,
+    )
+    assert isinstance(client, GuardedRedis)  # from_url builds cls; its annotation says Redis
+    client.breaker = breaker
+    return client

@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common import logs
+from services.common import logs, tracing
 from services.common.breaker import CircuitBreaker
 from services.common.config import Settings
 from services.common.db import create_engine
@@ -35,7 +35,12 @@ from services.common.errors import ConfigError
 from services.common.healthcheck import LIVENESS_SERVICE
 from services.common.interceptors import ServerInterceptor
 from services.common.metrics import DEPENDENCY_UP, serve_metrics, time_gc_pauses, watch_loop_lag
-from services.common.redis_client import create_at_most_once_redis, create_redis
+from services.common.redis_client import (
+    GuardedRedis,
+    create_at_most_once_redis,
+    create_hot_path_redis,
+    create_redis,
+)
 
 log = logging.getLogger("server")
 
@@ -64,6 +69,8 @@ class Resources:
     # Open while Redis is hung or unreachable: hot paths skip it and take
     # their fallback at once (breaker.py). Fed by the health watcher.
     redis_breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker("redis"))
+    # The vote path's client: at most once, a short timeout, behind the breaker.
+    redis_hot_path: GuardedRedis | None = None
 
 
 @dataclass
@@ -119,6 +126,8 @@ async def _watch_health(
             # (Redis restarted), and the at-most-once client cannot re-send a
             # command that fails on one. Drop the idle ones before serving.
             await resources.redis_at_most_once.connection_pool.disconnect(inuse_connections=False)
+            if resources.redis_hot_path is not None:
+                await resources.redis_hot_path.connection_pool.disconnect(inuse_connections=False)
         if status != last:
             for name in ["", *names]:
                 await servicer.set(name, status)
@@ -131,12 +140,21 @@ async def _watch_health(
 async def serve(name: str, setup: Setup, settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env(service=name)
     port = getattr(settings, f"{name}_port")
+    # Before any server, channel, engine or Redis client exists: the
+    # instrumentation hooks their constructors. A no-op unless an OTLP
+    # endpoint is set.
+    if tracing.configure(name, settings.otlp_endpoint):
+        log.info("tracing on: spans go to %s", settings.otlp_endpoint)
+    breaker = CircuitBreaker("redis")
     resources = Resources(
         settings=settings,
         engine=create_engine(settings),
         redis=create_redis(settings),
         redis_at_most_once=create_at_most_once_redis(settings),
+        redis_breaker=breaker,
+        redis_hot_path=create_hot_path_redis(settings, breaker),
     )
+    tracing.instrument_engine(resources.engine)
     server = grpc.aio.server(
         interceptors=[ServerInterceptor()],
         options=[
@@ -192,6 +210,8 @@ async def serve(name: str, setup: Setup, settings: Settings | None = None) -> No
         await close()
     await resources.redis.aclose()
     await resources.redis_at_most_once.aclose()
+    if resources.redis_hot_path is not None:
+        await resources.redis_hot_path.aclose()
     await resources.engine.dispose()
     log.info("%s service stopped", name)
 
