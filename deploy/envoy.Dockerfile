@@ -50,5 +50,6 @@ COPY --from=render /render/envoy.json /etc/envoy/envoy.json
 # The image's `envoy` user (uid 101; the files above are world-readable),
 # numeric so Kubernetes can check runAsNonRoot.
 USER 101:101
-EXPOSE 8080
+# 8080: the public port; 9901: Prometheus stats (internal).
+EXPOSE 8080 9901
 CMD ["envoy", "-c", "/etc/envoy/envoy.json", "--log-level", "warn"]

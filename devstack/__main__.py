@@ -25,7 +25,7 @@ def run() -> None:
     given_key = os.environ.get("AIMUSICSTORE_ADMIN_KEY", "")
     # Fixed metrics ports by default, so a Prometheus beside `make run` can
     # scrape them (deploy/monitoring/prometheus.yaml); tests pick free ones.
-    for service, port in (("VOTE", 9101), ("RANKING", 9102), ("REPUTATION", 9103)):
+    for service, port in (("VOTE", 9101), ("RANKING", 9102), ("REPUTATION", 9103), ("GATEWAY", 9901)):
         os.environ.setdefault(f"AIMUSICSTORE_{service}_METRICS_PORT", str(port))
     stack = Stack(
         data_dir=Path(os.environ.get("AIMUSICSTORE_DATA_DIR", ".data")),
@@ -56,6 +56,7 @@ aimusicstore is up at {url}  (JSON under /api/v1, gRPC on the same port)
 A child that dies is restarted; Ctrl-C stops everything.""",
         flush=True,
     )
+
     def exited() -> dict[str, int]:
         return {name: proc.returncode for name, proc in list(stack.procs.items()) if proc.poll() is not None}
 

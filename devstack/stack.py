@@ -96,6 +96,8 @@ class Stack:
     ports: dict[str, int] = field(default_factory=dict)
 
     SERVICES = ("reputation", "ranking", "vote")
+    # Processes with a Prometheus endpoint: the services, and Envoy (its stats listener).
+    METRICS = (*SERVICES, "gateway")
 
     def __post_init__(self) -> None:
         self.data_dir = self.data_dir.resolve()
@@ -108,7 +110,7 @@ class Stack:
             env_name = f"AIMUSICSTORE_{name.upper()}_PORT"
             self.ports[name] = int(os.environ.get(env_name) or free_port())
         # Metrics are on: each service's /metrics, and Envoy's stats.
-        for service in self.SERVICES:
+        for service in self.METRICS:
             env_name = f"AIMUSICSTORE_{service.upper()}_METRICS_PORT"
             given = self.env_overrides.get(env_name) or os.environ.get(env_name)
             self.ports[f"{service}_metrics"] = int(given or free_port())
@@ -123,7 +125,9 @@ class Stack:
 
     def metrics_urls(self) -> dict[str, str]:
         """Every Prometheus endpoint of the stack, by process."""
-        return {s: f"http://127.0.0.1:{self.ports[f'{s}_metrics']}/metrics" for s in self.SERVICES}
+        urls = {s: f"http://127.0.0.1:{self.ports[f'{s}_metrics']}/metrics" for s in self.SERVICES}
+        urls["gateway"] = f"http://127.0.0.1:{self.ports['gateway_metrics']}/stats/prometheus"
+        return urls
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -142,7 +146,8 @@ class Stack:
         )
         for service in self.SERVICES:
             env[f"AIMUSICSTORE_{service.upper()}_PORT"] = str(self.ports[service])
-            env[f"AIMUSICSTORE_{service.upper()}_METRICS_PORT"] = str(self.ports[f"{service}_metrics"])
+        for process in self.METRICS:
+            env[f"AIMUSICSTORE_{process.upper()}_METRICS_PORT"] = str(self.ports[f"{process}_metrics"])
         env.update(self.env_overrides)
         return env
 
@@ -265,18 +270,48 @@ class Stack:
         wait_for_port(self.gateway_port, 30, proc, "envoy")
 
     def wait_healthy(self, timeout_s: float = 60) -> dict:
+        """Waits until /health answers 200, then until Envoy routes to every
+        service again: it health-checks each one every second, and a process
+        it saw down (restarted, say) gets no request until its next check."""
         deadline = time.monotonic() + timeout_s
         last = ""
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"{self.gateway_url}/health", timeout=2) as reply:
-                    return json.loads(reply.read())
+                    health = json.loads(reply.read())
+                self._wait_routed(deadline)
+                return health
             except urllib.error.HTTPError as exc:
                 last = exc.read().decode(errors="replace")
             except OSError as exc:
                 last = str(exc)
             time.sleep(0.1)
         raise RuntimeError(f"the stack did not become healthy within {timeout_s:.0f}s: {last}")
+
+    def _wait_routed(self, deadline: float) -> None:
+        """Until Envoy counts every service's processes healthy (its stats
+        listener; skipped when that is off)."""
+        port = self.ports.get("gateway_metrics")
+        if not port:
+            return
+        url = f"http://127.0.0.1:{port}/stats/prometheus?filter=membership_(healthy|total)"
+        while True:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                lines = reply.read().decode().splitlines()
+            members = {
+                line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if line and line[0] != "#"
+            }
+            unhealthy = [
+                service
+                for service in self.SERVICES
+                if members.get(f'envoy_cluster_membership_healthy{{envoy_cluster_name="{service}"}}', 0)
+                < members.get(f'envoy_cluster_membership_total{{envoy_cluster_name="{service}"}}', 1)
+            ]
+            if not unhealthy:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Envoy does not route to {', '.join(unhealthy)}")
+            time.sleep(0.1)
 
     def start(self) -> None:
         if port_in_use(self.gateway_port):

@@ -401,12 +401,84 @@ def _api_routes() -> list[dict[str, Any]]:
     return routes
 
 
-def _hcm(stat_prefix: str, routes: list[dict[str, Any]], filters: list[dict[str, Any]]) -> dict[str, Any]:
+# One JSON object per request on Envoy's stdout (`make run`: its log file;
+# containers: the runtime's log). x_request_id is the id the services put in
+# their own log lines (Envoy makes one when the client sends none), so one
+# request can be followed from the edge through every service.
+ACCESS_LOG_FORMAT = {
+    "time": "%START_TIME%",
+    "x_request_id": "%REQ(X-REQUEST-ID)%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "protocol": "%PROTOCOL%",
+    "status": "%RESPONSE_CODE%",
+    "grpc_status": "%GRPC_STATUS(NUMBER)%",
+    "flags": "%RESPONSE_FLAGS%",
+    "details": "%RESPONSE_CODE_DETAILS%",
+    "bytes_in": "%BYTES_RECEIVED%",
+    "bytes_out": "%BYTES_SENT%",
+    "duration_ms": "%DURATION%",
+    "upstream_ms": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+    "upstream": "%UPSTREAM_CLUSTER%",
+    "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+    "user_agent": "%REQ(USER-AGENT)%",
+    "traceparent": "%REQ(TRACEPARENT)%",
+}
+
+
+def _access_log() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "envoy.access_loggers.stdout",
+            "typed_config": {
+                _TYPE: "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                "log_format": {"json_format": ACCESS_LOG_FORMAT, "json_format_options": {"sort_properties": False}},
+            },
+        }
+    ]
+
+
+OTLP_CLUSTER = "otlp_collector"
+
+
+def _tracing() -> dict[str, Any]:
+    """Envoy starts each request's trace (W3C traceparent, passed on to the
+    services, whose spans join it) and sends its spans to the collector."""
+    return {
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": {
+                _TYPE: "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                "grpc_service": {"envoy_grpc": {"cluster_name": OTLP_CLUSTER}, "timeout": "1s"},
+                "service_name": "aimusicstore-gateway",
+            },
+        },
+        "spawn_upstream_span": True,
+    }
+
+
+def otlp_target(endpoint: str) -> str:
+    """OTEL_EXPORTER_OTLP_ENDPOINT (http://host:4317, or host:port) as host:port."""
+    rest = endpoint.split("://", 1)[-1].rstrip("/")
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        return f"{rest}:4317"
+    return rest
+
+
+def _hcm(
+    stat_prefix: str,
+    routes: list[dict[str, Any]],
+    filters: list[dict[str, Any]],
+    *,
+    access_log: bool = False,
+    tracing: bool = False,
+) -> dict[str, Any]:
     router = {
         "name": "envoy.filters.http.router",
         "typed_config": {_TYPE: "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
     }
-    return {
+    hcm = {
         _TYPE: "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": stat_prefix,
         "codec_type": "AUTO",
@@ -428,6 +500,11 @@ def _hcm(stat_prefix: str, routes: list[dict[str, Any]], filters: list[dict[str,
         },
         "http_filters": [*filters, router],
     }
+    if access_log:
+        hcm["access_log"] = _access_log()
+    if tracing:
+        hcm["tracing"] = _tracing()
+    return hcm
 
 
 def _listener(name: str, host: str, port: int, hcm: dict[str, Any]) -> dict[str, Any]:
@@ -439,6 +516,61 @@ def _listener(name: str, host: str, port: int, hcm: dict[str, Any]) -> dict[str,
             {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
         ],
     }
+
+
+ADMIN_CLUSTER = "envoy_admin"
+
+
+def admin_address(settings: GatewaySettings) -> dict[str, Any] | None:
+    """Where Envoy's admin interface listens: loopback TCP when an admin port
+    is asked for; otherwise, when only the stats listener needs it, a socket
+    in the abstract namespace (no file to create in a read-only container,
+    reachable only from this network namespace); else nowhere."""
+    if settings.admin_port:
+        return {"socket_address": {"address": "127.0.0.1", "port_value": settings.admin_port}}
+    if settings.metrics_port:
+        return {"pipe": {"path": f"@aimusicstore-envoy-admin-{settings.gateway_port}"}}
+    return None
+
+
+def _stats_listener(settings: GatewaySettings, admin: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A listener that serves Envoy's Prometheus stats and nothing else of
+    the admin interface (which can change Envoy's state: drain, quit...).
+    GET /stats/prometheus, or /metrics, as scrapers expect."""
+    to_admin = {"cluster": ADMIN_CLUSTER, "timeout": "5s", "prefix_rewrite": "/stats/prometheus"}
+    routes: list[dict[str, Any]] = [
+        {"match": {"path": path, "headers": [_method_is("GET")]}, "route": to_admin}
+        for path in ("/stats/prometheus", "/metrics")
+    ]
+    routes.append(
+        {
+            "match": {"prefix": "/"},
+            "direct_response": {"status": 404, "body": {"inline_string": "Envoy's stats are at /stats/prometheus"}},
+        }
+    )
+    listener = _listener("stats", settings.gateway_host, settings.metrics_port, _hcm("stats", routes, []))
+    cluster = {
+        "name": ADMIN_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        # A scrape every few seconds; nothing else goes there.
+        "circuit_breakers": {
+            "thresholds": [
+                {
+                    "priority": "DEFAULT",
+                    "max_connections": 4,
+                    "max_pending_requests": 4,
+                    "max_requests": 4,
+                    "max_retries": 0,
+                }
+            ]
+        },
+        "load_assignment": {
+            "cluster_name": ADMIN_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": admin}}]}],
+        },
+    }
+    return listener, cluster
 
 
 def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, Any]:
@@ -510,16 +642,29 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
                     "gateway",
                     settings.gateway_host,
                     settings.gateway_port,
-                    _hcm("gateway", _gateway_routes(generated), [body_limit, cache, transcoder]),
+                    _hcm(
+                        "gateway",
+                        _gateway_routes(generated),
+                        [body_limit, cache, transcoder],
+                        access_log=settings.access_log,
+                        tracing=bool(settings.otlp_endpoint),
+                    ),
                 ),
                 _listener("api", "127.0.0.1", settings.api_port, _hcm("api", _api_routes(), [transcoder])),
             ],
             "clusters": clusters,
         },
     }
-    if settings.admin_port:
-        # Loopback only: the admin interface can change Envoy's state.
-        config["admin"] = {"address": {"socket_address": {"address": "127.0.0.1", "port_value": settings.admin_port}}}
+    admin = admin_address(settings)
+    if admin is not None:
+        # Never on a public address: the admin interface can change Envoy's state.
+        config["admin"] = {"address": admin}
+    if settings.metrics_port and admin is not None:
+        listener, cluster = _stats_listener(settings, admin)
+        config["static_resources"]["listeners"].append(listener)
+        clusters.append(cluster)
+    if settings.otlp_endpoint:
+        clusters.append(_cluster(OTLP_CLUSTER, otlp_target(settings.otlp_endpoint), limit))
     return config
 
 

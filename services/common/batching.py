@@ -16,6 +16,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from services.common import tracing
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -29,7 +31,8 @@ class MicroBatcher(Generic[T, R]):
         self._handle = handle
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
-        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
+        # Each item with its caller's future and trace (empty unless tracing is on).
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R], str]] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
 
     async def submit(self, item: T) -> R:
@@ -39,7 +42,7 @@ class MicroBatcher(Generic[T, R]):
             # to other services) the first caller's request id.
             self._worker = asyncio.create_task(self._run(), name="micro-batcher", context=contextvars.Context())
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
+        await self._queue.put((item, future, tracing.current_traceparent()))
         return await future
 
     async def _run(self) -> None:
@@ -51,11 +54,14 @@ class MicroBatcher(Generic[T, R]):
                 await asyncio.sleep(self._max_wait_s)
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            live = [(item, future) for item, future in batch if not future.cancelled()]
+            live = [(item, future) for item, future, _ in batch if not future.cancelled()]
             if not live:
                 continue
             try:
-                results = await self._handle([item for item, _ in live])
+                with tracing.serving_batch(
+                    "micro-batch", (trace for _, future, trace in batch if not future.cancelled())
+                ):
+                    results = await self._handle([item for item, _ in live])
             except Exception as exc:  # noqa: BLE001 - every caller of the batch gets it
                 for _, future in live:
                     if not future.done():

@@ -39,6 +39,18 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
     return value
 
 
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be on or off (1/0, true/false), got {raw!r}")
+
+
 def to_sqlalchemy_url(database_url: str) -> str:
     """postgresql://... (what libpq, compose and pgserver give) -> the psycopg 3 driver."""
     for prefix in ("postgresql://", "postgres://"):
@@ -115,6 +127,9 @@ class Settings:
     consumer_name: str = ""
     # Largest gRPC message a service accepts (bytes).
     max_message_bytes: int = 256 * 1024
+    # OpenTelemetry collector (OTLP over gRPC, e.g. http://collector:4317);
+    # empty: tracing off (services/common/tracing.py).
+    otlp_endpoint: str = ""
 
     def __repr__(self) -> str:  # keep the admin key and passwords out of logs
         ports = f"vote_port={self.vote_port}, ranking_port={self.ranking_port}, reputation_port={self.reputation_port}"
@@ -171,6 +186,7 @@ class Settings:
             metrics_port=_int(env, f"AIMUSICSTORE_{service.upper()}_METRICS_PORT", 0) if service else 0,
             consumer_name=env.get("AIMUSICSTORE_CONSUMER_NAME") or socket.gethostname(),
             max_message_bytes=_int(env, "AIMUSICSTORE_MAX_MESSAGE_BYTES", 256 * 1024, 1024),
+            otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
         )
 
 
@@ -200,6 +216,14 @@ class GatewaySettings:
     max_live_streams: int = 10_000
     # Envoy's admin interface (stats, clusters) on loopback; 0: off.
     admin_port: int = 0
+    # Envoy's Prometheus stats, on a listener of their own (never the public
+    # port, never the admin interface itself); 0: off.
+    metrics_port: int = 9901
+    # One JSON line per public request on Envoy's stdout, with the request id
+    # the services log.
+    access_log: bool = True
+    # OpenTelemetry collector (OTLP/gRPC); Envoy starts each request's trace.
+    otlp_endpoint: str = ""
 
     def targets(self) -> dict[str, str]:
         return {"vote": self.vote_target, "ranking": self.ranking_target, "reputation": self.reputation_target}
@@ -228,4 +252,7 @@ class GatewaySettings:
             max_requests_per_service=_int(env, "AIMUSICSTORE_GATEWAY_MAX_REQUESTS", 1024, 1),
             max_live_streams=_int(env, "AIMUSICSTORE_GATEWAY_MAX_STREAMS", 10_000, 1),
             admin_port=_int(env, "AIMUSICSTORE_GATEWAY_ADMIN_PORT", 0, 0),
+            metrics_port=_int(env, "AIMUSICSTORE_GATEWAY_METRICS_PORT", 9901, 0),
+            access_log=_bool(env, "AIMUSICSTORE_GATEWAY_ACCESS_LOG", True),
+            otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
         )

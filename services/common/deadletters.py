@@ -25,14 +25,18 @@ from collections.abc import Iterable
 
 from redis import Redis
 
-from services.common.events import EVENT_FIELD, STREAM_MAX_LEN, VOTE_EVENTS_STREAM, Entry, entry_list
+from services.common.events import (
+    EVENT_FIELD,
+    STREAM_MAX_LEN,
+    VOTE_EVENTS_STREAM,
+    Entry,
+    dead_letter_stream,
+    entry_list,
+)
 
-DEAD_PREFIX = f"{VOTE_EVENTS_STREAM}:dead:"
+DEAD_PREFIX = dead_letter_stream("")
 UNDECODABLE = "undecodable"
-
-
-def dead_stream(group: str) -> str:
-    return DEAD_PREFIX + group
+dead_stream = dead_letter_stream
 
 
 def groups(redis: Redis) -> list[str]:

@@ -24,6 +24,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
+from services.common import tracing
 
 log = logging.getLogger("events")
 
@@ -63,6 +64,7 @@ _SCALAR_FIELDS = {
     "direction": int,
     "rating": int,
     "has_review": bool,
+    "traceparent": str,
 }
 _TIME_FIELDS = ("voted_at", "occurred_at")
 
@@ -117,6 +119,11 @@ DEAD_LETTERED = Counter(
 )
 
 
+def dead_letter_stream(group: str) -> str:
+    """Where a consumer group parks the events it cannot apply."""
+    return f"{VOTE_EVENTS_STREAM}:dead:{group}"
+
+
 def encode_event(event: VoteEvent) -> str:
     return json_format.MessageToJson(event, preserving_proto_field_name=True, indent=None)
 
@@ -168,7 +175,8 @@ async def consume(
                 await dead_letter(entry_id, fields, "undecodable")
         if decoded:
             try:
-                await handle([event for _, event in decoded])
+                with tracing.applying_events(f"apply vote event ({group})", (e.traceparent for _, e in decoded)):
+                    await handle([event for _, event in decoded])
             except _TRANSIENT:
                 raise  # the database or Redis is away: the whole batch is retried
             except Exception:  # noqa: BLE001 - find the event(s) that cannot be applied
@@ -202,7 +210,7 @@ async def consume(
         )
         parked: dict[Any, Any] = {"entry_id": entry_id, "reason": reason, **(fields or {})}
         await redis.xadd(
-            f"{VOTE_EVENTS_STREAM}:dead:{group}",
+            dead_letter_stream(group),
             parked,
             # Exact trimming: parked events are rare, and "~" would keep up
             # to a whole stream node (100 entries) past the bound.

@@ -43,6 +43,7 @@ class RpcMetrics:
         handled.inc()
         self._seconds.observe(elapsed_s)
 
+
 DEPENDENCY_UP = Gauge(
     "dependency_up", "1 while this process reaches the dependency (checked every health interval)", ["dependency"]
 )

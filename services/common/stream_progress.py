@@ -91,7 +91,9 @@ async def watch_group(redis: Redis, group: str, dead_stream: str, interval_s: fl
                 CONSUMER_PENDING.labels(group).set(position.pending)
                 if lag > LAG_WARNING_S and not warned:
                     log.warning(
-                        "consumer group %s is %.1fs behind the vote event stream", group, lag,
+                        "consumer group %s is %.1fs behind the vote event stream",
+                        group,
+                        lag,
                         extra={"group": group, "lag_s": round(lag, 1), "pending": position.pending},
                     )
                 elif lag <= LAG_WARNING_S and warned:

@@ -10,7 +10,7 @@ from aimusicstore.ranking.v1 import (
     ranking_service_pb2,
     ranking_service_pb2_grpc,
 )
-from services.common import events
+from services.common import events, stream_progress
 from services.common.auth import Authenticator, remote_key_verifier
 from services.common.channels import internal_channel
 from services.common.jobs import every
@@ -53,6 +53,9 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
             linger_s=0.2,
         )
 
+    async def watch_consumer_progress() -> None:
+        await stream_progress.watch_group(resources.redis, CONSUMER_GROUP, events.dead_letter_stream(CONSUMER_GROUP))
+
     async def follow_agent_changes() -> None:
         # Key revocations for the cache, and flag changes for trending weights.
         await auth.listen(resources.redis, on_agent_changed=rankings.agent_changed)
@@ -71,7 +74,14 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
             catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
             ranking_service_pb2.DESCRIPTOR.services_by_name["RankingService"].full_name,
         ],
-        background=[apply_vote_events, follow_agent_changes, rebuild_trending, snapshot_days, prune_processed_events],
+        background=[
+            apply_vote_events,
+            watch_consumer_progress,
+            follow_agent_changes,
+            rebuild_trending,
+            snapshot_days,
+            prune_processed_events,
+        ],
         on_close=[reputation.close],
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+from prometheus_client import Gauge
 
 from aimusicstore.reputation.v1 import (
     agent_service_pb2,
@@ -12,7 +13,7 @@ from aimusicstore.reputation.v1 import (
     moderation_service_pb2,
     moderation_service_pb2_grpc,
 )
-from services.common import events
+from services.common import events, stream_progress
 from services.common.auth import Authenticator
 from services.common.jobs import every
 from services.common.server import Registration, Resources, main
@@ -22,11 +23,15 @@ from services.reputation.store import ReputationStore
 from services.reputation.tables import processed_events
 
 CONSUMER_GROUP = "reputation"
+# How often the flagged-agent gauge is refreshed (one count over the agents table).
+FLAGGED_WATCH_INTERVAL_S = 30.0
+FLAGGED_AGENTS = Gauge("reputation_flagged_agents", "Agents currently flagged (their votes weigh 0 in trending)")
 
 
 async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
     settings = resources.settings
-    agents = Agents(ReputationStore(resources.engine, resources.redis))
+    store = ReputationStore(resources.engine, resources.redis)
+    agents = Agents(store)
     auth = Authenticator(
         settings.admin_key, agents.verify_key, settings.auth_cache_ttl_s, cache_grace_s=settings.cache_grace_s
     )
@@ -54,6 +59,15 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
     async def prune_processed_events() -> None:
         await every(3600, "prune processed events", lambda: events.prune_processed(resources.engine, processed_events))
 
+    async def watch_consumer_progress() -> None:
+        await stream_progress.watch_group(resources.redis, CONSUMER_GROUP, events.dead_letter_stream(CONSUMER_GROUP))
+
+    async def watch_flagged_agents() -> None:
+        async def measure() -> None:
+            FLAGGED_AGENTS.set(await store.count_flagged())
+
+        await every(FLAGGED_WATCH_INTERVAL_S, "flagged agents gauge", measure)
+
     async def follow_auth_changes() -> None:
         await auth.listen(resources.redis)
 
@@ -63,7 +77,14 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
             api_key_service_pb2.DESCRIPTOR.services_by_name["ApiKeyService"].full_name,
             moderation_service_pb2.DESCRIPTOR.services_by_name["ModerationService"].full_name,
         ],
-        background=[apply_vote_events, recompute_reputation, follow_auth_changes, prune_processed_events],
+        background=[
+            apply_vote_events,
+            watch_consumer_progress,
+            recompute_reputation,
+            watch_flagged_agents,
+            follow_auth_changes,
+            prune_processed_events,
+        ],
     )
 
 

@@ -179,6 +179,10 @@ class ReputationStore:
         async with self.reads.connect() as conn:
             return [AgentRow(*row) for row in await conn.execute(query)]
 
+    async def count_flagged(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).where(agents.c.flagged))).scalar_one())
+
     async def flag(self, agent_id: str, reason: str) -> bool:
         """Flags the agent unless it already is; True when this call flagged it."""
         async with self.engine.begin() as conn:

@@ -9,12 +9,15 @@ from services.common.auth import Authenticator, remote_key_verifier
 from services.common.channels import internal_channel
 from services.common.jobs import every
 from services.common.server import Registration, Resources, main
+from services.vote import metrics
 from services.vote.clients import AgentClient, CatalogClient, ModerationClient
 from services.vote.jobs import relay_forever
 from services.vote.live import VoteFeed
 from services.vote.servicer import VoteService
 from services.vote.store import AbuseRules, VoteStore
 from services.vote.voting import Quotas, Voting
+
+OUTBOX_WATCH_INTERVAL_S = 5.0
 
 
 async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
@@ -56,6 +59,16 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
         # Relayed events stay in the outbox until Redis has surely kept them.
         await every(30, "forget durable outbox events", store.forget_durable_events, run_first=False)
 
+    async def watch_outbox() -> None:
+        # The outbox backlog is what an operator sees first when Redis is
+        # away: votes are durable, their events wait here.
+        async def measure() -> None:
+            waiting, oldest_s = await store.outbox_backlog()
+            metrics.OUTBOX_UNRELAYED.set(waiting)
+            metrics.OUTBOX_OLDEST_UNRELAYED_SECONDS.set(oldest_s)
+
+        await every(OUTBOX_WATCH_INTERVAL_S, "outbox backlog", measure)
+
     async def reconcile_counts() -> None:
         # Rewrites cached counts that drifted from the votes table (a vote
         # acknowledged while Redis was away, a Redis restart...).
@@ -78,6 +91,7 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
         background=[
             relay_outbox,
             forget_durable_events,
+            watch_outbox,
             reconcile_counts,
             follow_auth_changes,
             follow_catalog_deletions,

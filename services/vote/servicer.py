@@ -10,6 +10,7 @@ from aimusicstore.vote.v1 import vote_service_pb2 as pb
 from aimusicstore.vote.v1 import vote_service_pb2_grpc
 from services.common.auth import Authenticator
 from services.common.convert import timestamp
+from services.vote import metrics
 from services.vote.live import VoteFeed
 from services.vote.store import VoteRow, direction_field
 from services.vote.voting import Voting
@@ -36,16 +37,21 @@ class VoteService(vote_service_pb2_grpc.VoteServiceServicer):
     async def CastVote(self, request: pb.CastVoteRequest, context: grpc.aio.ServicerContext) -> pb.CastVoteResponse:
         # The vote's admission script refuses a revoked key atomically with
         # the quota charge: no separate revocation lookup per vote.
-        caller = await self.auth.caller(context, check_revoked=False)
-        vote, counts = await self.voting.cast(
-            caller,
-            item_type=request.item_type,
-            item_id=request.item_id,
-            vote=request.vote,
-            comment=request.comment,
-            rating=request.rating if request.HasField("rating") else None,
-            agent_id=request.agent_id,
-        )
+        try:
+            caller = await self.auth.caller(context, check_revoked=False)
+            vote, counts = await self.voting.cast(
+                caller,
+                item_type=request.item_type,
+                item_id=request.item_id,
+                vote=request.vote,
+                comment=request.comment,
+                rating=request.rating if request.HasField("rating") else None,
+                agent_id=request.agent_id,
+            )
+        except Exception as exc:
+            metrics.count_vote(exc)
+            raise
+        metrics.count_vote(None)
         return pb.CastVoteResponse(
             status="success",
             message="Vote recorded",

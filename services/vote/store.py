@@ -303,6 +303,17 @@ _LAST_RELAYED = text(
 )
 # Entries up to a verified one are in Redis; after a minute they are on disk
 # too (appendfsync everysec), so their rows can go.
+# Events waiting for the relay: how many (counted up to a cap, so that a
+# backlog of millions after a long Redis outage costs a bounded scan of the
+# partial index) and how old the oldest is.
+OUTBOX_COUNT_CAP = 100_000
+_OUTBOX_BACKLOG = text(
+    """
+    SELECT (SELECT count(*) FROM (SELECT 1 FROM vote.outbox WHERE relayed_at IS NULL LIMIT :cap) AS waiting),
+           (SELECT EXTRACT(EPOCH FROM now() - created_at) FROM vote.outbox
+            WHERE relayed_at IS NULL ORDER BY id LIMIT 1)
+    """
+)
 _FORGET_DURABLE = text(
     """
     DELETE FROM vote.outbox WHERE relayed_at < now() - make_interval(secs => :fsync_margin_s)
@@ -832,6 +843,12 @@ class VoteStore:
             )
         self._last_published = ids[-1]
         return len(rows)
+
+    async def outbox_backlog(self) -> tuple[int, float]:
+        """Events waiting for the relay (up to OUTBOX_COUNT_CAP) and the oldest one's age in seconds."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(_OUTBOX_BACKLOG, {"cap": OUTBOX_COUNT_CAP})).one()
+        return int(row[0]), max(0.0, float(row[1] or 0.0))
 
     async def forget_durable_events(self, fsync_margin_s: float = 60.0) -> int:
         """Deletes relayed outbox rows whose stream entries are safe in Redis:

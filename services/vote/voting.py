@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
-from services.common import pagination, validation
+from services.common import pagination, tracing, validation
 from services.common.auth import Caller
 from services.common.batching import MicroBatcher
 from services.common.errors import (
@@ -123,6 +123,8 @@ class Voting:
         }
         if rating is not None:
             event["rating"] = rating
+        if traceparent := tracing.current_traceparent():
+            event["traceparent"] = traceparent
         outcome = await self.batcher.submit(PendingVote(row, event, caller.key_hash, day, day_start, limit))
         if outcome.status == "revoked":
             raise Unauthenticated("the API key is not valid (revoked, rotated or never issued)")
@@ -147,6 +149,8 @@ class Voting:
             "item_id": item_id,
             "occurred_at": self.clock().isoformat(),
         }
+        if traceparent := tracing.current_traceparent():
+            event["traceparent"] = traceparent
         removed = await self.store.delete_vote(caller.agent_id, item_type, item_id, event)
         if removed is None:
             raise NotFound(f"you have no vote on {item_type} {item_id!r}")

@@ -9,7 +9,9 @@ with REDIS_URL, that Redis is used as given.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import secrets
 import time
 import urllib.request
@@ -60,31 +62,40 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
 GATEWAY_MAX_STREAMS = 4
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+# What every test stack runs with, besides a fixture's own settings.
+TEST_STACK_ENV = {
+    # Converge quickly after the Redis outage tests.
+    "AIMUSICSTORE_RECONCILE_INTERVAL_S": "1",
+    # Small pages, so the sweep over cached counts spans several passes.
+    "AIMUSICSTORE_RECONCILE_PAGE_SIZE": "50",
+    # Tests with an injected clock drive the recompute themselves; the
+    # service's own pass (real clock) runs only at start.
+    "AIMUSICSTORE_REPUTATION_RECOMPUTE_INTERVAL_S": "3600",
+    # Small enough for a test to reach the gateway's stream limit.
+    "AIMUSICSTORE_GATEWAY_MAX_STREAMS": str(GATEWAY_MAX_STREAMS),
+}
+
+
+@contextlib.contextmanager
+def running_stack(data_dir: Path, redis_db: int = 0, **env: str) -> Iterator[Stack]:
+    """A whole stack on free ports, in its own database (or embedded
+    PostgreSQL), stopped and dropped afterwards. With REDIS_URL given, a
+    second stack needs a Redis database of its own (`redis_db`): its
+    consumer groups would otherwise take the first stack's events."""
     database_url = os.environ.get("DATABASE_URL") or None
     drop = None
     if database_url:
         database_url, drop = _fresh_database(database_url)
-    data_dir: Path = tmp_path_factory.mktemp("stack")
+    redis_url = os.environ.get("REDIS_URL") or None
+    if redis_url and redis_db:
+        redis_url = re.sub(r"(/\d+)?$", f"/{redis_db}", redis_url, count=1)
     running = Stack(
         data_dir=data_dir,
         gateway_port=free_port(),
         database_url=database_url,
-        redis_url=os.environ.get("REDIS_URL") or None,
+        redis_url=redis_url,
         admin_key=ADMIN_KEY,
-        env_overrides={
-            "AIMUSICSTORE_CONSUMER_NAME": f"test-{uuid.uuid4().hex[:6]}",
-            # Converge quickly after the Redis outage tests.
-            "AIMUSICSTORE_RECONCILE_INTERVAL_S": "1",
-            # Small pages, so the sweep over cached counts spans several passes.
-            "AIMUSICSTORE_RECONCILE_PAGE_SIZE": "50",
-            # Tests with an injected clock drive the recompute themselves; the
-            # service's own pass (real clock) runs only at start.
-            "AIMUSICSTORE_REPUTATION_RECOMPUTE_INTERVAL_S": "3600",
-            # Small enough for a test to reach the gateway's stream limit.
-            "AIMUSICSTORE_GATEWAY_MAX_STREAMS": str(GATEWAY_MAX_STREAMS),
-        },
+        env_overrides={"AIMUSICSTORE_CONSUMER_NAME": f"test-{uuid.uuid4().hex[:6]}", **TEST_STACK_ENV, **env},
     )
     running.start()
     _LOG_DIRS.append(running.log_dir)
@@ -94,6 +105,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         running.stop()
         if drop is not None:
             drop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

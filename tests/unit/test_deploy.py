@@ -187,7 +187,8 @@ def cluster_addresses(config: dict) -> dict[str, tuple[str, int]]:
     out = {}
     for cluster in config["static_resources"]["clusters"]:
         address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
-        out[cluster["name"]] = (address["socket_address"]["address"], address["socket_address"]["port_value"])
+        if "socket_address" in address:  # not the admin interface's local socket
+            out[cluster["name"]] = (address["socket_address"]["address"], address["socket_address"]["port_value"])
     return out
 
 
@@ -234,6 +235,14 @@ def test_monitoring_mounts_files_that_exist_and_scrapes_every_service() -> None:
     for service in SERVICES:
         port = services[service]["environment"][f"AIMUSICSTORE_{service.upper()}_METRICS_PORT"]
         assert f"{service}:{port}" in targets
+    # Envoy's stats listener, at the path it serves them on.
+    envoy = envoy_config.build(GatewaySettings.from_env(gateway_build_env(load_compose())))
+    stats = next(x for x in envoy["static_resources"]["listeners"] if x["name"] == "stats")
+    (gateway_job,) = [job for job in scrape["scrape_configs"] if job["job_name"] == "aimusicstore-gateway"]
+    assert gateway_job["static_configs"][0]["targets"] == [
+        f"gateway:{stats['address']['socket_address']['port_value']}"
+    ]
+    assert gateway_job["metrics_path"] == "/stats/prometheus"
 
 
 def test_depends_on_names_existing_services_with_a_meaningful_condition() -> None:
@@ -598,6 +607,22 @@ def test_service_pods_expose_metrics_where_their_scrape_annotations_say() -> Non
         assert annotations["prometheus.io/path"] == "/metrics"
         assert int(annotations["prometheus.io/port"]) == ports["metrics"]
         assert int(env[f"AIMUSICSTORE_{name.upper()}_METRICS_PORT"]) == ports["metrics"]
+
+
+def test_gateway_pod_exposes_envoys_stats_where_its_scrape_annotations_say() -> None:
+    template = k8s("Deployment")["gateway"]["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    (container,) = template["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    envoy = envoy_config.build(GatewaySettings.from_env(gateway_build_env(load_compose())))
+    stats = next(x for x in envoy["static_resources"]["listeners"] if x["name"] == "stats")
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/stats/prometheus"
+    assert (
+        int(annotations["prometheus.io/port"]) == ports["metrics"] == stats["address"]["socket_address"]["port_value"]
+    )
+    policy = k8s("NetworkPolicy")["gateway"]
+    assert any({"protocol": "TCP", "port": ports["metrics"]} in rule["ports"] for rule in policy["spec"]["ingress"])
 
 
 def test_every_deployment_has_probes_on_its_own_ports() -> None:

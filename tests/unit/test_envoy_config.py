@@ -12,6 +12,7 @@ from gateway.envoy_config import (
     build,
     cached_read_paths,
     http_rules,
+    otlp_target,
     sample_path,
 )
 from services.common.config import GatewaySettings
@@ -77,7 +78,10 @@ def test_every_public_service_is_transcoded_and_routed_to_its_backend() -> None:
     api = listeners["api"]
     transcoder = api["http_filters"][0]["typed_config"]
     assert sorted(transcoder["services"]) == sorted(PUBLIC_SERVICES)
-    for hcm in listeners.values():  # native gRPC on the public port, transcoded gRPC on the API port
+    for hcm in (
+        listeners["gateway"],
+        listeners["api"],
+    ):  # native gRPC on the public port, transcoded gRPC on the API port
         prefixes = {r["match"].get("prefix"): r.get("route", {}).get("cluster") for r in _routes(hcm)}
         for service, backend in PUBLIC_SERVICES.items():
             assert prefixes[f"/{service}/"] == backend
@@ -137,7 +141,7 @@ def test_every_cluster_has_explicit_circuit_breakers() -> None:
     clusters = {c["name"]: c for c in build(settings)["static_resources"]["clusters"]}
     for name, cluster in clusters.items():
         (limits,) = cluster["circuit_breakers"]["thresholds"]
-        want = 5 if name.endswith("_streams") else 77
+        want = 5 if name.endswith("_streams") else 4 if name == "envoy_admin" else 77
         assert limits["max_requests"] == limits["max_pending_requests"] == want, name
 
 
@@ -158,7 +162,7 @@ def test_live_streams_have_a_cluster_of_their_own() -> None:
     config = build(SETTINGS)
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
     assert clusters["vote_streams"]["load_assignment"]["endpoints"] == clusters["vote"]["load_assignment"]["endpoints"]
-    for hcm in _listeners(config).values():
+    for hcm in (_listeners(config)["gateway"], _listeners(config)["api"]):
         watch = [r for r in _routes(hcm) if r["match"].get("path") == "/aimusicstore.vote.v1.VoteService/WatchVotes"]
         assert [r["route"]["cluster"] for r in watch] == ["vote_streams"]
 
@@ -201,7 +205,75 @@ def test_a_known_path_with_another_method_is_405_with_allow() -> None:
     assert _answered_405(config, "GET", "/api/v1/no-such-thing") is None
 
 
-def test_admin_interface_is_off_unless_asked_and_then_on_loopback() -> None:
-    assert "admin" not in build(SETTINGS)
-    config = build(GatewaySettings(**{**SETTINGS.__dict__, "admin_port": 9901}))
+def _with(**changes: object) -> GatewaySettings:
+    return GatewaySettings(**{**SETTINGS.__dict__, **changes})
+
+
+def test_admin_interface_is_never_on_a_network_address_unless_asked_and_then_on_loopback() -> None:
+    assert "admin" not in build(_with(metrics_port=0))
+    # The stats listener needs it: a socket in the abstract namespace.
+    assert build(SETTINGS)["admin"]["address"] == {"pipe": {"path": "@aimusicstore-envoy-admin-9999"}}
+    config = build(_with(admin_port=9901))
     assert config["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 9901}
+
+
+def test_stats_listener_serves_prometheus_stats_and_no_other_admin_page() -> None:
+    config = build(_with(metrics_port=9901))
+    listener = next(x for x in config["static_resources"]["listeners"] if x["name"] == "stats")
+    assert listener["address"]["socket_address"]["port_value"] == 9901
+    routes = _routes(_listeners(config)["stats"])
+    to_admin = [r for r in routes if "route" in r]
+    assert {r["match"]["path"] for r in to_admin} == {"/stats/prometheus", "/metrics"}
+    assert all(r["route"]["prefix_rewrite"] == "/stats/prometheus" for r in to_admin)
+    assert all(r["match"]["headers"][0]["string_match"]["exact"] == "GET" for r in to_admin)
+    assert routes[-1]["direct_response"]["status"] == 404
+    assert "stats" not in _listeners(build(_with(metrics_port=0)))
+
+
+def test_public_requests_are_access_logged_as_json_with_the_request_id() -> None:
+    hcm = _listeners(build(SETTINGS))["gateway"]
+    (log,) = hcm["access_log"]
+    fields = log["typed_config"]["log_format"]["json_format"]
+    assert fields["x_request_id"] == "%REQ(X-REQUEST-ID)%"
+    assert {"status", "grpc_status", "duration_ms", "path", "flags"} <= set(fields)
+    # Each request is logged once, where it enters.
+    assert "access_log" not in _listeners(build(SETTINGS))["api"]
+    assert "access_log" not in _listeners(build(_with(access_log=False)))["gateway"]
+
+
+def test_tracing_is_on_only_with_an_otlp_endpoint() -> None:
+    assert "tracing" not in _listeners(build(SETTINGS))["gateway"]
+    config = build(_with(otlp_endpoint="http://collector:4317"))
+    tracing = _listeners(config)["gateway"]["tracing"]
+    assert tracing["provider"]["name"] == "envoy.tracers.opentelemetry"
+    cluster = next(c for c in config["static_resources"]["clusters"] if c["name"] == "otlp_collector")
+    address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert address["socket_address"] == {"address": "collector", "port_value": 4317}
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "target"),
+    [("http://collector:4317", "collector:4317"), ("collector:4318", "collector:4318"), ("http://otel/", "otel:4317")],
+)
+def test_otlp_endpoint_forms(endpoint: str, target: str) -> None:
+    assert otlp_target(endpoint) == target
+
+
+def test_the_binary_accepts_every_variant_of_the_config(tmp_path: Path) -> None:
+    """Envoy's own validation (--mode validate): field names, types and
+    extension names are checked by the binary the gateway runs."""
+    import json
+    import subprocess
+
+    from devstack.embedded import envoy_bin
+
+    variants = {
+        "default": SETTINGS,
+        "traced, admin on TCP": _with(otlp_endpoint="http://127.0.0.1:4317", admin_port=9901),
+        "bare": _with(metrics_port=0, access_log=False),
+    }
+    for name, settings in variants.items():
+        path = tmp_path / "envoy.json"
+        path.write_text(json.dumps(build(settings)))
+        result = subprocess.run([envoy_bin(), "--mode", "validate", "-c", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{name}: {result.stdout[-2000:]}{result.stderr[-2000:]}"

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%aimusicstore/vote/v1/vote_event.proto\x12\x14\x61imusicstore.vote.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x02\n\tVoteEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x11\n\titem_type\x18\x04 \x01(\t\x12\x0f\n\x07item_id\x18\x05 \x01(\t\x12\x11\n\tdirection\x18\x06 \x01(\x05\x12\x13\n\x06rating\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x12\n\nhas_review\x18\x08 \x01(\x08\x12,\n\x08voted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0boccurred_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\t\n\x07_ratingb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%aimusicstore/vote/v1/vote_event.proto\x12\x14\x61imusicstore.vote.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x02\n\tVoteEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x11\n\titem_type\x18\x04 \x01(\t\x12\x0f\n\x07item_id\x18\x05 \x01(\t\x12\x11\n\tdirection\x18\x06 \x01(\x05\x12\x13\n\x06rating\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x12\n\nhas_review\x18\x08 \x01(\x08\x12,\n\x08voted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0boccurred_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0btraceparent\x18\x0b \x01(\tB\t\n\x07_ratingb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,5 +33,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aimusicstore.vote.v1.vote_e
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VOTEEVENT']._serialized_start=97
-  _globals['_VOTEEVENT']._serialized_end=360
+  _globals['_VOTEEVENT']._serialized_end=381
 # @@protoc_insertion_point(module_scope)

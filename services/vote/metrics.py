@@ -1,0 +1,67 @@
+"""The vote service's domain metrics (the RPC metrics are in services/common/metrics.py)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+from services.common.errors import (
+    AlreadyExists,
+    DomainError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+
+# Every vote asked for ends in one outcome: "recorded", or the reason it was
+# refused. A refusal is the service working as designed; a rising share of
+# one reason is what an operator wants to see (a quota wall, a bot hitting
+# duplicates, a client sending bad requests).
+VOTES_CAST = Counter("votes_cast_total", "Votes asked for, by outcome (recorded, or why refused)", ["outcome"])
+OUTCOMES = (
+    "recorded",
+    "already_voted",
+    "quota_exceeded",
+    "invalid",
+    "not_found",
+    "unauthenticated",
+    "forbidden",
+    "unavailable",
+    "error",
+)
+_BY_ERROR: tuple[tuple[type[DomainError], str], ...] = (
+    (AlreadyExists, "already_voted"),
+    (ResourceExhausted, "quota_exceeded"),
+    (InvalidArgument, "invalid"),
+    (NotFound, "not_found"),
+    (Unauthenticated, "unauthenticated"),
+    (PermissionDenied, "forbidden"),
+    (Unavailable, "unavailable"),
+)
+# Children resolved once: .labels() hashes its arguments on every call.
+_COUNTERS = {outcome: VOTES_CAST.labels(outcome) for outcome in OUTCOMES}
+
+
+def outcome_of(error: BaseException | None) -> str:
+    """The outcome label of a vote that ended with `error` (None: recorded)."""
+    if error is None:
+        return "recorded"
+    for kind, outcome in _BY_ERROR:
+        if isinstance(error, kind):
+            return outcome
+    return "error"
+
+
+def count_vote(error: BaseException | None) -> None:
+    _COUNTERS[outcome_of(error)].inc()
+
+
+OUTBOX_UNRELAYED = Gauge(
+    "vote_outbox_unrelayed",
+    "Vote events committed and not yet published to the Redis stream (counted up to a cap)",
+)
+OUTBOX_OLDEST_UNRELAYED_SECONDS = Gauge(
+    "vote_outbox_oldest_unrelayed_seconds", "Age of the oldest vote event waiting in the outbox (0 when none)"
+)
