@@ -284,6 +284,7 @@ class Row:
     refused: dict[int, int]
     p50_ms: float
     p99_ms: float
+    max_ms: float
     lost: int
     counts_off: int
     ranking_off: int
@@ -328,6 +329,7 @@ def run_fault(chaos: ChaosStack, fault: Fault, load: Load, song_ids: list[str], 
         refused=dict(Counter(v.status for v in votes if v.status != 200)),
         p50_ms=round(_quantile(during, 0.5), 1),
         p99_ms=round(_quantile(during, 0.99), 1),
+        max_ms=round(max(during, default=0.0), 1),
         lost=result.lost,
         counts_off=result.counts_off,
         ranking_off=result.ranking_off,

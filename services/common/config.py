@@ -130,6 +130,9 @@ class Settings:
     # OpenTelemetry collector (OTLP over gRPC, e.g. http://collector:4317);
     # empty: tracing off (services/common/tracing.py).
     otlp_endpoint: str = ""
+    # How long a vote-path Redis command may take before Redis is taken for
+    # hung: the vote falls back to PostgreSQL and the circuit breaker opens.
+    redis_hot_path_timeout_s: float = 0.25
 
     def __repr__(self) -> str:  # keep the admin key and passwords out of logs
         ports = f"vote_port={self.vote_port}, ranking_port={self.ranking_port}, reputation_port={self.reputation_port}"
@@ -187,6 +190,7 @@ class Settings:
             consumer_name=env.get("AIMUSICSTORE_CONSUMER_NAME") or socket.gethostname(),
             max_message_bytes=_int(env, "AIMUSICSTORE_MAX_MESSAGE_BYTES", 256 * 1024, 1024),
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+            redis_hot_path_timeout_s=_float(env, "AIMUSICSTORE_REDIS_HOT_PATH_TIMEOUT_S", 0.25),
         )
 
 

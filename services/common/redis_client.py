@@ -52,13 +52,6 @@ def create_at_most_once_redis(settings: Settings) -> Redis:
     )
 
 
-# Redis answers a vote path command in well under a millisecond (a whole
-# micro-batch's script in a few): a command that has not answered in this
-# long means Redis is hung or unreachable, and the vote takes its
-# PostgreSQL fallback instead of waiting.
-HOT_PATH_TIMEOUT_S = 0.25
-
-
 class GuardedRedis(Redis):
     """An at-most-once client behind a circuit breaker (services/common/breaker.py).
 
@@ -109,8 +102,11 @@ def create_hot_path_redis(settings: Settings, breaker: CircuitBreaker) -> Guarde
     client = GuardedRedis.from_url(
         settings.redis_url,
         decode_responses=True,
-        socket_connect_timeout=HOT_PATH_TIMEOUT_S,
-        socket_timeout=HOT_PATH_TIMEOUT_S,
+        # Redis answers a vote-path command in well under a millisecond (a
+        # whole micro-batch's script in a few): one that has not answered in
+        # this long (0.25 s by default) means Redis is hung or unreachable.
+        socket_connect_timeout=settings.redis_hot_path_timeout_s,
+        socket_timeout=settings.redis_hot_path_timeout_s,
         retry=Retry(NoBackoff(), retries=0),
         retry_on_error=[],
         health_check_interval=5,

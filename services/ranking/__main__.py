@@ -26,7 +26,7 @@ CONSUMER_GROUP = "ranking"
 
 async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
     settings = resources.settings
-    store = RankingStore(resources.engine, resources.redis, resources.redis_at_most_once)
+    store = RankingStore(resources.engine, resources.redis, resources.redis_at_most_once, resources.redis_hot_path)
     rankings = Rankings(store, half_life_s=settings.trending_half_life_h * 3600)
     reputation = internal_channel(settings, "reputation")
     auth = Authenticator(

@@ -120,9 +120,20 @@ TRENDING_EPOCH_KEY = "ranking:trending-epoch"
 
 
 class RankingStore:
-    def __init__(self, engine: AsyncEngine, redis: Redis, redis_at_most_once: Redis | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        redis: Redis,
+        redis_at_most_once: Redis | None = None,
+        redis_hot_path: Redis | None = None,
+    ) -> None:
         self.engine = engine
-        self._fill = redis.register_script(_FILL_IF_ABSENT)
+        # Item reads are on the vote path (the vote service asks whether an
+        # item exists): through the client with a short timeout and the
+        # circuit breaker, so a hung Redis sends them to PostgreSQL at once
+        # instead of holding them past the caller's deadline.
+        self._hot = redis_hot_path or redis
+        self._fill = self._hot.register_script(_FILL_IF_ABSENT)
         # Reads run in autocommit: no BEGIN/ROLLBACK round trips around a
         # single SELECT (writes use engine.begin() and real transactions).
         self.reads = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -162,7 +173,7 @@ class RankingStore:
         PostgreSQL (and then copied to Redis)."""
         key = ITEM_KEY.format(item_type=item_type, item_id=item_id)
         try:
-            cached = await self.redis.hgetall(key)
+            cached = await self._hot.hgetall(key)
         except RedisError:
             cached = {}
         if "row" in cached and all(field in cached for field in COUNT_FIELDS[item_type]):

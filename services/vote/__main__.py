@@ -24,7 +24,7 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
     settings = resources.settings
     reputation = internal_channel(settings, "reputation")
     ranking = internal_channel(settings, "ranking")
-    store = VoteStore(resources.engine, resources.redis, resources.redis_at_most_once)
+    store = VoteStore(resources.engine, resources.redis, resources.redis_at_most_once, resources.redis_hot_path)
     catalog = CatalogClient(ranking, settings.item_cache_ttl_s, settings.cache_grace_s)
     voting = Voting(
         store,

@@ -367,7 +367,13 @@ _VOTE_COLUMNS = [
 
 
 class VoteStore:
-    def __init__(self, engine: AsyncEngine, redis: Redis, redis_at_most_once: Redis | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        redis: Redis,
+        redis_at_most_once: Redis | None = None,
+        redis_hot_path: Redis | None = None,
+    ) -> None:
         self.engine = engine
         # Reads run in autocommit: no BEGIN/ROLLBACK round trips around a
         # single SELECT (writes use engine.begin() and real transactions).
@@ -377,14 +383,21 @@ class VoteStore:
         # run twice: their scripts go through a client that never re-sends.
         once = redis_at_most_once or redis
         self._once = once
-        self._admit_batch_script = once.register_script(_ADMIT_BATCH)
-        self._after_votes_script = once.register_script(_AFTER_VOTES)
-        self._increment = once.register_script(_INCREMENT_IF_CACHED)
+        # What a vote or a count read waits on goes through the hot-path
+        # client (redis_client.create_hot_path_redis): never re-sent either,
+        # with a short timeout and a circuit breaker, so a hung or
+        # blackholed Redis costs one short timeout and then nothing: the
+        # PostgreSQL fallbacks below answer at once until Redis is back.
+        hot = redis_hot_path or once
+        self._hot = hot
+        self._admit_batch_script = hot.register_script(_ADMIT_BATCH)
+        self._after_votes_script = hot.register_script(_AFTER_VOTES)
+        self._increment = hot.register_script(_INCREMENT_IF_CACHED)
         self._check_and_publish = once.register_script(_CHECK_AND_XADD)
-        self._seed = redis.register_script(_SEED_IF_ABSENT)
+        self._seed = hot.register_script(_SEED_IF_ABSENT)
         # Idempotent, but tried before each admission while Redis is away:
         # fail fast, without the retries' back-off, and fall back.
-        self._raise_quotas = once.register_script(_RAISE_QUOTAS)
+        self._raise_quotas = hot.register_script(_RAISE_QUOTAS)
         # Agents (and their UTC day) admitted by counting the votes table
         # while Redis was unreachable: their Redis counters missed those
         # votes, and are raised to the table's count before the next
@@ -663,7 +676,7 @@ class VoteStore:
         key = COUNTS_KEY.format(item_type=item_type, item_id=item_id)
         try:
             await self._drop_stale_keys()
-            cached = await self.redis.hmget(key, "up", "down")
+            cached = await self._hot.hmget(key, "up", "down")
             if cached[0] is not None and cached[1] is not None:
                 return Counts(int(cached[0]), int(cached[1]))
             return await self._seed_counts(key, item_type, item_id)
@@ -683,7 +696,7 @@ class VoteStore:
     async def _drop_stale_keys(self) -> None:
         if self._stale_keys:
             keys = list(self._stale_keys)
-            await self._once.delete(*keys)  # fail fast while Redis is away
+            await self._hot.delete(*keys)  # fail fast while Redis is away
             self._stale_keys.difference_update(keys)
 
     async def _seed_counts(self, key: str, item_type: str, item_id: str) -> Counts:

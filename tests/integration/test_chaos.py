@@ -37,3 +37,15 @@ def test_no_acknowledged_vote_is_lost_and_everything_converges(rows: dict[str, c
     # consumer once sat on its batch until the 30 s idle claim.
     for group, promise in chaos.PROMISES_S.items():
         assert row.caught_up_s[group] <= promise, (group, row)
+
+
+def test_a_blackholed_redis_costs_a_vote_no_redis_socket_timeout(rows: dict[str, chaos.Row]) -> None:
+    """While Redis answers nothing, votes go to the PostgreSQL fallback after
+    the hot path's short timeout (0.25 s), and at once once the circuit
+    breaker is open. Before them, each Redis call of a batch waited for the
+    2 s socket timeout: every vote during the fault took 2 s or more (p50
+    8.7 s). The bound is that 2 s, far above the measured max (docs/chaos.md),
+    so the machine's speed cannot fail it, only a vote waiting on Redis."""
+    row = rows["blackhole-redis"]
+    assert row.refused == {}, row
+    assert row.max_ms < 2000, row
