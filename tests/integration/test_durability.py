@@ -165,7 +165,6 @@ def test_quota_still_holds_while_redis_is_down(api: httpx.Client, stack: Stack) 
     assert votes_table_counts(stack, "song", songs[100]) == (0, 0)
 
 
-
 def test_votes_cast_while_redis_was_down_still_count_against_the_quota_after(api: httpx.Client, stack: Stack) -> None:
     # During the outage quotas are counted from the votes table, and Redis's
     # counter misses those votes: once Redis is back, a free agent that used

@@ -182,7 +182,7 @@ def test_edge_cache_serves_trending_but_never_items(api: httpx.Client, agent: di
     """Trending is kept at the edge for its max-age; item reads, which must
     show a vote within a second, are transcoded on the public listener and
     marked no-cache (the cache filter stores nothing for them)."""
-    params = {"genre": unique("genre")}
+    params = {"limit": 7}
     first = api.get("/api/v1/trending", params=params)
     second = api.get("/api/v1/trending", params=params)
     assert first.status_code == second.status_code == 200
@@ -194,6 +194,56 @@ def test_edge_cache_serves_trending_but_never_items(api: httpx.Client, agent: di
     assert vote(api, new_agent(api)["key"], song).status_code == 200
     # No cached copy hides the vote: the item shows it within the contract's second.
     eventually(lambda: api.get(f"/api/v1/songs/{song}").json()["up_votes"] == 1, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/api/v1/trending", {}),
+        ("/api/v1/trending", {"limit": "50"}),
+        ("/api/v1/top/weekly", {}),
+        ("/api/v1/top/all_time", {"item_type": "tool", "limit": "25", "sort": "best"}),
+        ("/api/v1/top/daily", {"sort": "controversial"}),
+    ],
+)
+def test_the_edge_cache_keeps_its_fixed_set_of_reads_whatever_the_host(
+    api: httpx.Client, path: str, params: dict[str, str]
+) -> None:
+    api.get(path, params=params)
+    again = api.get(path, params=params, headers={"host": f"{unique('host')}.example"})
+    assert again.status_code == 200
+    assert "age" in again.headers  # the same entry: the Host is not part of its key
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        # Free text, any date, other spellings and limits: unbounded sets of
+        # URLs, answered by the service (which caches within bounds).
+        ("/api/v1/trending", {"genre": "g"}),
+        ("/api/v1/trending", {"limit": "07"}),
+        ("/api/v1/top/daily", {"date": "2024-01-02"}),
+        ("/api/v1/top/daily", {"limit": "33"}),
+        ("/api/v1/top/daily", {"sort": "best", "item_type": "tool"}),  # not in alphabetical order
+        ("/api/v1/top/weekly", {"platform": "udio"}),
+    ],
+)
+def test_reads_outside_the_fixed_set_are_never_stored_at_the_edge(
+    api: httpx.Client, path: str, params: dict[str, str]
+) -> None:
+    reads = [api.get(path, params=params) for _ in range(2)]
+    assert [r.status_code for r in reads] == [200, 200]
+    assert "age" not in reads[1].headers
+    # Clients and CDNs may still keep it for its max-age.
+    assert reads[1].headers["cache-control"] == "public, max-age=1"
+
+
+def test_history_is_not_stored_at_the_edge(api: httpx.Client, agent: dict[str, Any]) -> None:
+    song = new_song(api, agent["key"])
+    reads = [api.get(f"/api/v1/songs/{song}/history") for _ in range(2)]
+    assert [r.status_code for r in reads] == [200, 200]
+    assert "age" not in reads[1].headers
+    assert reads[1].headers["cache-control"] == "public, max-age=60"
 
 
 def test_trending_weighs_reputation(api: httpx.Client, agent: dict[str, Any]) -> None:
@@ -240,7 +290,7 @@ def test_trending_filters(api: httpx.Client, stack: Stack, agent: dict[str, Any]
     assert set(trending_ids(api, genre=genre)) == {udio, suno}
     tools = api.get("/api/v1/trending", params={"category": category}).json()["tools"]
     assert [t["item_id"] for t in tools] == [tool]
-    assert api.get("/api/v1/trending", params={"limit": 51}).status_code == 200
+    assert api.get("/api/v1/trending", params={"limit": 50}).status_code == 200
     assert api.get("/api/v1/trending", params={"limit": -1}).status_code == 400
 
 
@@ -366,8 +416,14 @@ def test_todays_chart_counts_today_live(api: httpx.Client, agent: dict[str, Any]
     entries = eventually(lambda: api.get("/api/v1/top/daily", params={"genre": genre}).json()["entries"], 2.0)
     assert entries[0]["item_id"] == song_id and entries[0]["days_on_chart"] == 1 and entries[0]["movement"] == "new"
     assert entries[0]["trending_score"] > 0
-    history = api.get(f"/api/v1/songs/{song_id}/history").json()
-    assert history["points"][-1]["date"] == datetime.now(UTC).date().isoformat()
+    # History follows within the charts' 2 s freshness bound.
+    eventually(
+        lambda: (
+            (api.get(f"/api/v1/songs/{song_id}/history").json()["points"] or [{}])[-1].get("date")
+            == datetime.now(UTC).date().isoformat()
+        ),
+        2.0,
+    )
 
 
 @pytest.mark.parametrize(
@@ -381,6 +437,11 @@ def test_todays_chart_counts_today_live(api: httpx.Client, agent: dict[str, Any]
         ("/api/v1/top/daily", {"item_type": "tool", "genre": "rock"}, "genre"),
         ("/api/v1/songs/x/history", {"days": "-1"}, "days"),
         ("/api/v1/trending", {"limit": "ten"}, "limit"),
+        # Past the maximum is refused, not clamped: one spelling per answer.
+        ("/api/v1/trending", {"limit": "51"}, "limit"),
+        ("/api/v1/top/daily", {"limit": "101"}, "limit"),
+        ("/api/v1/songs/x/history", {"days": "366"}, "days"),
+        ("/api/v1/top/weekly", {"date": "9999-12-31"}, "date"),
         ("/api/v1/top/daily", {"page": "2"}, "page"),
     ],
 )
