@@ -27,6 +27,23 @@ from services.common.errors import Unauthenticated
 from services.common.pubsub import AUTH_CHANNEL, subscribe_forever
 
 ADMIN_ID = "admin"
+# Agent ids no one may register: the admin's id (the `submitted_by` of what
+# the admin creates) and the names the service speaks under, which an agent
+# could otherwise use to pass for it in charts, reviews and logs.
+RESERVED_AGENT_IDS = frozenset(
+    {
+        ADMIN_ID,
+        "administrator",
+        "root",
+        "system",
+        "aimusicstore",
+        "vote",
+        "ranking",
+        "reputation",
+        "gateway",
+        "anonymous",
+    }
+)
 
 # How the reputation service tells every other service's cache that a key was
 # revoked or an agent changed (tier, flag): a pub/sub message for the caches,

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from services.common import pagination, validation
-from services.common.auth import Caller, hash_api_key
-from services.common.errors import PermissionDenied
+from services.common.auth import RESERVED_AGENT_IDS, Caller, hash_api_key
+from services.common.errors import InvalidArgument, PermissionDenied
 from services.reputation.engine import MAX_REPUTATION, trending_weight
 from services.reputation.store import AgentRow, ReputationStore
 from services.reputation.tables import TIERS
@@ -29,6 +29,8 @@ class Agents:
 
     async def register(self, agent_id: str, name: str) -> tuple[AgentRow, str]:
         agent_id = validation.identifier("id", agent_id) if agent_id else f"agent-{uuid.uuid4().hex[:16]}"
+        if agent_id.lower() in RESERVED_AGENT_IDS:
+            raise InvalidArgument("id", f"{agent_id!r} is reserved for the service; choose another id")
         name = validation.text("name", name, max_len=200) or agent_id
         api_key = new_api_key()
         agent = await self.store.create_agent(agent_id, name, hash_api_key(api_key))

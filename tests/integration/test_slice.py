@@ -33,6 +33,13 @@ def test_register_agent_returns_a_key_once(api: httpx.Client) -> None:
     assert api.post("/api/v1/agents", json={"id": agent_id}).status_code == 409
 
 
+@pytest.mark.parametrize("reserved", ["admin", "Admin", "system", "vote", "reputation"])
+def test_the_services_own_ids_cannot_be_registered(api: httpx.Client, reserved: str) -> None:
+    reply = api.post("/api/v1/agents", json={"id": reserved})
+    assert reply.status_code == 400, reply.text
+    assert "reserved" in reply.json()["message"] and reply.json()["message"].startswith("id")
+
+
 def test_register_without_id_gets_a_generated_one(api: httpx.Client) -> None:
     reply = api.post("/api/v1/agents", json={})
     assert reply.status_code == 200, reply.text
