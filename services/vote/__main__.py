@@ -59,6 +59,9 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
         # Relayed events stay in the outbox until Redis has surely kept them.
         await every(30, "forget durable outbox events", store.forget_durable_events, run_first=False)
 
+    async def prune_daily_usage() -> None:
+        await every(3600, "prune daily usage", store.prune_daily_usage)
+
     async def watch_outbox() -> None:
         # The outbox backlog is what an operator sees first when Redis is
         # away: votes are durable, their events wait here.
@@ -92,6 +95,7 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
             relay_outbox,
             forget_durable_events,
             watch_outbox,
+            prune_daily_usage,
             reconcile_counts,
             follow_auth_changes,
             follow_catalog_deletions,

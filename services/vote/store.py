@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import events
 from services.common.auth import REVOKED_KEY
-from services.vote.tables import outbox, votes
+from services.vote.tables import daily_usage, outbox, votes
 
 log = logging.getLogger("vote.store")
 
@@ -254,6 +254,10 @@ _INSERT_VOTES_WITH_EVENTS = text(
         SELECT agent_id, item_type, item_id, direction, comment, rating, created_at FROM input
         ON CONFLICT ON CONSTRAINT votes_one_per_agent_item DO NOTHING
         RETURNING agent_id, item_type, item_id, id, created_at
+    ), counted AS (
+        INSERT INTO vote.daily_usage AS u (agent_id, day, used)
+        SELECT agent_id, (created_at AT TIME ZONE 'UTC')::date, count(*) FROM inserted GROUP BY 1, 2
+        ON CONFLICT (agent_id, day) DO UPDATE SET used = u.used + EXCLUDED.used
     ), queued AS (
         INSERT INTO vote.outbox (payload)
         SELECT i.event || jsonb_build_object(
@@ -545,15 +549,20 @@ class VoteStore:
         log.info("quota counters raised to the votes table after an outage", extra={"agents": len(waiting)})
 
     async def _votes_today(self, agents_since: list[tuple[str, datetime]]) -> dict[str, int]:
-        since = min(at for _, at in agents_since)
-        agent_ids = sorted({a for a, _ in agents_since})
-        query = (
-            select(votes.c.agent_id, func.count())
-            .where(votes.c.agent_id.in_(agent_ids), votes.c.created_at >= since)
-            .group_by(votes.c.agent_id)
+        """Votes each agent cast on the UTC day starting at the given time (the
+        append-only usage: retracted votes still count)."""
+        wanted = {(agent, since.date()) for agent, since in agents_since}
+        query = select(daily_usage.c.agent_id, daily_usage.c.day, daily_usage.c.used).where(
+            daily_usage.c.agent_id.in_(sorted({a for a, _ in wanted})),
+            daily_usage.c.day.in_(sorted({d for _, d in wanted})),
         )
         async with self.reads.connect() as conn:
-            return {agent: count for agent, count in await conn.execute(query)}
+            return {agent: used for agent, day, used in await conn.execute(query) if (agent, day) in wanted}
+
+    async def prune_daily_usage(self, keep_days: int = 7) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(delete(daily_usage).where(daily_usage.c.day < func.current_date() - keep_days))
+        return result.rowcount
 
     async def _insert_batch(
         self, pending: list[PendingVote]

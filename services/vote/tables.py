@@ -10,9 +10,11 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     Identity,
     Index,
+    Integer,
     MetaData,
     SmallInteger,
     Table,
@@ -69,4 +71,17 @@ outbox = Table(
     Column("stream_seq", BigInteger),
     Index("outbox_waiting_idx", "id", postgresql_where=text("relayed_at IS NULL")),
     Index("outbox_relayed_idx", "stream_ms", "stream_seq", postgresql_where=text("relayed_at IS NOT NULL")),
+)
+
+# Votes each agent cast per UTC day, append-only: a vote adds one in the
+# transaction that stores it, and a retraction takes nothing back. The quota
+# counts this when Redis cannot answer (and raises Redis's counters to it
+# after an outage), so retracting and voting again never buys more votes,
+# whether Redis is up or down. Rows older than a week are pruned.
+daily_usage = Table(
+    "daily_usage",
+    metadata,
+    Column("agent_id", Text, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("used", Integer, nullable=False),
 )

@@ -15,6 +15,7 @@ import redis
 from devstack.stack import Stack
 from services.common.events import VOTE_EVENTS_STREAM
 from tests.integration.conftest import (
+    auth,
     eventually,
     eventually_equal,
     make_songs,
@@ -163,6 +164,28 @@ def test_quota_still_holds_while_redis_is_down(api: httpx.Client, stack: Stack) 
     assert refused.status_code == 429, refused.text
     assert "resets at" in refused.json()["message"]
     assert votes_table_counts(stack, "song", songs[100]) == (0, 0)
+
+
+def test_retracting_and_voting_again_buys_no_votes_while_redis_is_down(api: httpx.Client, stack: Stack) -> None:
+    # The fallback once counted the agent's live votes of the day: retract,
+    # vote again, retract... and the quota never ran out. It counts the
+    # append-only daily usage now, as Redis's counter does.
+    if not stack.embedded_redis:
+        pytest.skip("needs the embedded Redis to stop and restart it")
+    key = api.post("/api/v1/agents", json={}).json()["api_key"]
+    (song,) = make_songs(api, key, 1)
+    assert vote(api, key, song).status_code == 200  # the key and the item are cached from here on
+    stack.stop_process("redis")
+    try:
+        statuses = []
+        while len(statuses) < 120 and 429 not in statuses:
+            assert api.delete(f"/api/v1/vote/song/{song}", headers=auth(key)).status_code == 200
+            statuses.append(vote(api, key, song).status_code)
+    finally:
+        stack.start_redis()
+    eventually(lambda: api.get("/health").status_code == 200, timeout_s=30)
+    # The first vote (with Redis up) and 99 more: the 100th re-vote is refused.
+    assert statuses == [200] * 99 + [429], statuses
 
 
 def test_votes_cast_while_redis_was_down_still_count_against_the_quota_after(api: httpx.Client, stack: Stack) -> None:
