@@ -133,6 +133,10 @@ class Settings:
     # How long a vote-path Redis command may take before Redis is taken for
     # hung: the vote falls back to PostgreSQL and the circuit breaker opens.
     redis_hot_path_timeout_s: float = 0.25
+    # The vote event stream is trimmed below the slowest consumer group's
+    # position; past this many entries (a group stopped for long, or
+    # abandoned) it is trimmed anyway, with an error, to bound Redis's memory.
+    stream_max_len: int = 5_000_000
 
     def __repr__(self) -> str:  # keep the admin key and passwords out of logs
         ports = f"vote_port={self.vote_port}, ranking_port={self.ranking_port}, reputation_port={self.reputation_port}"
@@ -191,6 +195,7 @@ class Settings:
             max_message_bytes=_int(env, "AIMUSICSTORE_MAX_MESSAGE_BYTES", 256 * 1024, 1024),
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
             redis_hot_path_timeout_s=_float(env, "AIMUSICSTORE_REDIS_HOT_PATH_TIMEOUT_S", 0.25),
+            stream_max_len=_int(env, "AIMUSICSTORE_STREAM_MAX_LEN", 5_000_000, 1000),
         )
 
 

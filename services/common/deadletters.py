@@ -27,7 +27,6 @@ from redis import Redis
 
 from services.common.events import (
     EVENT_FIELD,
-    STREAM_MAX_LEN,
     VOTE_EVENTS_STREAM,
     Entry,
     dead_letter_stream,
@@ -65,7 +64,7 @@ def replay(redis: Redis, group: str, ids: Iterable[str] = ()) -> tuple[int, int]
             skipped += 1
             continue
         pipe = redis.pipeline(transaction=True)  # both or neither
-        pipe.xadd(VOTE_EVENTS_STREAM, {EVENT_FIELD: fields[EVENT_FIELD]}, maxlen=STREAM_MAX_LEN, approximate=True)
+        pipe.xadd(VOTE_EVENTS_STREAM, {EVENT_FIELD: fields[EVENT_FIELD]})
         pipe.xdel(dead_stream(group), entry_id)
         pipe.execute()
         replayed += 1

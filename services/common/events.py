@@ -30,9 +30,6 @@ log = logging.getLogger("events")
 
 VOTE_EVENTS_STREAM = "aimusicstore:vote-events"
 EVENT_FIELD = "event"
-# Approximate cap on the stream's length; consumers keep up within seconds,
-# so this only bounds memory if one stops for long.
-STREAM_MAX_LEN = 1_000_000
 
 
 # One stream entry as our clients return it (decode_responses=True): its id

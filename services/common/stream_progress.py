@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from services.common.events import VOTE_EVENTS_STREAM, entry_list
 
@@ -50,6 +50,35 @@ class GroupPosition:
     oldest_undelivered: str
     oldest_pending: str
     pending: int
+    last_delivered: str = ""
+
+
+StreamId = tuple[int, int]
+
+
+def parse_id(entry_id: str) -> StreamId:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def format_id(stream_id: StreamId) -> str:
+    return f"{stream_id[0]}-{stream_id[1]}"
+
+
+def needed_from(positions: list[GroupPosition]) -> StreamId | None:
+    """The first stream entry some group still needs: its oldest entry
+    delivered and not acknowledged (it may be read again, or claimed), or
+    else the one after the last it was given. Every entry before it has been
+    applied by every group, so it may be trimmed, and its outbox row
+    forgotten. None when there is no group: nothing is known consumed."""
+    needs = []
+    for position in positions:
+        if position.pending and position.oldest_pending:
+            needs.append(parse_id(position.oldest_pending))
+        else:
+            ms, seq = parse_id(position.last_delivered or "0-0")
+            needs.append((ms, seq + 1))
+    return min(needs) if needs else None
 
 
 def lag_seconds(position: GroupPosition, now_ms: int) -> float:
@@ -63,20 +92,76 @@ def _field(info: dict[Any, Any], name: str) -> Any:
 
 
 async def read_position(redis: Redis, group: str) -> GroupPosition | None:
-    groups = await redis.xinfo_groups(VOTE_EVENTS_STREAM)
-    info = next((g for g in groups if str(_field(g, "name")) == group), None)
-    if info is None:
-        return None
-    last_delivered = str(_field(info, "last-delivered-id"))
-    # The first entry after the last delivered one ("(" = exclusive).
-    undelivered = entry_list(await redis.xrange(VOTE_EVENTS_STREAM, f"({last_delivered}", "+", count=1))
-    summary = await redis.xpending(VOTE_EVENTS_STREAM, group)
-    pending = int(summary.get("pending", 0) or 0)
-    return GroupPosition(
-        oldest_undelivered=undelivered[0][0] if undelivered else "",
-        oldest_pending=str(summary.get("min") or "") if pending else "",
-        pending=pending,
-    )
+    return (await read_positions(redis, only=group)).get(group)
+
+
+async def read_positions(redis: Redis, only: str = "", stream: str = VOTE_EVENTS_STREAM) -> dict[str, GroupPosition]:
+    """Every consumer group's position (or only the named one's)."""
+    try:
+        groups = await redis.xinfo_groups(stream)
+    except ResponseError:  # no stream yet
+        return {}
+    positions = {}
+    for info in groups:
+        name = str(_field(info, "name"))
+        if only and name != only:
+            continue
+        last_delivered = str(_field(info, "last-delivered-id"))
+        # The first entry after the last delivered one ("(" = exclusive).
+        undelivered = entry_list(await redis.xrange(stream, f"({last_delivered}", "+", count=1))
+        summary = await redis.xpending(stream, name)
+        pending = int(summary.get("pending", 0) or 0)
+        positions[name] = GroupPosition(
+            oldest_undelivered=undelivered[0][0] if undelivered else "",
+            oldest_pending=str(summary.get("min") or "") if pending else "",
+            pending=pending,
+            last_delivered=last_delivered,
+        )
+    return positions
+
+
+# Entries trimmed past a group that had not applied them: only when the
+# stream passed its hard cap (a group stopped for long, or abandoned).
+FORCED_TRIMS = Counter(
+    "vote_events_forced_trims_total", "Times the stream passed its cap and was trimmed past a consumer group"
+)
+
+
+async def trim_consumed(redis: Redis, hard_cap: int, stream: str = VOTE_EVENTS_STREAM) -> StreamId | None:
+    """Trims the vote event stream below the slowest group's position, never
+    past an entry a group still needs, except when the stream has grown
+    past `hard_cap` entries (a group stopped for long, or a group nobody
+    reads any more): then down to the cap, with an error naming the groups
+    behind. Returns the first entry some group still needs, or after a
+    forced trim the first entry left (None: no group, nothing known done)."""
+    positions = await read_positions(redis, stream=stream)
+    needed = needed_from(list(positions.values()))
+    newest = entry_list(await redis.xrevrange(stream, "+", "-", count=1))
+    if needed is not None and newest:
+        # The newest entry always stays: the relay checks, before each
+        # publish, that the entry it published last is still there (else
+        # Redis lost the stream's tail, and it publishes again).
+        await redis.xtrim(stream, minid=format_id(min(needed, parse_id(newest[0][0]))), approximate=True)
+    length = await redis.xlen(stream)
+    if length > hard_cap:
+        oldest_kept = entry_list(await redis.xrange(stream, "-", "+", count=1))
+        log.error(
+            "the vote event stream holds %d entries, past its cap of %d: trimming it past the slowest of the "
+            "consumer groups %s; events a group had not read are gone from the stream and its projection "
+            "misses them (docs/operations.md, 'Stream retention')",
+            length,
+            hard_cap,
+            sorted(positions),
+            extra={"length": length, "cap": hard_cap, "oldest": oldest_kept[0][0] if oldest_kept else ""},
+        )
+        await redis.xtrim(stream, maxlen=hard_cap, approximate=True)
+        FORCED_TRIMS.inc()
+        # What was trimmed can never be delivered from the stream again: its
+        # outbox rows may go too, or an abandoned group would keep them forever.
+        first = entry_list(await redis.xrange(stream, "-", "+", count=1))
+        if first:
+            needed = max(needed or (0, 0), parse_id(first[0][0]))
+    return needed
 
 
 async def watch_group(redis: Redis, group: str, dead_stream: str, interval_s: float = 5.0) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from aimusicstore.vote.v1 import vote_service_pb2, vote_service_pb2_grpc
+from services.common import stream_progress
 from services.common.auth import Authenticator, remote_key_verifier
 from services.common.channels import internal_channel
 from services.common.jobs import every
@@ -18,6 +19,7 @@ from services.vote.store import AbuseRules, VoteStore
 from services.vote.voting import Quotas, Voting
 
 OUTBOX_WATCH_INTERVAL_S = 5.0
+RETENTION_INTERVAL_S = 10.0
 
 
 async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
@@ -55,9 +57,14 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
     async def relay_outbox() -> None:
         await relay_forever(store)
 
-    async def forget_durable_events() -> None:
-        # Relayed events stay in the outbox until Redis has surely kept them.
-        await every(30, "forget durable outbox events", store.forget_durable_events, run_first=False)
+    async def retain_by_progress() -> None:
+        # The stream is trimmed, and relayed outbox rows forgotten, only
+        # below what every consumer group has applied.
+        async def one_pass() -> int:
+            needed = await stream_progress.trim_consumed(resources.redis, settings.stream_max_len)
+            return await store.forget_durable_events(needed)
+
+        await every(RETENTION_INTERVAL_S, "stream and outbox retention", one_pass, run_first=False)
 
     async def prune_daily_usage() -> None:
         await every(3600, "prune daily usage", store.prune_daily_usage)
@@ -93,7 +100,7 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
         services=[vote_service_pb2.DESCRIPTOR.services_by_name["VoteService"].full_name],
         background=[
             relay_outbox,
-            forget_durable_events,
+            retain_by_progress,
             watch_outbox,
             prune_daily_usage,
             reconcile_counts,

@@ -321,14 +321,15 @@ _OUTBOX_BACKLOG = text(
 _FORGET_DURABLE = text(
     """
     DELETE FROM vote.outbox WHERE relayed_at < now() - make_interval(secs => :fsync_margin_s)
-    AND (stream_ms, stream_seq) <= (:ms, :seq)
+    AND (stream_ms, stream_seq) <= (:ms, :seq) AND (stream_ms, stream_seq) < (:needed_ms, :needed_seq)
     """
 )
 # Publishes a batch of events in one command, in order, after checking that
 # the entry this relay published last is still there (Redis loses only the
 # tail of a stream, so if it is, every earlier one is too).
-# KEYS: the stream. ARGV: last published id ('' for none), approximate max
-# length, field, then the events.
+# KEYS: the stream. ARGV: last published id ('' for none), field, then the
+# events. No MAXLEN: the stream is trimmed by the consumers' progress
+# (stream_progress.trim_consumed), never past an entry a group still needs.
 # Returns {'lost', id of the stream's last entry or '0-0'} without adding
 # anything, or {'ok', id of each added entry...}.
 _CHECK_AND_XADD = """
@@ -337,8 +338,8 @@ if ARGV[1] ~= '' and #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then
   return {'lost', (#top > 0) and top[1][1] or '0-0'}
 end
 local out = {'ok'}
-for i = 4, #ARGV do
-  out[#out + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', ARGV[3], ARGV[i])
+for i = 3, #ARGV do
+  out[#out + 1] = redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[i])
 end
 return out
 """
@@ -840,7 +841,6 @@ class VoteStore:
                 keys=[events.VOTE_EVENTS_STREAM],
                 args=[
                     "" if self._last_published is None else "{}-{}".format(*self._last_published),
-                    events.STREAM_MAX_LEN,
                     events.EVENT_FIELD,
                     *[payload for _, payload in rows],
                 ],
@@ -872,15 +872,25 @@ class VoteStore:
             row = (await conn.execute(_OUTBOX_BACKLOG, {"cap": OUTBOX_COUNT_CAP})).one()
         return int(row[0]), max(0.0, float(row[1] or 0.0))
 
-    async def forget_durable_events(self, fsync_margin_s: float = 60.0) -> int:
-        """Deletes relayed outbox rows whose stream entries are safe in Redis:
-        at or before the last entry the relay verified, and relayed long
-        enough ago for Redis to have written them to disk."""
+    async def forget_durable_events(self, needed_from: tuple[int, int] | None, fsync_margin_s: float = 60.0) -> int:
+        """Deletes relayed outbox rows nobody needs any more: every consumer
+        group has applied their stream entries (they are before `needed_from`,
+        the first entry a group still needs; None: no group known, keep all),
+        they are at or before the last entry the relay verified, and they were
+        relayed long enough ago for Redis to have written them to disk. Until
+        then an event Redis loses is relayed again from its row."""
         verified = self._last_published
-        if verified is None:
+        if verified is None or needed_from is None:
             return 0
         async with self.engine.begin() as conn:
             result = await conn.execute(
-                _FORGET_DURABLE, {"fsync_margin_s": fsync_margin_s, "ms": verified[0], "seq": verified[1]}
+                _FORGET_DURABLE,
+                {
+                    "fsync_margin_s": fsync_margin_s,
+                    "ms": verified[0],
+                    "seq": verified[1],
+                    "needed_ms": needed_from[0],
+                    "needed_seq": needed_from[1],
+                },
             )
         return result.rowcount

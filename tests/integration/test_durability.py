@@ -177,7 +177,7 @@ def test_retracting_and_voting_again_buys_no_votes_while_redis_is_down(api: http
     assert vote(api, key, song).status_code == 200  # the key and the item are cached from here on
     stack.stop_process("redis")
     try:
-        statuses = []
+        statuses: list[int] = []
         while len(statuses) < 120 and 429 not in statuses:
             assert api.delete(f"/api/v1/vote/song/{song}", headers=auth(key)).status_code == 200
             statuses.append(vote(api, key, song).status_code)
