@@ -21,6 +21,7 @@ from aimusicstore.ranking.v1 import catalog_service_pb2, ranking_service_pb2  # 
 from aimusicstore.reputation.v1 import agent_service_pb2  # noqa: F401
 from aimusicstore.vote.v1 import vote_service_pb2  # noqa: F401
 from services.common.config import GatewaySettings
+from services.common.credentials import SERVICE_CREDENTIAL_KEY
 from services.common.healthcheck import LIVENESS_SERVICE
 
 GENERATED = Path(__file__).resolve().parent / "generated"
@@ -573,6 +574,8 @@ def _hcm(
         "local_reply_config": _local_reply_config(),
         "route_config": {
             "name": stat_prefix,
+            # Only our services present the service credential to each other.
+            "request_headers_to_remove": [SERVICE_CREDENTIAL_KEY],
             "max_direct_response_body_size_bytes": 4 * 1024 * 1024,
             "virtual_hosts": [{"name": stat_prefix, "domains": ["*"], "routes": routes}],
         },

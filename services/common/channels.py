@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import grpc
 
 from services.common.config import Settings
+from services.common.credentials import SERVICE_CREDENTIAL_KEY, service_credential
 from services.common.errors import Unavailable
 from services.common.interceptors import DeadlineClientInterceptor
 
@@ -49,7 +50,12 @@ def internal_channel(settings: Settings, service: str) -> grpc.aio.Channel:
             ("grpc.keepalive_timeout_ms", 5_000),
             ("grpc.max_receive_message_length", settings.max_message_bytes),
         ],
-        interceptors=[DeadlineClientInterceptor(settings.internal_deadline_s)],
+        interceptors=[
+            DeadlineClientInterceptor(
+                settings.internal_deadline_s,
+                (SERVICE_CREDENTIAL_KEY, service_credential(settings.admin_key, settings.service_token)),
+            )
+        ],
     )
 
 

@@ -137,6 +137,9 @@ class Settings:
     # position; past this many entries (a group stopped for long, or
     # abandoned) it is trimmed anyway, with an error, to bound Redis's memory.
     stream_max_len: int = 5_000_000
+    # The credential internal calls carry (auth.service_credential); empty:
+    # derived from the admin key.
+    service_token: str = ""
 
     def __repr__(self) -> str:  # keep the admin key and passwords out of logs
         ports = f"vote_port={self.vote_port}, ranking_port={self.ranking_port}, reputation_port={self.reputation_port}"
@@ -196,6 +199,7 @@ class Settings:
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
             redis_hot_path_timeout_s=_float(env, "AIMUSICSTORE_REDIS_HOT_PATH_TIMEOUT_S", 0.25),
             stream_max_len=_int(env, "AIMUSICSTORE_STREAM_MAX_LEN", 5_000_000, 1000),
+            service_token=env.get("AIMUSICSTORE_SERVICE_TOKEN", ""),
         )
 
 

@@ -198,14 +198,17 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
 
 class DeadlineClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
-    """Gives every internal call a deadline and forwards the request id.
+    """Gives every internal call a deadline, forwards the request id, and
+    presents the service credential.
 
     Installed on every internal channel, so no call can wait forever even if
     its caller forgot a timeout.
     """
 
-    def __init__(self, default_timeout_s: float) -> None:
+    def __init__(self, default_timeout_s: float, service_credential: tuple[str, str] | None = None) -> None:
         self.default_timeout_s = default_timeout_s
+        # (metadata key, value) every internal call carries (auth.service_credential).
+        self.service_credential = service_credential
 
     async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
         timeout = client_call_details.timeout
@@ -215,6 +218,8 @@ class DeadlineClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
         request_id = request_id_var.get()
         if request_id:
             metadata.append((_REQUEST_ID_KEY, request_id))
+        if self.service_credential is not None:
+            metadata.append(self.service_credential)
         details = grpc.aio.ClientCallDetails(
             method=client_call_details.method,
             timeout=timeout,

@@ -15,6 +15,7 @@ from aimusicstore.reputation.v1 import (
 )
 from services.common import events, stream_progress
 from services.common.auth import Authenticator
+from services.common.credentials import service_credential
 from services.common.jobs import every
 from services.common.server import Registration, Resources, main
 from services.reputation.domain import Agents
@@ -35,9 +36,10 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
     auth = Authenticator(
         settings.admin_key, agents.verify_key, settings.auth_cache_ttl_s, cache_grace_s=settings.cache_grace_s
     )
+    credential = service_credential(settings.admin_key, settings.service_token)
     agent_service_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(agents, auth), server)
-    api_key_service_pb2_grpc.add_ApiKeyServiceServicer_to_server(ApiKeyService(agents), server)
-    moderation_service_pb2_grpc.add_ModerationServiceServicer_to_server(ModerationService(agents), server)
+    api_key_service_pb2_grpc.add_ApiKeyServiceServicer_to_server(ApiKeyService(agents, credential), server)
+    moderation_service_pb2_grpc.add_ModerationServiceServicer_to_server(ModerationService(agents, credential), server)
 
     async def apply_vote_events() -> None:
         # Reputation must reflect a vote within 5 s: collect up to 1 s of

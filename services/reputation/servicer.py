@@ -17,6 +17,7 @@ from aimusicstore.reputation.v1 import (
 )
 from services.common.auth import Authenticator
 from services.common.convert import timestamp
+from services.common.credentials import require_service
 from services.common.errors import NotFound
 from services.reputation.domain import Agents
 from services.reputation.store import AgentRow
@@ -75,12 +76,16 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
 
 
 class ApiKeyService(api_key_service_pb2_grpc.ApiKeyServiceServicer):
-    def __init__(self, agents: Agents) -> None:
+    """Internal: for the other services only (their service credential)."""
+
+    def __init__(self, agents: Agents, service_credential: str) -> None:
         self.agents = agents
+        self.service_credential = service_credential
 
     async def VerifyApiKey(
         self, request: api_key_service_pb2.VerifyApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> api_key_service_pb2.VerifyApiKeyResponse:
+        require_service(context, self.service_credential)
         caller = await self.agents.verify_key(request.api_key)
         if caller is None:
             raise NotFound("no live API key matches")
@@ -90,11 +95,15 @@ class ApiKeyService(api_key_service_pb2_grpc.ApiKeyServiceServicer):
 
 
 class ModerationService(moderation_service_pb2_grpc.ModerationServiceServicer):
-    def __init__(self, agents: Agents) -> None:
+    """Internal: for the other services only (their service credential)."""
+
+    def __init__(self, agents: Agents, service_credential: str) -> None:
         self.agents = agents
+        self.service_credential = service_credential
 
     async def FlagAgent(
         self, request: moderation_service_pb2.FlagAgentRequest, context: grpc.aio.ServicerContext
     ) -> moderation_service_pb2.FlagAgentResponse:
+        require_service(context, self.service_credential)
         newly = await self.agents.flag(request.agent_id, request.reason)
         return moderation_service_pb2.FlagAgentResponse(newly_flagged=newly)

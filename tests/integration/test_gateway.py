@@ -10,9 +10,15 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from aimusicstore.reputation.v1 import api_key_service_pb2, api_key_service_pb2_grpc
+from aimusicstore.reputation.v1 import (
+    api_key_service_pb2,
+    api_key_service_pb2_grpc,
+    moderation_service_pb2,
+    moderation_service_pb2_grpc,
+)
 from devstack.stack import Stack
 from gateway.envoy_config import PUBLIC_SERVICES
+from services.common.credentials import SERVICE_CREDENTIAL_KEY, service_credential
 from tests.integration.conftest import eventually, vote_service_metrics
 
 pytestmark = pytest.mark.integration
@@ -72,6 +78,27 @@ def test_internal_services_are_not_routed(channel: grpc.Channel) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         stub.VerifyApiKey(api_key_service_pb2.VerifyApiKeyRequest(api_key="ams_x"), timeout=5)
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+@pytest.mark.parametrize("credential", [None, "guessed", "from-the-admin-key"])
+def test_internal_methods_answer_only_callers_with_the_service_credential(stack: Stack, credential: str | None) -> None:
+    """Inside the deployment, a process that is not one of our services
+    (no credential, a wrong one) cannot verify keys or flag agents."""
+    right = service_credential(stack.admin_key)
+    metadata = [] if credential is None else [(SERVICE_CREDENTIAL_KEY, right if credential != "guessed" else "x" * 64)]
+    with grpc.insecure_channel(f"127.0.0.1:{stack.ports['reputation']}") as direct:
+        verify = api_key_service_pb2_grpc.ApiKeyServiceStub(direct).VerifyApiKey
+        flag = moderation_service_pb2_grpc.ModerationServiceStub(direct).FlagAgent
+        expected = (
+            grpc.StatusCode.NOT_FOUND if credential == "from-the-admin-key" else grpc.StatusCode.PERMISSION_DENIED
+        )
+        with pytest.raises(grpc.RpcError) as caught:
+            verify(api_key_service_pb2.VerifyApiKeyRequest(api_key="ams_x"), metadata=metadata, timeout=5)
+        assert caught.value.code() == expected
+        if credential != "from-the-admin-key":
+            with pytest.raises(grpc.RpcError) as caught:
+                flag(moderation_service_pb2.FlagAgentRequest(agent_id="x", reason="r"), metadata=metadata, timeout=5)
+            assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_unknown_path_is_404_json(api: httpx.Client) -> None:

@@ -316,3 +316,17 @@ def test_the_binary_accepts_every_variant_of_the_config(tmp_path: Path) -> None:
         path.write_text(json.dumps(build(settings)))
         result = subprocess.run([envoy_bin(), "--mode", "validate", "-c", str(path)], capture_output=True, text=True)
         assert result.returncode == 0, f"{name}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+
+
+def test_the_gateway_strips_the_service_credential_from_what_clients_send() -> None:
+    for hcm in _listeners(build(SETTINGS)).values():
+        assert "x-aimusicstore-service" in hcm["route_config"]["request_headers_to_remove"]
+
+
+def test_the_service_credential_is_derived_from_the_admin_key_unless_set() -> None:
+    from services.common.credentials import service_credential
+
+    derived = service_credential("admin-key-0123456789")
+    assert derived == service_credential("admin-key-0123456789") != service_credential("another-admin-key-0123")
+    assert "admin-key" not in derived and len(derived) == 64
+    assert service_credential("admin-key-0123456789", "configured-token") == "configured-token"
