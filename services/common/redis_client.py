@@ -67,7 +67,7 @@ class GuardedRedis(Redis):
         try:
             result = await super().execute_command(*args, **options)
         except (RedisConnectionError, RedisTimeoutError):
-            self.breaker.failed()
+            await self._failed()
             raise
         self.breaker.recovered()
         return result
@@ -78,6 +78,13 @@ class GuardedRedis(Redis):
     def _check(self) -> None:
         if not self.breaker.allow():
             raise RedisConnectionError("Redis is skipped while its circuit breaker is open")
+
+    async def _failed(self) -> None:
+        """Opens the breaker, and drops the pool's idle connections: after a
+        Redis restart they are all dead, and this client never re-sends, so
+        each would fail one more command before the health watcher noticed."""
+        self.breaker.failed()
+        await self.connection_pool.disconnect(inuse_connections=False)
 
 
 class _GuardedPipeline(Pipeline):
@@ -90,7 +97,7 @@ class _GuardedPipeline(Pipeline):
         try:
             result = await super().execute(raise_on_error)
         except (RedisConnectionError, RedisTimeoutError):
-            self._client.breaker.failed()
+            await self._client._failed()
             raise
         self._client.breaker.recovered()
         return result

@@ -26,6 +26,7 @@ from services.reputation.tables import processed_events
 CONSUMER_GROUP = "reputation"
 # How often the flagged-agent gauge is refreshed (one count over the agents table).
 FLAGGED_WATCH_INTERVAL_S = 30.0
+REVOCATION_RETRY_INTERVAL_S = 1.0
 FLAGGED_AGENTS = Gauge("reputation_flagged_agents", "Agents currently flagged (their votes weigh 0 in trending)")
 
 
@@ -64,6 +65,11 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
     async def watch_consumer_progress() -> None:
         await stream_progress.watch_group(resources.redis, CONSUMER_GROUP, events.dead_letter_stream(CONSUMER_GROUP))
 
+    async def announce_pending_revocations() -> None:
+        # A rotation made while Redis was away: its revocation reaches Redis
+        # (marker and announcement) as soon as Redis answers again.
+        await every(REVOCATION_RETRY_INTERVAL_S, "announce pending revocations", store.announce_pending_revocations)
+
     async def watch_flagged_agents() -> None:
         async def measure() -> None:
             FLAGGED_AGENTS.set(await store.count_flagged())
@@ -83,6 +89,7 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
             apply_vote_events,
             watch_consumer_progress,
             recompute_reputation,
+            announce_pending_revocations,
             watch_flagged_agents,
             follow_auth_changes,
             prune_processed_events,

@@ -83,11 +83,44 @@ class ReputationStore:
         self.reads = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.redis = redis
 
-    async def announce_key_revoked(self, key_hash: bytes) -> None:
+    async def announce_key_revoked(self, key_hash: bytes) -> bool:
+        """Sets the key's revocation marker and announces it; records that it
+        did. False when Redis could not be reached: announce_pending_revocations
+        tries again until it is."""
         try:
             await auth.announce_key_revoked(self.redis, key_hash)
         except RedisError:
-            log.warning("could not announce a revoked key; other services drop it within their cache TTL")
+            log.warning("could not announce a revoked key yet; retrying until Redis answers")
+            return False
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(api_keys).where(api_keys.c.key_hash == key_hash).values(revocation_announced_at=func.now())
+            )
+        return True
+
+    async def announce_pending_revocations(self, limit: int = 500) -> int:
+        """Announces revocations that have not reached Redis yet (oldest first); returns how many did."""
+        async with self.reads.connect() as conn:
+            pending = (
+                (
+                    await conn.execute(
+                        select(api_keys.c.key_hash)
+                        .where(api_keys.c.revoked_at.is_not(None), api_keys.c.revocation_announced_at.is_(None))
+                        .order_by(api_keys.c.revoked_at)
+                        .limit(limit)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        done = 0
+        for key_hash in pending:
+            if not await self.announce_key_revoked(key_hash):
+                break
+            done += 1
+        if done:
+            log.info("announced %d revocations that had not reached Redis", done)
+        return done
 
     async def announce_agent_changed(self, agent_id: str, *, flag_cleared: bool = False) -> None:
         try:

@@ -54,7 +54,16 @@ api_keys = Table(
     Column("agent_id", Text, ForeignKey("reputation.agents.id", ondelete="CASCADE"), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("revoked_at", DateTime(timezone=True)),
+    # Set once the revocation reached Redis (marker and announcement): until
+    # then a background job keeps trying, so a rotation made while Redis was
+    # away still stops the old key everywhere once Redis is back.
+    Column("revocation_announced_at", DateTime(timezone=True)),
     Index("api_keys_one_live_per_agent", "agent_id", unique=True, postgresql_where=text("revoked_at IS NULL")),
+    Index(
+        "api_keys_revocations_to_announce",
+        "revoked_at",
+        postgresql_where=text("revoked_at IS NOT NULL AND revocation_announced_at IS NULL"),
+    ),
 )
 
 # Vote events already applied, so a redelivered event is not counted twice.

@@ -326,16 +326,30 @@ _FORGET_DURABLE = text(
 )
 # Publishes a batch of events in one command, in order, after checking that
 # the entry this relay published last is still there (Redis loses only the
-# tail of a stream, so if it is, every earlier one is too).
+# tail of a stream, so if it is, every earlier one is too). Missing, it may
+# also have been trimmed after every consumer group applied it, when a later
+# entry was added by someone else (a dead-letter replay, another vote
+# process's relay): the stream's newest entry is then after it, and nothing
+# was lost. Only a newest entry before it (or none) means a lost tail; taking
+# the trimmed case for one made the relay wedge, re-reading the same
+# "lost" entry forever.
 # KEYS: the stream. ARGV: last published id ('' for none), field, then the
 # events. No MAXLEN: the stream is trimmed by the consumers' progress
 # (stream_progress.trim_consumed), never past an entry a group still needs.
 # Returns {'lost', id of the stream's last entry or '0-0'} without adding
 # anything, or {'ok', id of each added entry...}.
 _CHECK_AND_XADD = """
+local function before(a, b)
+  local ams, aseq = string.match(a, '(%d+)-(%d+)')
+  local bms, bseq = string.match(b, '(%d+)-(%d+)')
+  ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
+  return ams < bms or (ams == bms and aseq < bseq)
+end
 if ARGV[1] ~= '' and #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then
   local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-  return {'lost', (#top > 0) and top[1][1] or '0-0'}
+  if #top == 0 or before(top[1][1], ARGV[1]) then
+    return {'lost', (#top > 0) and top[1][1] or '0-0'}
+  end
 end
 local out = {'ok'}
 for i = 3, #ARGV do

@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import httpx
 import pytest
+import redis
 from redis.asyncio import Redis
 
 from devstack.stack import Stack
 from services.common import stream_progress
-from services.common.events import entry_list, stream_entries
+from services.common.events import VOTE_EVENTS_STREAM, entry_list, stream_entries
 from services.common.stream_progress import format_id, parse_id, trim_consumed
+from tests.integration.conftest import eventually, make_songs, vote
 
 pytestmark = pytest.mark.integration
 
@@ -83,3 +86,30 @@ def test_past_its_cap_the_stream_is_trimmed_anyway_and_says_so(stack: Stack) -> 
             await redis.aclose()
 
     asyncio.run(scenario())
+
+
+def test_the_relay_goes_on_when_its_last_entry_was_trimmed_behind_a_newer_one(stack: Stack, api: httpx.Client) -> None:
+    """The relay checks that the entry it published last is still in the
+    stream before each publish. Trimmed by progress after someone else added
+    a later entry (a dead-letter replay, another vote process), it is gone
+    though Redis lost nothing: taken for a lost tail, the relay re-read the
+    same entry as its last one forever and published nothing more."""
+    agent = api.post("/api/v1/agents", json={}).json()
+    key = agent["api_key"]
+    songs = make_songs(api, key, 2)
+    assert vote(api, key, songs[0]).status_code == 200
+    eventually(lambda: api.get(f"/api/v1/songs/{songs[0]}").json()["up_votes"] == 1, 2.0)
+    with redis.Redis.from_url(stack.redis_url or "", decode_responses=True) as client:
+
+        def relayed() -> bool:
+            newest = entry_list(client.xrevrange(VOTE_EVENTS_STREAM, "+", "-", count=1))
+            return bool(newest) and songs[0] in newest[0][1].get("event", "")
+
+        eventually(relayed, 5.0)
+        # A later entry from elsewhere (consumers skip an entry without an
+        # event field), then every entry before it trimmed, the relay's too.
+        foreign = str(client.xadd(VOTE_EVENTS_STREAM, {"note": "not an event"}))
+        client.xtrim(VOTE_EVENTS_STREAM, minid=foreign, approximate=False)
+    assert vote(api, key, songs[1]).status_code == 200
+    # Relayed and applied: the catalog's counts follow the event stream.
+    eventually(lambda: api.get(f"/api/v1/songs/{songs[1]}").json()["up_votes"] == 1, 5.0)
