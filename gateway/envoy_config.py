@@ -408,11 +408,10 @@ def _gateway_routes(generated: Path) -> list[dict[str, Any]]:
 _BUFFER = "envoy.filters.http.buffer"
 _CACHE = "envoy.filters.http.cache_v2"
 _TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
-
-
+# A Lua filter with no script of its own: on the edge-cached routes only, it
+# sets the Host to one name before the cache keys the request by it (Envoy's
+# header mutation filters refuse to touch the Host).
 _ONE_HOST = "envoy.filters.http.lua"
-
-
 _ONE_HOST_ON_ROUTE = {
     _ONE_HOST: {
         _TYPE: "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
