@@ -14,6 +14,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import cast
 
 import grpc
 from cachetools import TTLCache
@@ -23,8 +24,9 @@ from redis.exceptions import RedisError
 from aimusicstore.reputation.v1 import api_key_service_pb2, api_key_service_pb2_grpc
 from services.common.caches import RevalidatingCache
 from services.common.channels import peer_unavailable
-from services.common.errors import Unauthenticated
+from services.common.errors import Unauthenticated, Unavailable
 from services.common.pubsub import AUTH_CHANNEL, subscribe_forever
+from services.common.singleflight import SingleFlight
 
 ADMIN_ID = "admin"
 # Agent ids no one may register: the admin's id (the `submitted_by` of what
@@ -93,6 +95,7 @@ class Authenticator:
         cache_ttl_s: float,
         revocations: Redis | None = None,
         cache_grace_s: float = 600.0,
+        redis_away: Callable[[], bool] | None = None,
     ) -> None:
         self._admin_key = admin_key.encode()
         self._verify = verify
@@ -111,6 +114,14 @@ class Authenticator:
         # cost an internal call and a query each time. Short, so a key that
         # was just issued is never refused for long.
         self._invalid: TTLCache[bytes, bool] = TTLCache(maxsize=100_000, ttl=1.0)
+        # While Redis is away (redis_away(): the Redis circuit breaker is
+        # open) no revocation marker can be read, so a cached answer could
+        # accept a key rotated meanwhile: keys are then verified again with
+        # the reputation service (which reads PostgreSQL), at most once a
+        # second per key, all concurrent callers sharing one call.
+        self._redis_away = redis_away
+        self._recently_verified: TTLCache[bytes, Caller | None] = TTLCache(maxsize=100_000, ttl=1.0)
+        self._verifying = SingleFlight()
 
     async def caller(self, context: grpc.aio.ServicerContext, *, check_revoked: bool = True) -> Caller:
         """The authenticated caller; UNAUTHENTICATED when there is none.
@@ -139,7 +150,10 @@ class Authenticator:
             found = await self._verify(token)
             return None if found is None else replace(found, key_hash=key_hash)
 
-        caller = await self._callers.get(key_hash, verify)
+        if self._redis_away is not None and self._redis_away():
+            caller = await self._verify_while_redis_away(key_hash, verify)
+        else:
+            caller = await self._callers.get(key_hash, verify)
         if caller is None:
             self._invalid[key_hash] = True
             raise Unauthenticated("the API key is not valid (revoked, rotated or never issued)")
@@ -152,6 +166,26 @@ class Authenticator:
                 self.forget(key_hash)
                 raise Unauthenticated("the API key is not valid (revoked, rotated or never issued)")
         return caller
+
+    async def _verify_while_redis_away(
+        self, key_hash: bytes, verify: Callable[[], Awaitable[Caller | None]]
+    ) -> Caller | None:
+        if key_hash in self._recently_verified:
+            return self._recently_verified[key_hash]
+
+        async def verify_and_keep() -> Caller | None:
+            try:
+                found = await verify()
+            except Unavailable:
+                # The reputation service is away too: the cached answer is
+                # all there is (its TTL bounds a revoked key's life).
+                return await self._callers.get(key_hash, verify)
+            self._recently_verified[key_hash] = found
+            if found is None:
+                self._callers.forget(key_hash)
+            return found
+
+        return cast(Caller | None, await self._verifying.do(key_hash, verify_and_keep))
 
     def forget(self, key_hash: bytes) -> None:
         self._callers.forget(key_hash)

@@ -50,6 +50,9 @@ async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
         # in their admission script instead (check_revoked=False).
         revocations=resources.redis,
         cache_grace_s=settings.cache_grace_s,
+        # While Redis is away votes cannot read revocation markers: keys are
+        # then re-verified with the reputation service, once a second per key.
+        redis_away=lambda: resources.redis_breaker.is_open,
     )
     feed = VoteFeed(resources.redis, store)
     vote_service_pb2_grpc.add_VoteServiceServicer_to_server(VoteService(voting, auth, feed), server)

@@ -224,6 +224,34 @@ def test_a_rotation_made_while_redis_was_down_reaches_redis_once_it_is_back(api:
     assert vote(api, rotated.json()["api_key"], songs[1]).status_code == 200
 
 
+def test_a_key_rotated_while_redis_is_down_stops_voting_at_once(api: httpx.Client, stack: Stack) -> None:
+    # No revocation marker can be read while Redis is away, and the vote
+    # service had the old key cached: it accepted it until the cached answer
+    # expired. With the Redis breaker open it asks the reputation service
+    # (PostgreSQL) again, at most once a second per key.
+    if not stack.embedded_redis:
+        pytest.skip("needs the embedded Redis to stop and restart it")
+    registered = api.post("/api/v1/agents", json={}).json()
+    old_key, agent_id = registered["api_key"], registered["agent"]["id"]
+    songs = make_songs(api, old_key, 3)
+    assert vote(api, old_key, songs[0]).status_code == 200  # the old key is cached by the vote service
+    stack.stop_process("redis")
+    try:
+        eventually(
+            lambda: vote_service_metrics(stack).get('dependency_breaker_open{dependency="redis"}') == 1.0,
+            timeout_s=10,
+        )
+        rotated = api.post(f"/api/v1/agents/{agent_id}/keys", headers=auth(old_key))
+        assert rotated.status_code == 200, rotated.text
+        refused = vote(api, old_key, songs[1])
+        accepted = vote(api, rotated.json()["api_key"], songs[2])
+    finally:
+        stack.start_redis()
+    eventually(lambda: api.get("/health").status_code == 200, timeout_s=30)
+    assert refused.status_code == 401, refused.text
+    assert accepted.status_code == 200, accepted.text
+
+
 def test_votes_cast_while_redis_was_down_still_count_against_the_quota_after(api: httpx.Client, stack: Stack) -> None:
     # During the outage quotas are counted from the votes table, and Redis's
     # counter misses those votes: once Redis is back, a free agent that used
