@@ -189,17 +189,26 @@ def test_retracting_and_voting_again_buys_no_votes_while_redis_is_down(api: http
     assert statuses == [200] * 99 + [429], statuses
 
 
+def _agent_whose_key_is_cached_then_redis_stopped(
+    api: httpx.Client, stack: Stack, songs: int
+) -> tuple[str, str, list[str]]:
+    """A new agent's key, its id and songs; it voted on the first song (so
+    the vote service caches the key), then Redis is stopped: start it again."""
+    if not stack.embedded_redis:
+        pytest.skip("needs the embedded Redis to stop and restart it")
+    registered = api.post("/api/v1/agents", json={}).json()
+    key, agent_id = registered["api_key"], registered["agent"]["id"]
+    song_ids = make_songs(api, key, songs)
+    assert vote(api, key, song_ids[0]).status_code == 200
+    stack.stop_process("redis")
+    return key, agent_id, song_ids
+
+
 def test_a_rotation_made_while_redis_was_down_reaches_redis_once_it_is_back(api: httpx.Client, stack: Stack) -> None:
     # The revocation marker (checked by every vote) and the announcement were
     # tried once and the failure swallowed: other services kept accepting the
     # old key until their caches expired. They are retried until Redis answers.
-    if not stack.embedded_redis:
-        pytest.skip("needs the embedded Redis to stop and restart it")
-    registered = api.post("/api/v1/agents", json={}).json()
-    old_key, agent_id = registered["api_key"], registered["agent"]["id"]
-    songs = make_songs(api, old_key, 2)
-    assert vote(api, old_key, songs[0]).status_code == 200  # the old key is cached by the vote service
-    stack.stop_process("redis")
+    old_key, agent_id, songs = _agent_whose_key_is_cached_then_redis_stopped(api, stack, 2)
     try:
         rotated = api.post(f"/api/v1/agents/{agent_id}/keys", headers=auth(old_key))
         assert rotated.status_code == 200, rotated.text
@@ -229,13 +238,7 @@ def test_a_key_rotated_while_redis_is_down_stops_voting_at_once(api: httpx.Clien
     # service had the old key cached: it accepted it until the cached answer
     # expired. With the Redis breaker open it asks the reputation service
     # (PostgreSQL) again, at most once a second per key.
-    if not stack.embedded_redis:
-        pytest.skip("needs the embedded Redis to stop and restart it")
-    registered = api.post("/api/v1/agents", json={}).json()
-    old_key, agent_id = registered["api_key"], registered["agent"]["id"]
-    songs = make_songs(api, old_key, 3)
-    assert vote(api, old_key, songs[0]).status_code == 200  # the old key is cached by the vote service
-    stack.stop_process("redis")
+    old_key, agent_id, songs = _agent_whose_key_is_cached_then_redis_stopped(api, stack, 3)
     try:
         eventually(
             lambda: vote_service_metrics(stack).get('dependency_breaker_open{dependency="redis"}') == 1.0,
