@@ -1,54 +1,44 @@
-"""Every setting the services read, parsed from environment variables in one place.
+"""Every setting the services and the gateway read: each declared once, with
+its environment variable, type, default and meaning, and parsed in one place.
 
-Each service calls `Settings.from_env()` once at start. Secrets have no
-defaults; ports and URLs default to what `make run` uses on one machine.
+A service reads its own section (VoteSettings, RankingSettings,
+ReputationSettings) plus the shared one (Settings); the gateway reads
+GatewaySettings. The README's configuration table is generated from these
+declarations (`python -m services.common.config`, checked by
+tests/unit/test_settings_doc.py). Secrets have no defaults; ports and URLs
+default to what `make run` uses on one machine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
-from dataclasses import dataclass
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
 
 from services.common.errors import ConfigError
 
 
-def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
-    return value
-
-
-def _bool(env: dict[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be on or off (1/0, true/false), got {raw!r}")
+def setting(
+    env: str,
+    default: Any = dataclasses.MISSING,
+    doc: str = "",
+    *,
+    minimum: float | None = None,
+    shown: str | None = None,
+    factory: Callable[[], Any] | None = None,
+) -> Any:
+    """Declares one setting. `env` may hold `{SERVICE}` (the service's name,
+    upper case); `minimum` bounds numbers (floats must be positive unless
+    given); `shown` is the default as the README says it, when the value
+    itself would mislead (a host name, a derived value)."""
+    metadata = {"env": env, "doc": doc, "minimum": minimum, "shown": shown}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 def to_sqlalchemy_url(database_url: str) -> str:
@@ -59,91 +49,161 @@ def to_sqlalchemy_url(database_url: str) -> str:
     return database_url
 
 
-@dataclass(frozen=True)
-class Settings:
-    # PostgreSQL, SQLAlchemy URL form (postgresql+psycopg://...). A plain
-    # postgresql:// URL is accepted and given the psycopg driver.
-    database_url: str
-    # redis://host:port/db or unix:///path/to/socket
-    redis_url: str
-    # The admin key; compared in constant time, never logged.
-    admin_key: str
+def _parse(kind: str, name: str, raw: str, minimum: float | None) -> Any:
+    if kind == "str":
+        return raw
+    if kind == "bool":
+        value = raw.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be on or off (1/0, true/false), got {raw!r}")
+    try:
+        number: int | float = int(raw) if kind == "int" else float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be {'a whole number' if kind == 'int' else 'a number'}, got {raw!r}") from None
+    if kind == "float" and minimum is None and number <= 0:
+        raise ConfigError(f"{name} must be positive, got {number}")
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"{name} must be at least {minimum:g}, got {number}")
+    return number
 
-    host: str = "127.0.0.1"
-    vote_port: int = 50051
-    ranking_port: int = 50052
-    reputation_port: int = 50053
-    # Where services reach each other (host:port). Default: this host.
-    vote_target: str = ""
-    ranking_target: str = ""
-    reputation_target: str = ""
 
-    # Deadline for every internal call, seconds.
-    internal_deadline_s: float = 2.0
-    # How long an in-process cache keeps a verified key or an existing item.
+@dataclass(frozen=True, kw_only=True)
+class _Section:
+    # The service whose section this is ('' for shared ones): fills {SERVICE}.
+    service: ClassVar[str] = ""
+
+    @classmethod
+    def env_name(cls, f: dataclasses.Field[Any]) -> str:
+        return str(f.metadata["env"]).replace("{SERVICE}", cls.service.upper() or "{SERVICE}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        missing = []
+        for f in dataclasses.fields(cls):
+            if "env" not in f.metadata:
+                continue
+            name = cls.env_name(f)
+            raw = env.get(name, "")
+            if raw != "":
+                values[f.name] = _parse(str(f.type), name, raw, f.metadata["minimum"])
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                missing.append(name)
+        if missing:
+            raise ConfigError(f"missing required environment variable(s): {', '.join(missing)}")
+        return cls(**values)._checked(env)
+
+    def _checked(self, env: Mapping[str, str]) -> Self:
+        """Checks and values that span several settings."""
+        return self
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings(_Section):
+    """Shared by every service."""
+
+    database_url: str = setting("DATABASE_URL", doc="PostgreSQL, `postgresql://user:pass@host:port/db`")
+    redis_url: str = setting("REDIS_URL", doc="Redis, `redis://host:port/db` or `unix:///path`")
+    admin_key: str = setting("AIMUSICSTORE_ADMIN_KEY", doc="admin bearer key (at least 16 characters); never logged")
+
+    host: str = setting("AIMUSICSTORE_BIND_HOST", "127.0.0.1", "address the services listen on (0.0.0.0 in containers)")
+    vote_port: int = setting("AIMUSICSTORE_VOTE_PORT", 50051, "vote service gRPC port", minimum=1)
+    ranking_port: int = setting("AIMUSICSTORE_RANKING_PORT", 50052, "ranking service gRPC port", minimum=1)
+    reputation_port: int = setting("AIMUSICSTORE_REPUTATION_PORT", 50053, "reputation service gRPC port", minimum=1)
+    vote_target: str = setting(
+        "AIMUSICSTORE_VOTE_TARGET",
+        "",
+        "where the others reach the vote service (`host:port`; for the gateway, several comma-separated "
+        "addresses are balanced round robin)",
+        shown="`127.0.0.1:<port>`",
+    )
+    ranking_target: str = setting(
+        "AIMUSICSTORE_RANKING_TARGET", "", "where the others reach the ranking service", shown="`127.0.0.1:<port>`"
+    )
+    reputation_target: str = setting(
+        "AIMUSICSTORE_REPUTATION_TARGET",
+        "",
+        "where the others reach the reputation service",
+        shown="`127.0.0.1:<port>`",
+    )
+    internal_deadline_s: float = setting(
+        "AIMUSICSTORE_INTERNAL_DEADLINE_S", 2.0, "deadline on every service-to-service call"
+    )
     # Changes (rotation, tier, flag, deletion) are pushed to the caches over
-    # Redis pub/sub, and every entry is re-checked on its next use whenever
-    # a subscription is (re)made, so the TTL only bounds staleness if a
-    # message is lost while subscribed; a short TTL costs an internal RPC per
-    # agent and item (made in the background: callers get the cached answer).
-    auth_cache_ttl_s: float = 60.0
-    item_cache_ttl_s: float = 60.0
-    # How long past its TTL a cached key or item is still served while it is
-    # re-checked in the background (services/common/caches.py).
-    cache_grace_s: float = 600.0
-    # Seconds the server waits for in-flight calls on SIGTERM.
-    shutdown_grace_s: float = 5.0
-    # How often health re-checks PostgreSQL and Redis.
-    health_interval_s: float = 1.0
-    db_pool_size: int = 10
-    log_level: str = "INFO"
-    # Daily vote quotas per tier (UTC days); enterprise is unlimited.
-    quota_free: int = 100
-    quota_pro: int = 1000
-    # Suspicious-agent rules (API.md "Suspicious agents"): more than
-    # abuse_max_votes in abuse_window_s; abuse_one_direction_min or more in
-    # abuse_window_s all one way; more than abuse_burst_max in abuse_burst_window_s.
-    abuse_window_s: int = 300
-    abuse_max_votes: int = 50
-    abuse_one_direction_min: int = 20
-    abuse_burst_window_s: int = 10
-    abuse_burst_max: int = 10
-    # Time between reconciliation passes, and the cached counts each pass
-    # sweeps (besides those it rechecks): a pass costs about one page.
-    reconcile_interval_s: float = 5.0
-    reconcile_page_size: int = 500
-    # Trending: a vote's influence halves every half-life.
-    trending_half_life_h: float = 24.0
-    # How often trending is rebuilt from the vote projection (drift repair),
-    # and how often finished days' charts are frozen into snapshots.
-    trending_rebuild_interval_s: float = 300.0
-    snapshot_interval_s: float = 60.0
-    # How often the reputation service recomputes every agent (drift correction).
-    reputation_recompute_interval_s: float = 300.0
-    # Prometheus /metrics port for this process; 0 = off.
-    metrics_port: int = 0
-    # This process's name in Redis consumer groups; stable across restarts
-    # is best, but entries a vanished consumer left are claimed anyway.
-    consumer_name: str = ""
-    # Largest gRPC message a service accepts (bytes).
-    max_message_bytes: int = 256 * 1024
-    # OpenTelemetry collector (OTLP over gRPC, e.g. http://collector:4317);
-    # empty: tracing off (services/common/tracing.py).
-    otlp_endpoint: str = ""
-    # How long a vote-path Redis command may take before Redis is taken for
-    # hung: the vote falls back to PostgreSQL and the circuit breaker opens.
-    redis_hot_path_timeout_s: float = 0.25
-    # The vote event stream is trimmed below the slowest consumer group's
-    # position; past this many entries (a group stopped for long, or
-    # abandoned) it is trimmed anyway, with an error, to bound Redis's memory.
-    stream_max_len: int = 5_000_000
-    # The credential internal calls carry (auth.service_credential); empty:
-    # derived from the admin key.
-    service_token: str = ""
+    # Redis pub/sub, and every entry is re-checked on its next use whenever a
+    # subscription is (re)made, so the TTL only bounds staleness if a message
+    # is lost while subscribed; a short TTL costs an internal RPC per agent
+    # and item (made in the background: callers get the cached answer).
+    auth_cache_ttl_s: float = setting(
+        "AIMUSICSTORE_AUTH_CACHE_TTL_S",
+        60.0,
+        "in-process cache of verified keys, each entry ±20% so they do not expire together (changes are pushed "
+        "over pub/sub; the TTL bounds staleness only if a message is lost)",
+    )
+    cache_grace_s: float = setting(
+        "AIMUSICSTORE_CACHE_GRACE_S",
+        600.0,
+        "how long past its TTL a cached key or item is still served while it is re-checked in the background "
+        '(docs/operations.md, "Cached answers from other services")',
+    )
+    shutdown_grace_s: float = setting("AIMUSICSTORE_SHUTDOWN_GRACE_S", 5.0, "time in-flight calls get on SIGTERM")
+    health_interval_s: float = setting(
+        "AIMUSICSTORE_HEALTH_INTERVAL_S", 1.0, "how often a service checks PostgreSQL and Redis"
+    )
+    db_pool_size: int = setting(
+        "AIMUSICSTORE_DB_POOL_SIZE", 10, "PostgreSQL connections per service (as many again on overflow)", minimum=1
+    )
+    log_level: str = setting("AIMUSICSTORE_LOG_LEVEL", "INFO", "JSON logs on stderr at this level")
+    metrics_port: int = setting(
+        "AIMUSICSTORE_{SERVICE}_METRICS_PORT",
+        0,
+        "Prometheus `/metrics` of each service (`make run`: 9101-9103; tests: free ports)",
+        minimum=0,
+        shown="off",
+    )
+    # Stable across restarts is best, but entries a vanished consumer left
+    # are claimed anyway.
+    consumer_name: str = setting(
+        "AIMUSICSTORE_CONSUMER_NAME",
+        doc="this process's name in Redis consumer groups",
+        factory=socket.gethostname,
+        shown="host name",
+    )
+    max_message_bytes: int = setting(
+        "AIMUSICSTORE_MAX_MESSAGE_BYTES", 256 * 1024, "largest gRPC message a service accepts", minimum=1024
+    )
+    otlp_endpoint: str = setting(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "",
+        'OTLP/gRPC collector: turns on tracing in Envoy and every service (docs/operations.md, "Tracing")',
+        shown="off",
+    )
+    redis_hot_path_timeout_s: float = setting(
+        "AIMUSICSTORE_REDIS_HOT_PATH_TIMEOUT_S",
+        0.25,
+        "how long a vote-path Redis command may take before Redis is taken for hung: the vote falls back to "
+        "PostgreSQL and a circuit breaker skips Redis until the health check sees it answer",
+    )
+    service_token: str = setting(
+        "AIMUSICSTORE_SERVICE_TOKEN",
+        "",
+        "the credential internal methods (key verification, flagging) require of their callers; the gateway "
+        "never forwards it",
+        shown="derived from the admin key",
+    )
 
     def __repr__(self) -> str:  # keep the admin key and passwords out of logs
         ports = f"vote_port={self.vote_port}, ranking_port={self.ranking_port}, reputation_port={self.reputation_port}"
-        return f"Settings(host={self.host!r}, {ports})"
+        return f"{type(self).__name__}(host={self.host!r}, {ports})"
+
+    def _checked(self, env: Mapping[str, str]) -> Self:
+        if len(self.admin_key) < 16:
+            raise ConfigError("AIMUSICSTORE_ADMIN_KEY must be at least 16 characters")
+        return dataclasses.replace(self, log_level=self.log_level.upper())
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -153,119 +213,207 @@ class Settings:
         explicit = getattr(self, f"{service}_target")
         return explicit or f"127.0.0.1:{getattr(self, f'{service}_port')}"
 
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, service: str = "") -> Settings:
-        env = dict(os.environ if env is None else env)
-        missing = [n for n in ("DATABASE_URL", "REDIS_URL", "AIMUSICSTORE_ADMIN_KEY") if not env.get(n)]
-        if missing:
-            raise ConfigError(f"missing required environment variable(s): {', '.join(missing)}")
-        if len(env["AIMUSICSTORE_ADMIN_KEY"]) < 16:
-            raise ConfigError("AIMUSICSTORE_ADMIN_KEY must be at least 16 characters")
-        return cls(
-            database_url=env["DATABASE_URL"],
-            redis_url=env["REDIS_URL"],
-            admin_key=env["AIMUSICSTORE_ADMIN_KEY"],
-            host=env.get("AIMUSICSTORE_BIND_HOST", "127.0.0.1"),
-            vote_port=_int(env, "AIMUSICSTORE_VOTE_PORT", 50051, 1),
-            ranking_port=_int(env, "AIMUSICSTORE_RANKING_PORT", 50052, 1),
-            reputation_port=_int(env, "AIMUSICSTORE_REPUTATION_PORT", 50053, 1),
-            vote_target=env.get("AIMUSICSTORE_VOTE_TARGET", ""),
-            ranking_target=env.get("AIMUSICSTORE_RANKING_TARGET", ""),
-            reputation_target=env.get("AIMUSICSTORE_REPUTATION_TARGET", ""),
-            internal_deadline_s=_float(env, "AIMUSICSTORE_INTERNAL_DEADLINE_S", 2.0),
-            auth_cache_ttl_s=_float(env, "AIMUSICSTORE_AUTH_CACHE_TTL_S", 60.0),
-            item_cache_ttl_s=_float(env, "AIMUSICSTORE_ITEM_CACHE_TTL_S", 60.0),
-            cache_grace_s=_float(env, "AIMUSICSTORE_CACHE_GRACE_S", 600.0),
-            shutdown_grace_s=_float(env, "AIMUSICSTORE_SHUTDOWN_GRACE_S", 5.0),
-            health_interval_s=_float(env, "AIMUSICSTORE_HEALTH_INTERVAL_S", 1.0),
-            db_pool_size=_int(env, "AIMUSICSTORE_DB_POOL_SIZE", 10, 1),
-            log_level=env.get("AIMUSICSTORE_LOG_LEVEL", "INFO").upper(),
-            quota_free=_int(env, "AIMUSICSTORE_QUOTA_FREE", 100),
-            quota_pro=_int(env, "AIMUSICSTORE_QUOTA_PRO", 1000),
-            abuse_window_s=_int(env, "AIMUSICSTORE_ABUSE_WINDOW_S", 300, 1),
-            abuse_max_votes=_int(env, "AIMUSICSTORE_ABUSE_MAX_VOTES", 50, 1),
-            abuse_one_direction_min=_int(env, "AIMUSICSTORE_ABUSE_ONE_DIRECTION_MIN", 20, 1),
-            abuse_burst_window_s=_int(env, "AIMUSICSTORE_ABUSE_BURST_WINDOW_S", 10, 1),
-            abuse_burst_max=_int(env, "AIMUSICSTORE_ABUSE_BURST_MAX", 10, 1),
-            reconcile_interval_s=_float(env, "AIMUSICSTORE_RECONCILE_INTERVAL_S", 5.0),
-            reconcile_page_size=_int(env, "AIMUSICSTORE_RECONCILE_PAGE_SIZE", 500, 1),
-            trending_half_life_h=_float(env, "AIMUSICSTORE_TRENDING_HALF_LIFE_H", 24.0),
-            trending_rebuild_interval_s=_float(env, "AIMUSICSTORE_TRENDING_REBUILD_INTERVAL_S", 300.0),
-            snapshot_interval_s=_float(env, "AIMUSICSTORE_SNAPSHOT_INTERVAL_S", 60.0),
-            reputation_recompute_interval_s=_float(env, "AIMUSICSTORE_REPUTATION_RECOMPUTE_INTERVAL_S", 300.0),
-            metrics_port=_int(env, f"AIMUSICSTORE_{service.upper()}_METRICS_PORT", 0) if service else 0,
-            consumer_name=env.get("AIMUSICSTORE_CONSUMER_NAME") or socket.gethostname(),
-            max_message_bytes=_int(env, "AIMUSICSTORE_MAX_MESSAGE_BYTES", 256 * 1024, 1024),
-            otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
-            redis_hot_path_timeout_s=_float(env, "AIMUSICSTORE_REDIS_HOT_PATH_TIMEOUT_S", 0.25),
-            stream_max_len=_int(env, "AIMUSICSTORE_STREAM_MAX_LEN", 5_000_000, 1000),
-            service_token=env.get("AIMUSICSTORE_SERVICE_TOKEN", ""),
-        )
+
+@dataclass(frozen=True, kw_only=True)
+class VoteSettings(Settings):
+    service: ClassVar[str] = "vote"
+
+    item_cache_ttl_s: float = setting(
+        "AIMUSICSTORE_ITEM_CACHE_TTL_S", 60.0, "in-process cache of existing catalog items (as the key cache)"
+    )
+    quota_free: int = setting("AIMUSICSTORE_QUOTA_FREE", 100, "votes per UTC day for the free tier", minimum=0)
+    quota_pro: int = setting(
+        "AIMUSICSTORE_QUOTA_PRO", 1000, "votes per UTC day for the pro tier (enterprise: unlimited)", minimum=0
+    )
+    # The abuse rules (services/vote/rules.py) name their settings here.
+    abuse_window_s: int = setting(
+        "AIMUSICSTORE_ABUSE_WINDOW_S", 300, "window of the volume and one-way abuse rules, seconds", minimum=1
+    )
+    abuse_max_votes: int = setting(
+        "AIMUSICSTORE_ABUSE_MAX_VOTES", 50, "volume rule: more than this many votes in the window", minimum=1
+    )
+    abuse_one_direction_min: int = setting(
+        "AIMUSICSTORE_ABUSE_ONE_DIRECTION_MIN",
+        20,
+        "one-way rule: this many votes in the window, all one way",
+        minimum=1,
+    )
+    abuse_burst_window_s: int = setting(
+        "AIMUSICSTORE_ABUSE_BURST_WINDOW_S", 10, "window of the burst rule, seconds", minimum=1
+    )
+    abuse_burst_max: int = setting(
+        "AIMUSICSTORE_ABUSE_BURST_MAX", 10, "burst rule: more than this many votes in its window", minimum=1
+    )
+    reconcile_interval_s: float = setting(
+        "AIMUSICSTORE_RECONCILE_INTERVAL_S", 5.0, "time between passes that check cached counts against the votes table"
+    )
+    reconcile_page_size: int = setting(
+        "AIMUSICSTORE_RECONCILE_PAGE_SIZE",
+        500,
+        "cached items each reconciliation pass sweeps (plus the ones it rechecks); all are covered within "
+        "(cached items / page size) passes",
+        minimum=1,
+    )
+    stream_max_len: int = setting(
+        "AIMUSICSTORE_STREAM_MAX_LEN",
+        5_000_000,
+        "the event stream is trimmed below the slowest consumer group; past this many entries it is trimmed "
+        'anyway, with an error (docs/operations.md, "Stream retention")',
+        minimum=1000,
+    )
 
 
-@dataclass(frozen=True)
-class GatewaySettings:
+@dataclass(frozen=True, kw_only=True)
+class RankingSettings(Settings):
+    service: ClassVar[str] = "ranking"
+
+    trending_half_life_h: float = setting(
+        "AIMUSICSTORE_TRENDING_HALF_LIFE_H", 24.0, "a vote's trending influence halves every this many hours"
+    )
+    trending_rebuild_interval_s: float = setting(
+        "AIMUSICSTORE_TRENDING_REBUILD_INTERVAL_S", 300.0, "how often trending is rebuilt from the vote projection"
+    )
+    snapshot_interval_s: float = setting(
+        "AIMUSICSTORE_SNAPSHOT_INTERVAL_S", 60.0, "how often finished days' charts are frozen into snapshots"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReputationSettings(Settings):
+    service: ClassVar[str] = "reputation"
+
+    reputation_recompute_interval_s: float = setting(
+        "AIMUSICSTORE_REPUTATION_RECOMPUTE_INTERVAL_S", 300.0, "how often every agent's reputation is recomputed"
+    )
+
+
+SERVICE_SETTINGS: dict[str, type[Settings]] = {
+    "vote": VoteSettings,
+    "ranking": RankingSettings,
+    "reputation": ReputationSettings,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewaySettings(_Section):
     """What the gateway (Envoy and its sidecar) needs: where everything listens."""
 
-    gateway_host: str = "0.0.0.0"
-    gateway_port: int = 8080
-    # The gateway's internal transcoding listener (loopback only).
-    api_port: int = 8081
-    sidecar_host: str = "127.0.0.1"
-    sidecar_grpc_port: int = 50061
-    sidecar_http_port: int = 50062
-    vote_target: str = "127.0.0.1:50051"
-    ranking_target: str = "127.0.0.1:50052"
-    reputation_target: str = "127.0.0.1:50053"
-    # Where the sidecar is reached from Envoy (host), e.g. "gateway-sidecar" in compose.
-    sidecar_target_host: str = "127.0.0.1"
-    max_request_bytes: int = 64 * 1024
-    health_deadline_s: float = 1.0
-    # Envoy's circuit breakers: requests in flight to one service at once
-    # (beyond it a request is refused at once with 503 and Retry-After,
-    # rather than queueing without bound), and live event streams open at
-    # once, counted apart so that watchers can never use up the vote path.
-    max_requests_per_service: int = 1024
-    max_live_streams: int = 10_000
-    # Envoy's admin interface (stats, clusters) on loopback; 0: off.
-    admin_port: int = 0
-    # Envoy's Prometheus stats, on a listener of their own (never the public
-    # port, never the admin interface itself); 0: off.
-    metrics_port: int = 9901
-    # One JSON line per public request on Envoy's stdout, with the request id
-    # the services log.
-    access_log: bool = True
-    # OpenTelemetry collector (OTLP/gRPC); Envoy starts each request's trace.
-    otlp_endpoint: str = ""
+    gateway_host: str = setting("AIMUSICSTORE_GATEWAY_HOST", "0.0.0.0", "where Envoy listens")
+    gateway_port: int = setting("AIMUSICSTORE_GATEWAY_PORT", 8080, "the one public port (JSON and gRPC)", minimum=1)
+    api_port: int = setting(
+        "AIMUSICSTORE_GATEWAY_API_PORT",
+        8081,
+        "the gateway's loopback listener that transcodes the edge-cached reads",
+        minimum=1,
+    )
+    sidecar_host: str = setting("AIMUSICSTORE_SIDECAR_HOST", "127.0.0.1", "where the gateway sidecar listens")
+    sidecar_grpc_port: int = setting(
+        "AIMUSICSTORE_SIDECAR_GRPC_PORT", 50061, "gateway sidecar gRPC port (health, reflection)", minimum=1
+    )
+    sidecar_http_port: int = setting("AIMUSICSTORE_SIDECAR_HTTP_PORT", 50062, "gateway sidecar HTTP port", minimum=1)
+    # Filled from the services' ports when not given (see _checked).
+    vote_target: str = setting("AIMUSICSTORE_VOTE_TARGET", "", shown="`127.0.0.1:<port>`")
+    ranking_target: str = setting("AIMUSICSTORE_RANKING_TARGET", "", shown="`127.0.0.1:<port>`")
+    reputation_target: str = setting("AIMUSICSTORE_REPUTATION_TARGET", "", shown="`127.0.0.1:<port>`")
+    sidecar_target_host: str = setting(
+        "AIMUSICSTORE_SIDECAR_TARGET_HOST",
+        "127.0.0.1",
+        "where Envoy finds the sidecar (e.g. `gateway-sidecar` in compose)",
+    )
+    max_request_bytes: int = setting(
+        "AIMUSICSTORE_MAX_REQUEST_BYTES", 64 * 1024, "largest JSON body the gateway accepts (413 beyond)", minimum=1024
+    )
+    health_deadline_s: float = setting("AIMUSICSTORE_HEALTH_DEADLINE_S", 1.0, "the sidecar's deadline per health check")
+    # Envoy's circuit breakers: beyond them a request is refused at once
+    # with 503 and Retry-After, rather than queueing without bound; live
+    # streams are counted apart so that watchers can never use up the vote path.
+    max_requests_per_service: int = setting(
+        "AIMUSICSTORE_GATEWAY_MAX_REQUESTS",
+        1024,
+        "requests in flight to one service through the gateway; past it a request is refused at once with 503, "
+        '`Retry-After: 1` and "the service is at capacity" (gRPC: UNAVAILABLE)',
+        minimum=1,
+    )
+    max_live_streams: int = setting(
+        "AIMUSICSTORE_GATEWAY_MAX_STREAMS",
+        10_000,
+        "live event streams (`/api/v1/events`, `WatchVotes`) open at once; counted apart from other requests",
+        minimum=1,
+    )
+    admin_port: int = setting(
+        "AIMUSICSTORE_GATEWAY_ADMIN_PORT",
+        0,
+        "Envoy's admin interface (stats, clusters), on 127.0.0.1 only; `make bench` turns it on",
+        minimum=0,
+        shown="off",
+    )
+    metrics_port: int = setting(
+        "AIMUSICSTORE_GATEWAY_METRICS_PORT",
+        9901,
+        "Envoy's Prometheus stats at `/stats/prometheus`, on a listener of their own (0: off)",
+        minimum=0,
+    )
+    access_log: bool = setting(
+        "AIMUSICSTORE_GATEWAY_ACCESS_LOG",
+        True,
+        "one JSON access-log line per public request on Envoy's stdout, with the request id the services log",
+        shown="on",
+    )
+    otlp_endpoint: str = setting("OTEL_EXPORTER_OTLP_ENDPOINT", "", shown="off")
 
     def targets(self) -> dict[str, str]:
         return {"vote": self.vote_target, "ranking": self.ranking_target, "reputation": self.reputation_target}
 
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> GatewaySettings:
-        env = dict(os.environ if env is None else env)
+    def _checked(self, env: Mapping[str, str]) -> Self:
+        # A service not given a target is on this host, at its port setting.
+        def target(service: str) -> str:
+            port = next(f for f in dataclasses.fields(Settings) if f.name == f"{service}_port")
+            raw = env.get(Settings.env_name(port), "")
+            return f"127.0.0.1:{_parse('int', Settings.env_name(port), raw, 1) if raw else port.default}"
 
-        def target(service: str, default_port: int) -> str:
-            port = _int(env, f"AIMUSICSTORE_{service.upper()}_PORT", default_port, 1)
-            return env.get(f"AIMUSICSTORE_{service.upper()}_TARGET") or f"127.0.0.1:{port}"
-
-        return cls(
-            gateway_host=env.get("AIMUSICSTORE_GATEWAY_HOST", "0.0.0.0"),
-            gateway_port=_int(env, "AIMUSICSTORE_GATEWAY_PORT", 8080, 1),
-            api_port=_int(env, "AIMUSICSTORE_GATEWAY_API_PORT", 8081, 1),
-            sidecar_host=env.get("AIMUSICSTORE_SIDECAR_HOST", "127.0.0.1"),
-            sidecar_grpc_port=_int(env, "AIMUSICSTORE_SIDECAR_GRPC_PORT", 50061, 1),
-            sidecar_http_port=_int(env, "AIMUSICSTORE_SIDECAR_HTTP_PORT", 50062, 1),
-            vote_target=target("vote", 50051),
-            ranking_target=target("ranking", 50052),
-            reputation_target=target("reputation", 50053),
-            sidecar_target_host=env.get("AIMUSICSTORE_SIDECAR_TARGET_HOST", "127.0.0.1"),
-            max_request_bytes=_int(env, "AIMUSICSTORE_MAX_REQUEST_BYTES", 64 * 1024, 1024),
-            health_deadline_s=_float(env, "AIMUSICSTORE_HEALTH_DEADLINE_S", 1.0),
-            max_requests_per_service=_int(env, "AIMUSICSTORE_GATEWAY_MAX_REQUESTS", 1024, 1),
-            max_live_streams=_int(env, "AIMUSICSTORE_GATEWAY_MAX_STREAMS", 10_000, 1),
-            admin_port=_int(env, "AIMUSICSTORE_GATEWAY_ADMIN_PORT", 0, 0),
-            metrics_port=_int(env, "AIMUSICSTORE_GATEWAY_METRICS_PORT", 9901, 0),
-            access_log=_bool(env, "AIMUSICSTORE_GATEWAY_ACCESS_LOG", True),
-            otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+        return dataclasses.replace(
+            self,
+            vote_target=self.vote_target or target("vote"),
+            ranking_target=self.ranking_target or target("ranking"),
+            reputation_target=self.reputation_target or target("reputation"),
         )
+
+
+# -- the README's table -----------------------------------------------------------
+
+
+def _shown_default(f: dataclasses.Field[Any]) -> str:
+    if f.metadata["shown"] is not None:
+        return str(f.metadata["shown"])
+    if f.default is dataclasses.MISSING:
+        return "required"
+    if isinstance(f.default, bool):
+        return "on" if f.default else "off"
+    return f"`{f.default}`" if f.default != "" else "empty"
+
+
+def markdown_table() -> str:
+    """Every setting as a README table row: variable, default, meaning (the
+    first declaration of a variable wins: the gateway repeats some)."""
+    rows = ["| variable | read by | default | meaning |", "|---|---|---|---|"]
+    seen: set[str] = set()
+    sections: list[tuple[str, type[_Section]]] = [
+        ("every service", Settings),
+        *[(name, cls) for name, cls in SERVICE_SETTINGS.items()],
+        ("gateway", GatewaySettings),
+    ]
+    for reader, cls in sections:
+        own = {f.name for f in dataclasses.fields(cls)} - (
+            {f.name for f in dataclasses.fields(Settings)} if cls in SERVICE_SETTINGS.values() else set()
+        )
+        for f in dataclasses.fields(cls):
+            env = str(f.metadata.get("env", ""))
+            if not env or f.name not in own or env in seen or not f.metadata["doc"]:
+                continue
+            seen.add(env)
+            rows.append(f"| `{env}` | {reader} | {_shown_default(f)} | {f.metadata['doc']} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table())

@@ -17,7 +17,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 import uvloop
@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import logs, tracing
 from services.common.breaker import CircuitBreaker
-from services.common.config import Settings
+from services.common.config import SERVICE_SETTINGS, Settings
 from services.common.db import create_engine
 from services.common.errors import ConfigError
 from services.common.healthcheck import LIVENESS_SERVICE
@@ -59,9 +59,13 @@ METADATA_OPTIONS: list[tuple[str, int]] = [
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
+
 @dataclass
-class Resources:
-    settings: Settings
+class Resources(Generic[SettingsT]):
+    # The service's own section of the settings (config.py) plus the shared one.
+    settings: SettingsT
     engine: AsyncEngine
     redis: Redis
     # The same Redis, for commands that must never be sent twice (redis_client.py).
@@ -83,7 +87,7 @@ class Registration:
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
-Setup = Callable[[grpc.aio.Server, Resources], Awaitable[Registration]]
+Setup = Callable[[grpc.aio.Server, Resources[Any]], Awaitable[Registration]]
 
 
 async def _reachable(name: str, check: Callable[[], Awaitable[object]]) -> bool:
@@ -98,7 +102,7 @@ async def _reachable(name: str, check: Callable[[], Awaitable[object]]) -> bool:
         return False
 
 
-async def _dependencies_ok(resources: Resources) -> bool:
+async def _dependencies_ok(resources: Resources[Settings]) -> bool:
     async def postgres() -> None:
         async with resources.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -116,7 +120,7 @@ async def _dependencies_ok(resources: Resources) -> bool:
 
 
 async def _watch_health(
-    resources: Resources, servicer: health.aio.HealthServicer, names: list[str], stopping: asyncio.Event
+    resources: Resources[Settings], servicer: health.aio.HealthServicer, names: list[str], stopping: asyncio.Event
 ) -> None:
     last: int | None = None
     while not stopping.is_set():
@@ -138,7 +142,7 @@ async def _watch_health(
 
 
 async def serve(name: str, setup: Setup, settings: Settings | None = None) -> None:
-    settings = settings or Settings.from_env(service=name)
+    settings = settings or SERVICE_SETTINGS[name].from_env()
     port = getattr(settings, f"{name}_port")
     # Before any server, channel, engine or Redis client exists: the
     # instrumentation hooks their constructors. A no-op unless an OTLP
@@ -218,7 +222,7 @@ async def serve(name: str, setup: Setup, settings: Settings | None = None) -> No
 
 def main(name: str, setup: Setup) -> None:
     try:
-        settings = Settings.from_env(service=name)
+        settings = SERVICE_SETTINGS[name].from_env()
     except ConfigError as exc:
         raise SystemExit(f"{name}: configuration error: {exc}") from None
     logs.configure(name, settings.log_level)

@@ -13,6 +13,7 @@ from aimusicstore.ranking.v1 import (
 from services.common import events, stream_progress
 from services.common.auth import Authenticator, remote_key_verifier
 from services.common.channels import internal_channel
+from services.common.config import RankingSettings
 from services.common.jobs import every
 from services.common.server import Registration, Resources, main
 from services.ranking.catalog import Catalog
@@ -24,7 +25,7 @@ from services.ranking.tables import processed_events
 CONSUMER_GROUP = "ranking"
 
 
-async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
+async def setup(server: grpc.aio.Server, resources: Resources[RankingSettings]) -> Registration:
     settings = resources.settings
     store = RankingStore(resources.engine, resources.redis, resources.redis_at_most_once, resources.redis_hot_path)
     rankings = Rankings(store, half_life_s=settings.trending_half_life_h * 3600)

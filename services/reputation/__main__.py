@@ -15,6 +15,7 @@ from aimusicstore.reputation.v1 import (
 )
 from services.common import events, stream_progress
 from services.common.auth import Authenticator
+from services.common.config import ReputationSettings
 from services.common.credentials import service_credential
 from services.common.jobs import every
 from services.common.server import Registration, Resources, main
@@ -30,7 +31,7 @@ REVOCATION_RETRY_INTERVAL_S = 1.0
 FLAGGED_AGENTS = Gauge("reputation_flagged_agents", "Agents currently flagged (their votes weigh 0 in trending)")
 
 
-async def setup(server: grpc.aio.Server, resources: Resources) -> Registration:
+async def setup(server: grpc.aio.Server, resources: Resources[ReputationSettings]) -> Registration:
     settings = resources.settings
     store = ReputationStore(resources.engine, resources.redis)
     agents = Agents(store)

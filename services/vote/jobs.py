@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from services.vote.store import VoteStore
+from services.vote.store.outbox import OutboxRelay
 
 log = logging.getLogger("vote.jobs")
 
@@ -14,11 +14,11 @@ IDLE_POLL_S = 0.05
 MAX_BACKOFF_S = 2.0
 
 
-async def relay_forever(store: VoteStore) -> None:
+async def relay_forever(relay: OutboxRelay) -> None:
     backoff = IDLE_POLL_S
     while True:
         try:
-            moved = await store.relay_outbox()
+            moved = await relay.relay()
             backoff = IDLE_POLL_S
             if moved:
                 continue  # more may be waiting: drain before sleeping

@@ -18,7 +18,8 @@ from redis.asyncio import Redis
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.common import events, validation
 from services.common.errors import ResourceExhausted
-from services.vote.store import Counts, VoteStore
+from services.vote.model import Counts
+from services.vote.store.votes import VotesTable
 
 log = logging.getLogger("vote.live")
 
@@ -46,7 +47,7 @@ class _Watcher:
 
 
 class VoteFeed:
-    def __init__(self, redis: Redis, store: VoteStore) -> None:
+    def __init__(self, redis: Redis, store: VotesTable) -> None:
         self.redis = redis
         self.store = store
         self._watchers: set[_Watcher] = set()

@@ -12,7 +12,7 @@ from services.common.auth import Authenticator
 from services.common.convert import timestamp
 from services.vote import metrics
 from services.vote.live import VoteFeed
-from services.vote.store import VoteRow, direction_field
+from services.vote.model import VoteRow, direction_field
 from services.vote.voting import Voting
 
 

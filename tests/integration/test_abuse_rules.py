@@ -1,34 +1,45 @@
-"""The suspicious-agent rules, evaluated by the real Lua script in the real
-Redis, with vote times chosen by the test (an injected clock)."""
+"""The suspicious-agent rules over windows counted by the real Lua script in
+the real Redis, with vote times chosen by the test (an injected clock). The
+rules alone are unit-tested in tests/unit/vote/test_rules.py."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis.asyncio import Redis
 
 from devstack.stack import Stack
-from services.common.config import to_sqlalchemy_url
-from services.vote.store import AbuseRules, VoteRow, VoteStore
+from services.vote.model import VoteRow
+from services.vote.rules import abuse_rules, broken_rule, windows_of
+from services.vote.store.admission import RuleWindows
 
 pytestmark = pytest.mark.integration
 
-RULES = AbuseRules(window_s=300, max_votes=50, one_direction_min=20, burst_window_s=10, burst_max=10)
+
+@dataclass(frozen=True)
+class DefaultLimits:
+    abuse_window_s: int = 300
+    abuse_max_votes: int = 50
+    abuse_one_direction_min: int = 20
+    abuse_burst_window_s: int = 10
+    abuse_burst_max: int = 10
+
+
+RULES = abuse_rules(DefaultLimits())
 _ids = itertools.count(1)
 
 
 def _reasons(stack: Stack, plan: list[tuple[float, int]]) -> list[str]:
     """Feeds votes at (seconds after start, direction) and returns each vote's verdict."""
-    from sqlalchemy.ext.asyncio import create_async_engine
 
     async def run() -> list[str]:
-        engine = create_async_engine(to_sqlalchemy_url(stack.database_url or ""))
         redis = Redis.from_url(stack.redis_url or "", decode_responses=True)
-        store = VoteStore(engine, redis)
+        windows = RuleWindows(redis, redis, windows_of(RULES))
         agent = f"rules-{uuid.uuid4().hex[:8]}"
         start = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
         verdicts = []
@@ -37,11 +48,10 @@ def _reasons(stack: Stack, plan: list[tuple[float, int]]) -> list[str]:
                 row = VoteRow(
                     agent, "song", f"s-{next(_ids)}", direction, "", None, start + timedelta(seconds=offset), next(_ids)
                 )
-                _, reason = await store.after_vote(row, RULES)
-                verdicts.append(reason)
+                counted = await windows.record([row])
+                verdicts.append(broken_rule(RULES, counted[row.key], "up" if direction > 0 else "down"))
         finally:
             await redis.aclose()
-            await engine.dispose()
         return verdicts
 
     return asyncio.run(run())

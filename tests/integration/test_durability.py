@@ -310,7 +310,7 @@ def test_only_the_relay_holding_the_relay_lock_publishes(api: httpx.Client, agen
     # shared rows, a re-vote could be published ahead of the retraction
     # before it. While another holder has the lock, this stack's relay must
     # publish nothing; once it is released, the event goes out.
-    from services.vote.store import RELAY_LOCK_KEY
+    from services.vote.store.outbox import RELAY_LOCK_KEY
 
     song = make_songs(api, agent["key"], 1)[0]
 

@@ -10,7 +10,7 @@ from services.common.errors import ResourceExhausted
 from services.ranking import charts, trending
 from services.ranking.charts import Tally
 from services.vote.live import MAX_BACKLOG, WATCHERS, LiveEvent, VoteFeed
-from services.vote.store import Counts
+from services.vote.model import Counts
 
 
 def test_windows() -> None:

@@ -6,6 +6,7 @@ reads (services/common/config.py) and renders (gateway/envoy_config.py).
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import importlib.util
 import json
@@ -24,7 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gateway import envoy_config
 from services.common import healthcheck
-from services.common.config import GatewaySettings, Settings
+from services.common.config import SERVICE_SETTINGS, GatewaySettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
@@ -116,17 +117,18 @@ def runnable_module(name: str) -> bool:
 
 
 def known_env_names() -> set[str]:
-    """Every environment variable the shipped code reads (services/, gateway/)."""
+    """Every environment variable the shipped code reads: the declared
+    settings (services/common/config.py) and any other literal in services/
+    and gateway/."""
     names: set[str] = set()
+    for section in (*SERVICE_SETTINGS.values(), GatewaySettings):
+        for f in dataclasses.fields(section):
+            env = str(f.metadata["env"])
+            names.update(env.replace("{SERVICE}", service.upper()) for service in SERVICES)
     literal = re.compile(r"[\"'](AIMUSICSTORE_[A-Z0-9_]+|DATABASE_URL|REDIS_URL)[\"']")
-    # f"AIMUSICSTORE_{service.upper()}_PORT" and the like: one per service.
-    template = re.compile(r"f[\"']AIMUSICSTORE_\{\w+(?:\.upper\(\))?\}_([A-Z0-9_]+)[\"']")
     for package in ("services", "gateway"):
         for path in (ROOT / package).rglob("*.py"):
-            text = path.read_text()
-            names.update(literal.findall(text))
-            for suffix in template.findall(text):
-                names.update(f"AIMUSICSTORE_{s.upper()}_{suffix}" for s in SERVICES)
+            names.update(literal.findall(path.read_text()))
     return names
 
 
@@ -303,7 +305,7 @@ def test_app_services_set_only_variables_the_code_reads() -> None:
 def test_service_settings_from_the_compose_environment(name: str) -> None:
     compose = load_compose()
     env = environment(compose["services"][name])
-    settings = Settings.from_env(env)
+    settings = SERVICE_SETTINGS[name].from_env(env)
     assert settings.host == "0.0.0.0", "a service bound to 127.0.0.1 is unreachable from other containers"
     assert settings.admin_key == USER_ENV["AIMUSICSTORE_ADMIN_KEY"]
     for other, port in SERVICES.items():
@@ -681,7 +683,7 @@ def test_kubernetes_settings_point_at_the_kubernetes_services() -> None:
             env = _container_env(container, configmaps)
             assert not set(env) - known, f"{name} sets variables nothing reads: {sorted(set(env) - known)}"
             if name in SERVICES:
-                settings = Settings.from_env(env)
+                settings = SERVICE_SETTINGS[name].from_env(env)
                 assert settings.host == "0.0.0.0"
                 for other, port in SERVICES.items():
                     assert settings.target(other) == f"{other}:{port}"

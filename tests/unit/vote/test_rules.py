@@ -1,0 +1,103 @@
+"""The vote service's rules with fabricated counts: no Redis, no clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+
+import pytest
+
+from services.common.config import VoteSettings
+from services.vote.rules import (
+    ABUSE_RULES,
+    Quotas,
+    WindowCounts,
+    abuse_rules,
+    admit_in_order,
+    broken_rule,
+    quota_message,
+    utc_day,
+    windows_of,
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The rules' settings at their documented defaults."""
+
+    abuse_window_s: int = 300
+    abuse_max_votes: int = 50
+    abuse_one_direction_min: int = 20
+    abuse_burst_window_s: int = 10
+    abuse_burst_max: int = 10
+
+
+RULES = abuse_rules(Limits())
+
+
+def verdict(long: tuple[int, int], short: tuple[int, int], direction: str = "up") -> str:
+    return broken_rule(RULES, {300: WindowCounts(*long), 10: WindowCounts(*short)}, direction)
+
+
+def test_every_declared_rule_reads_settings_that_exist() -> None:
+    names = {f.name for f in fields(VoteSettings)}
+    for spec in ABUSE_RULES:
+        assert {spec.window_setting, spec.limit_setting} <= names, spec.name
+    assert windows_of(RULES) == [300, 10]
+
+
+def test_more_than_the_limit_in_the_window_breaks_the_volume_rule() -> None:
+    assert verdict((25, 25), (1, 1)) == ""
+    assert verdict((26, 25), (1, 1)) == "more than 50 votes in 300 seconds"
+
+
+def test_twenty_votes_all_one_way_break_the_one_way_rule() -> None:
+    assert verdict((0, 19), (0, 1), "down") == ""
+    assert verdict((0, 20), (0, 1), "down") == "20 votes in 300 seconds, all down"
+    assert verdict((1, 20), (0, 1), "down") == ""
+
+
+def test_a_burst_breaks_the_burst_rule() -> None:
+    assert verdict((6, 4), (6, 4)) == ""
+    assert verdict((6, 5), (6, 5)) == "more than 10 votes within 10 seconds"
+
+
+def test_the_first_rule_broken_is_reported() -> None:
+    assert verdict((51, 0), (11, 0)) == "more than 50 votes in 300 seconds"
+
+
+def test_limits_come_from_the_settings() -> None:
+    strict = abuse_rules(Limits(abuse_burst_max=2, abuse_burst_window_s=5))
+    assert broken_rule(strict, {300: WindowCounts(2, 1), 5: WindowCounts(2, 1)}, "up") == (
+        "more than 2 votes within 5 seconds"
+    )
+
+
+def test_quotas_by_tier() -> None:
+    quotas = Quotas(free=100, pro=1000)
+    assert (quotas.limit("free"), quotas.limit("pro"), quotas.limit("enterprise")) == (100, 1000, None)
+
+
+def test_admission_from_table_counts_charges_the_same_agent_in_order() -> None:
+    verdicts = admit_in_order([("a", 2), ("a", 2), ("b", None), ("a", 2)], {"a": 1, "b": 10**6})
+    assert verdicts == [(True, 1), (False, 2), (True, 10**6), (False, 2)]
+
+
+@pytest.mark.parametrize(
+    ("now", "day"),
+    [
+        (datetime(2026, 12, 6, 23, 59, 59, tzinfo=UTC), "20261206"),
+        (datetime.fromisoformat("2026-12-07T00:30:00+02:00"), "20261206"),
+    ],
+)
+def test_quota_days_are_utc(now: datetime, day: str) -> None:
+    assert utc_day(now)[0] == day
+    assert utc_day(now)[2] == datetime(2026, 12, 7, tzinfo=UTC)
+
+
+def test_the_quota_message_says_when_it_resets() -> None:
+    now = datetime(2026, 12, 6, 21, 15, tzinfo=UTC)
+    message = quota_message("free", 100, utc_day(now)[2], now)
+    assert message == (
+        "daily vote quota of 100 for the free tier is used up; it resets at 2026-12-07T00:00:00Z (in 2h 45m)"
+    )
