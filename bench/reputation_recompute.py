@@ -5,7 +5,7 @@
 
 Uses DATABASE_URL when given (in a fresh database it creates and drops),
 otherwise an embedded PostgreSQL in a temporary folder. The history is
-generated in SQL (generate_series), then ReputationStore.recompute_all runs
+generated in SQL (generate_series), then VoteProjection.recompute_all runs
 exactly as the service runs it, twice: a cold pass that changes every score
 and a warm pass that changes none. Also times the incremental path for a
 batch of 500 events.
@@ -23,13 +23,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from devstack.stack import Stack
 from services.common.config import to_sqlalchemy_url
-from services.reputation.store import ReputationStore
+from services.reputation.store import VoteProjection
 
 GENERATE = """
 INSERT INTO reputation.agents (id, name, first_vote_at)
@@ -52,7 +51,7 @@ ANALYZE reputation.agents; ANALYZE reputation.votes; ANALYZE reputation.item_sco
 """
 
 
-async def measure(database_url: str, redis_url: str, agents: int, votes: int) -> None:
+async def measure(database_url: str, agents: int, votes: int) -> None:
     started = time.perf_counter()
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
@@ -66,12 +65,11 @@ async def measure(database_url: str, redis_url: str, agents: int, votes: int) ->
     print(f"generated {agents:,} agents and {stored:,} votes in {time.perf_counter() - started:.1f}s")
 
     engine = create_async_engine(to_sqlalchemy_url(database_url), pool_size=2)
-    redis = Redis.from_url(redis_url, decode_responses=True) if redis_url else None
-    store = ReputationStore(engine, redis)  # type: ignore[arg-type]
+    projection = VoteProjection(engine)
     now = datetime.now(UTC)
     for label in ("cold (every score changes)", "warm (nothing changes)"):
         t = time.perf_counter()
-        changed = await store.recompute_all(now)
+        changed = await projection.recompute_all(now)
         print(f"full recompute, {label}: {time.perf_counter() - t:.2f}s, {len(changed):,} agents updated")
 
     batch = []
@@ -87,11 +85,9 @@ async def measure(database_url: str, redis_url: str, agents: int, votes: int) ->
         event.voted_at.FromDatetime(now)
         batch.append(event)
     t = time.perf_counter()
-    changed = await store.apply_events(batch, now)
+    changed = await projection.apply_events(batch, now)
     print(f"incremental batch of 500 events: {time.perf_counter() - t:.2f}s, {len(changed):,} agents updated")
     await engine.dispose()
-    if redis is not None:
-        await redis.aclose()
 
 
 def main() -> None:
@@ -113,7 +109,7 @@ def main() -> None:
             stack.start_postgres()
         try:
             stack.migrate()
-            asyncio.run(measure(stack.database_url or "", os.environ.get("REDIS_URL", ""), args.agents, args.votes))
+            asyncio.run(measure(stack.database_url or "", args.agents, args.votes))
         finally:
             stack.stop()
             if base_url:

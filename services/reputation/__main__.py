@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
+from typing import Any
+
 import grpc
 from prometheus_client import Gauge
 
@@ -19,9 +22,9 @@ from services.common.config import ReputationSettings
 from services.common.credentials import service_credential
 from services.common.jobs import every
 from services.common.server import Registration, Resources, main
-from services.reputation.domain import Agents
+from services.reputation.agents import Agents
 from services.reputation.servicer import AgentService, ApiKeyService, ModerationService
-from services.reputation.store import ReputationStore
+from services.reputation.store import AgentStore, Announcements, TrendingWeights, VoteProjection
 from services.reputation.tables import processed_events
 
 CONSUMER_GROUP = "reputation"
@@ -33,8 +36,9 @@ FLAGGED_AGENTS = Gauge("reputation_flagged_agents", "Agents currently flagged (t
 
 async def setup(server: grpc.aio.Server, resources: Resources[ReputationSettings]) -> Registration:
     settings = resources.settings
-    store = ReputationStore(resources.engine, resources.redis)
-    agents = Agents(store)
+    agent_store = AgentStore(resources.engine)
+    announcements = Announcements(resources.engine, resources.redis)
+    agents = Agents(agent_store, VoteProjection(resources.engine), announcements, TrendingWeights(resources.redis))
     auth = Authenticator(
         settings.admin_key, agents.verify_key, settings.auth_cache_ttl_s, cache_grace_s=settings.cache_grace_s
     )
@@ -42,6 +46,20 @@ async def setup(server: grpc.aio.Server, resources: Resources[ReputationSettings
     agent_service_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(agents, auth), server)
     api_key_service_pb2_grpc.add_ApiKeyServiceServicer_to_server(ApiKeyService(agents, credential), server)
     moderation_service_pb2_grpc.add_ModerationServiceServicer_to_server(ModerationService(agents, credential), server)
+    return Registration(
+        services=[
+            agent_service_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+            api_key_service_pb2.DESCRIPTOR.services_by_name["ApiKeyService"].full_name,
+            moderation_service_pb2.DESCRIPTOR.services_by_name["ModerationService"].full_name,
+        ],
+        background=background_jobs(resources, agents, agent_store, announcements, auth),
+    )
+
+
+def background_jobs(
+    resources: Resources, agents: Agents, agent_store: AgentStore, announcements: Announcements, auth: Authenticator
+) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+    settings = resources.settings
 
     async def apply_vote_events() -> None:
         # Reputation must reflect a vote within 5 s: collect up to 1 s of
@@ -69,33 +87,28 @@ async def setup(server: grpc.aio.Server, resources: Resources[ReputationSettings
     async def announce_pending_revocations() -> None:
         # A rotation made while Redis was away: its revocation reaches Redis
         # (marker and announcement) as soon as Redis answers again.
-        await every(REVOCATION_RETRY_INTERVAL_S, "announce pending revocations", store.announce_pending_revocations)
+        await every(
+            REVOCATION_RETRY_INTERVAL_S, "announce pending revocations", announcements.announce_pending_revocations
+        )
 
     async def watch_flagged_agents() -> None:
         async def measure() -> None:
-            FLAGGED_AGENTS.set(await store.count_flagged())
+            FLAGGED_AGENTS.set(await agent_store.count_flagged())
 
         await every(FLAGGED_WATCH_INTERVAL_S, "flagged agents gauge", measure)
 
     async def follow_auth_changes() -> None:
         await auth.listen(resources.redis)
 
-    return Registration(
-        services=[
-            agent_service_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
-            api_key_service_pb2.DESCRIPTOR.services_by_name["ApiKeyService"].full_name,
-            moderation_service_pb2.DESCRIPTOR.services_by_name["ModerationService"].full_name,
-        ],
-        background=[
-            apply_vote_events,
-            watch_consumer_progress,
-            recompute_reputation,
-            announce_pending_revocations,
-            watch_flagged_agents,
-            follow_auth_changes,
-            prune_processed_events,
-        ],
-    )
+    return [
+        apply_vote_events,
+        watch_consumer_progress,
+        recompute_reputation,
+        announce_pending_revocations,
+        watch_flagged_agents,
+        follow_auth_changes,
+        prune_processed_events,
+    ]
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from services.common.auth import Authenticator
 from services.common.convert import timestamp
 from services.common.credentials import require_service
 from services.common.errors import NotFound
-from services.reputation.domain import Agents
+from services.reputation.agents import Agents
 from services.reputation.store import AgentRow
 
 

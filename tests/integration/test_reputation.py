@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,8 +20,8 @@ from devstack.stack import Stack
 from services.common.auth import hash_api_key
 from services.common.config import to_sqlalchemy_url
 from services.common.weights import WEIGHTS_KEY
-from services.reputation.domain import Agents
-from services.reputation.store import ReputationStore
+from services.reputation.agents import Agents
+from services.reputation.store import AgentStore, Announcements, TrendingWeights, VoteProjection
 from tests.integration.conftest import eventually, make_songs, vote
 
 pytestmark = pytest.mark.integration
@@ -32,8 +33,8 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 class History:
     """Drives the reputation domain directly with events at chosen times."""
 
-    def __init__(self, agents: Agents, store: ReputationStore) -> None:
-        self.agents, self.store = agents, store
+    def __init__(self, agents: Agents, records: AgentStore, projection: VoteProjection) -> None:
+        self.agents, self.records, self.projection = agents, records, projection
         self.now = T0
         self.prefix = uuid.uuid4().hex[:6]
 
@@ -42,7 +43,7 @@ class History:
 
     async def register(self, *shorts: str) -> None:
         for short in shorts:
-            await self.store.create_agent(self.name(short), short, hash_api_key(uuid.uuid4().hex))
+            await self.records.create_agent(self.name(short), short, hash_api_key(uuid.uuid4().hex))
 
     async def events(self, *specs: tuple[str, str, str, int]) -> None:
         """(type, agent, item, direction) each, applied as one batch at self.now."""
@@ -63,16 +64,17 @@ class History:
         await self.agents.apply_vote_events(batch)
 
     async def score(self, short: str) -> int:
-        return (await self.store.get_agent(self.name(short))).reputation_score
+        return (await self.records.get_agent(self.name(short))).reputation_score
 
 
-def run_history(stack: Stack, body) -> None:  # type: ignore[no-untyped-def]
+def run_history(stack: Stack, body: Callable[[History, Redis], Awaitable[None]]) -> None:
     async def main() -> None:
         engine = create_async_engine(to_sqlalchemy_url(stack.database_url or ""))
         redis = Redis.from_url(stack.redis_url or "", decode_responses=True)
-        store = ReputationStore(engine, redis)
+        records, projection = AgentStore(engine), VoteProjection(engine)
+        agents = Agents(records, projection, Announcements(engine, redis), TrendingWeights(redis))
         try:
-            await body(History(Agents(store), store), redis)
+            await body(History(agents, records, projection), redis)
         finally:
             await redis.aclose()
             await engine.dispose()
@@ -106,7 +108,7 @@ def test_time_bonus_uses_whole_days_since_the_first_vote(stack: Stack) -> None:
         assert await h.score("a") == 7
         h.now = T0 + timedelta(days=2000)
         # Only this agent: a full pass at a far-future clock would age everyone.
-        await h.store.recompute_agents([h.name("a")], h.now)
+        await h.projection.recompute_agents([h.name("a")], h.now)
         assert await h.score("a") == 4 + 100
 
     run_history(stack, body)

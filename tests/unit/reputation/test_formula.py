@@ -4,7 +4,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.reputation.engine import days_active, reputation, trending_weight
+from services.reputation.formula import (
+    MAX_REPUTATION,
+    agrees,
+    days_active,
+    reputation,
+    sign_flipped,
+    trending_weight,
+    vote_earns,
+)
 
 
 def test_formula_matches_the_contract() -> None:
@@ -18,7 +26,7 @@ def test_formula_matches_the_contract() -> None:
 
 @pytest.mark.parametrize("days", range(0, 2100, 7))
 def test_sql_time_bonus_equals_the_float_formula(days: int) -> None:
-    # store.py computes min(days // 10, 100) in SQL; it must equal the contract's float form.
+    # store/projection.py computes min(days // 10, 100) in SQL; it must equal the contract's float form.
     for votes in (0, 1, 57, 998):
         assert reputation(votes, 0, days) == min(1000, votes + min(days // 10, 100))
 
@@ -35,3 +43,28 @@ def test_trending_weight_is_monotonic_and_zero_when_flagged() -> None:
     weights = [trending_weight(score, flagged=False) for score in range(0, 1001, 50)]
     assert weights == sorted(weights) and weights[0] == 1.0 and weights[-1] == 5.0
     assert trending_weight(1000, flagged=True) == 0.0
+
+
+def test_trending_weight_is_bounded_outside_the_reputation_range() -> None:
+    assert trending_weight(-5, flagged=False) == 1.0
+    assert trending_weight(MAX_REPUTATION * 2, flagged=False) == 5.0
+    assert trending_weight(0, flagged=True) == 0.0
+
+
+def test_a_vote_agrees_with_the_sign_of_the_items_score() -> None:
+    assert agrees(1, 3) and agrees(-1, -1)
+    assert not agrees(1, -2) and not agrees(-1, 7)
+    assert not agrees(1, 0) and not agrees(-1, 0)  # an item at 0 agrees with nobody
+
+
+def test_only_votes_cast_while_unflagged_earn() -> None:
+    assert vote_earns(agent_flagged=False) is True
+    assert vote_earns(agent_flagged=True) is False
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "flipped"),
+    [(1, 2, False), (-3, -1, False), (0, 0, False), (1, 0, True), (0, -1, True), (-1, 1, True), (0, 5, True)],
+)
+def test_sign_flips(before: int, after: int, flipped: bool) -> None:
+    assert sign_flipped(before, after) is flipped

@@ -1,0 +1,131 @@
+"""Agent rows and their API keys: registration, lookups, tier and flag, the leaderboard."""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common.errors import AlreadyExists, NotFound
+from services.reputation.store.rows import AgentRow, AgentScore
+from services.reputation.tables import agents, api_keys
+
+_AGENT_COLUMNS = [getattr(agents.c, f) for f in AgentRow.__dataclass_fields__]
+
+
+class AgentStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        # Reads run in autocommit: no BEGIN/ROLLBACK round trips around a
+        # single SELECT (writes use engine.begin() and real transactions).
+        self.reads = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def create_agent(self, agent_id: str, name: str, key_hash: bytes) -> AgentRow:
+        try:
+            async with self.engine.begin() as conn:
+                row = (
+                    await conn.execute(insert(agents).values(id=agent_id, name=name).returning(*_AGENT_COLUMNS))
+                ).one()
+                await conn.execute(insert(api_keys).values(key_hash=key_hash, agent_id=agent_id))
+        except IntegrityError:
+            raise AlreadyExists(f"agent {agent_id!r} already exists; choose another id") from None
+        return AgentRow(*row)
+
+    async def get_agent(self, agent_id: str) -> AgentRow:
+        async with self.reads.connect() as conn:
+            row = (await conn.execute(select(*_AGENT_COLUMNS).where(agents.c.id == agent_id))).one_or_none()
+        if row is None:
+            raise NotFound(f"agent {agent_id!r} does not exist")
+        return AgentRow(*row)
+
+    async def agent_for_key(self, key_hash: bytes) -> AgentRow | None:
+        """The agent whose live (not revoked) key has this hash."""
+        query = (
+            select(*_AGENT_COLUMNS)
+            .join(api_keys, api_keys.c.agent_id == agents.c.id)
+            .where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
+        )
+        async with self.reads.connect() as conn:
+            row = (await conn.execute(query)).one_or_none()
+        return None if row is None else AgentRow(*row)
+
+    async def update_agent(self, agent_id: str, tier: str | None, flagged: bool | None, flag_reason: str) -> AgentRow:
+        """Sets what is not None; `flag_reason` is the reason a new flag gets."""
+        values: dict[str, object] = {}
+        if tier is not None:
+            values["tier"] = tier
+        if flagged is not None:
+            values["flagged"] = flagged
+            if flagged:
+                # Keep the reason and time of an automatic flag; otherwise say who.
+                values["flag_reason"] = func.coalesce(func.nullif(agents.c.flag_reason, ""), flag_reason)
+                values["flagged_at"] = func.coalesce(agents.c.flagged_at, func.now())
+            else:
+                values["flag_reason"] = ""
+                values["flagged_at"] = None
+        statement = update(agents).where(agents.c.id == agent_id).returning(*_AGENT_COLUMNS)
+        if values:
+            statement = statement.values(**values)
+        else:  # nothing to change: still answer with the agent
+            statement = statement.values(id=agents.c.id)
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(statement)).one_or_none()
+        if row is None:
+            raise NotFound(f"agent {agent_id!r} does not exist")
+        return AgentRow(*row)
+
+    async def replace_key(self, agent_id: str, new_hash: bytes) -> bytes | None:
+        """Revokes the agent's live key and stores the new one; returns the old hash."""
+        async with self.engine.begin() as conn:
+            exists = (
+                await conn.execute(select(agents.c.id).where(agents.c.id == agent_id).with_for_update())
+            ).one_or_none()
+            if exists is None:
+                raise NotFound(f"agent {agent_id!r} does not exist")
+            old = (
+                await conn.execute(
+                    update(api_keys)
+                    .where(api_keys.c.agent_id == agent_id, api_keys.c.revoked_at.is_(None))
+                    .values(revoked_at=func.now())
+                    .returning(api_keys.c.key_hash)
+                )
+            ).one_or_none()
+            await conn.execute(insert(api_keys).values(key_hash=new_hash, agent_id=agent_id))
+        return None if old is None else old[0]
+
+    async def flag(self, agent_id: str, reason: str) -> bool:
+        """Flags the agent unless it already is; True when this call flagged it."""
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    update(agents)
+                    .where(agents.c.id == agent_id, agents.c.flagged.is_(False))
+                    .values(flagged=True, flag_reason=reason, flagged_at=func.now())
+                    .returning(agents.c.id)
+                )
+            ).one_or_none()
+        return row is not None
+
+    async def leaderboard(self, limit: int, after: tuple[int, str] | None) -> list[AgentRow]:
+        """Highest reputation first, id breaks ties; `after` is the last (score, id) seen."""
+        query = select(*_AGENT_COLUMNS).order_by(agents.c.reputation_score.desc(), agents.c.id).limit(limit)
+        if after is not None:
+            score, agent_id = after
+            query = query.where(
+                or_(
+                    agents.c.reputation_score < score,
+                    and_(agents.c.reputation_score == score, agents.c.id > agent_id),
+                )
+            )
+        async with self.reads.connect() as conn:
+            return [AgentRow(*row) for row in await conn.execute(query)]
+
+    async def all_scores(self) -> list[AgentScore]:
+        """Every agent's reputation and flag (for republishing every trending weight)."""
+        async with self.reads.connect() as conn:
+            result = await conn.execute(select(agents.c.id, agents.c.reputation_score, agents.c.flagged))
+            return [AgentScore(*row) for row in result]
+
+    async def count_flagged(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).where(agents.c.flagged))).scalar_one())
