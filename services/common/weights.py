@@ -1,7 +1,7 @@
 """The trending-weight hash: kept by the reputation service, read by the ranking service.
 
 A Redis hash: field = agent id, value = the weight one vote of that agent
-carries in trending (services/reputation/engine.py:trending_weight). An agent
+carries in trending (services/reputation/formula.py:trending_weight). An agent
 not in the hash (new, or not yet published) weighs DEFAULT_WEIGHT.
 """
 

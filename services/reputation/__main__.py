@@ -57,7 +57,11 @@ async def setup(server: grpc.aio.Server, resources: Resources[ReputationSettings
 
 
 def background_jobs(
-    resources: Resources, agents: Agents, agent_store: AgentStore, announcements: Announcements, auth: Authenticator
+    resources: Resources[ReputationSettings],
+    agents: Agents,
+    agent_store: AgentStore,
+    announcements: Announcements,
+    auth: Authenticator,
 ) -> list[Callable[[], Coroutine[Any, Any, None]]]:
     settings = resources.settings
 
