@@ -19,7 +19,7 @@ from services.common.server import Registration, Resources, main
 from services.ranking.catalog import Catalog
 from services.ranking.rankings import Rankings
 from services.ranking.servicer import CatalogService, RankingService
-from services.ranking.store import RankingStore
+from services.ranking.store import RankingStores
 from services.ranking.tables import processed_events
 
 CONSUMER_GROUP = "ranking"
@@ -27,8 +27,16 @@ CONSUMER_GROUP = "ranking"
 
 async def setup(server: grpc.aio.Server, resources: Resources[RankingSettings]) -> Registration:
     settings = resources.settings
-    store = RankingStore(resources.engine, resources.redis, resources.redis_at_most_once, resources.redis_hot_path)
-    rankings = Rankings(store, half_life_s=settings.trending_half_life_h * 3600)
+    stores = RankingStores.open(
+        resources.engine, resources.redis, resources.redis_at_most_once, resources.redis_hot_path
+    )
+    rankings = Rankings(
+        stores.projection,
+        stores.trending_sets,
+        stores.catalog,
+        stores.charts,
+        half_life_s=settings.trending_half_life_h * 3600,
+    )
     reputation = internal_channel(settings, "reputation")
     auth = Authenticator(
         settings.admin_key,
@@ -37,7 +45,7 @@ async def setup(server: grpc.aio.Server, resources: Resources[RankingSettings]) 
         revocations=resources.redis,
         cache_grace_s=settings.cache_grace_s,
     )
-    catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogService(Catalog(store), auth), server)
+    catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogService(Catalog(stores.catalog), auth), server)
     ranking_service_pb2_grpc.add_RankingServiceServicer_to_server(RankingService(rankings), server)
 
     async def apply_vote_events() -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from services.common import pagination, validation
 from services.common.auth import Caller
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.singleflight import SingleFlight
+from services.ranking.items import ItemT, Song, Tool
 from services.ranking.search import prefix_query, searchable
-from services.ranking.store import RankingStore
 
 PLATFORM_PATTERN = re.compile(r"[a-z0-9_]{1,100}")
 MAX_FEATURES = 50
@@ -61,40 +61,64 @@ def validate_tool(fields: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class CatalogStorePort(Protocol):
+    """What Catalog needs of the catalog store (services/ranking/store/catalog.py).
+
+    create_item raises AlreadyExists for an id in use or once deleted;
+    get_item and delete_item raise NotFound for an unknown id."""
+
+    async def create_item(self, kind: type[ItemT], values: dict[str, Any]) -> ItemT: ...
+
+    async def get_item(self, kind: type[ItemT], item_id: str) -> ItemT: ...
+
+    async def list_items(
+        self,
+        kind: type[ItemT],
+        filters: dict[str, str],
+        search: str | None,
+        limit: int,
+        after: tuple[str, str] | None,
+    ) -> list[ItemT]: ...
+
+    async def delete_item(self, item_type: str, item_id: str) -> None: ...
+
+
 class Catalog:
-    def __init__(self, store: RankingStore) -> None:
+    def __init__(self, store: CatalogStorePort) -> None:
         self.store = store
         # Concurrent reads of one item share a Redis round trip (a hot song
         # polled by many clients); nothing is cached, so none is staler than
         # the read already in flight.
         self._reads = SingleFlight()
 
-    async def create_song(self, caller: Caller, fields: dict[str, Any]) -> dict[str, Any]:
+    async def create_song(self, caller: Caller, fields: dict[str, Any]) -> Song:
         values = validate_song(fields)
         values["submitted_by"] = caller.agent_id
         values["search_text"] = searchable(values["title"], values["artist"])
-        return await self.store.create_item("song", values)
+        return await self.store.create_item(Song, values)
 
-    async def create_tool(self, caller: Caller, fields: dict[str, Any]) -> dict[str, Any]:
+    async def create_tool(self, caller: Caller, fields: dict[str, Any]) -> Tool:
         if not caller.is_admin:
             raise PermissionDenied("adding a tool needs the admin key")
         values = validate_tool(fields)
         values["search_text"] = searchable(values["name"])
-        return await self.store.create_item("tool", values)
+        return await self.store.create_item(Tool, values)
 
-    async def get(self, item_type: str, item_id: str) -> dict[str, Any]:
-        item_id = validation.identifier(f"{item_type}_id", item_id)
-        item = await self._reads.do((item_type, item_id), lambda: self.store.get_item(item_type, item_id))
-        return dict(item)  # each caller its own copy of the shared answer
+    async def get(self, kind: type[ItemT], item_id: str) -> ItemT:
+        item_id = validation.identifier(f"{kind.item_type}_id", item_id)
+        # Callers share the answer: items are frozen.
+        item: ItemT = await self._reads.do((kind.item_type, item_id), lambda: self.store.get_item(kind, item_id))
+        return item
 
-    async def delete(self, caller: Caller, item_type: str, item_id: str) -> None:
+    async def delete(self, caller: Caller, kind: type[Song] | type[Tool], item_id: str) -> None:
+        item_type = kind.item_type
         if not caller.is_admin:
             raise PermissionDenied(f"deleting a {item_type} needs the admin key")
         await self.store.delete_item(item_type, validation.identifier(f"{item_type}_id", item_id))
 
     async def list(
-        self, item_type: str, filters: dict[str, str], query: str, page_size: int, page_token: str
-    ) -> tuple[list[dict[str, Any]], str]:
+        self, kind: type[ItemT], filters: dict[str, str], query: str, page_size: int, page_token: str
+    ) -> tuple[list[ItemT], str]:
         filters = {name: validation.text(name, value, max_len=100) for name, value in filters.items()}
         query = validation.text("q", query, max_len=200)
         search = prefix_query(query) if query else None
@@ -106,8 +130,8 @@ class Catalog:
         return await pagination.paginate(
             page_size,
             page_token,
-            lambda limit, after: self.store.list_items(item_type, filters, search, limit, after),
-            lambda row: [row["created_at"].isoformat(), row["id"]],
+            lambda limit, after: self.store.list_items(kind, filters, search, limit, after),
+            lambda item: [item.created_at.isoformat(), item.id],
             parse,
-            scope=pagination.list_scope(item_type, q=query, **filters),
+            scope=pagination.list_scope(kind.item_type, q=query, **filters),
         )

@@ -62,6 +62,17 @@ class Tally:
         return self.up - self.down
 
 
+@dataclass(frozen=True)
+class HistoryPoint:
+    """An item's place on one day's daily chart (frozen in chart_snapshots, or today's live one)."""
+
+    day: date
+    rank: int
+    score: int
+    up_votes: int
+    down_votes: int
+
+
 def rank(tallies: list[Tally], sort: str) -> list[Tally]:
     if sort == "best":
         key = lambda t: (-wilson_lower_bound(t.up, t.down), -t.up, t.item_id)  # noqa: E731

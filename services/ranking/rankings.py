@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from cachetools import TTLCache
 
+from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.common import validation
 from services.common.errors import InvalidArgument, NotFound
 from services.common.singleflight import SingleFlight
 from services.ranking import charts, trending
-from services.ranking.charts import Tally
-from services.ranking.store import RankingStore, TrendClock
+from services.ranking.charts import HistoryPoint, Tally
+from services.ranking.items import Item, title_and_artist
+from services.ranking.trending import TrendClock
 
 log = logging.getLogger("rankings")
 
@@ -26,7 +28,53 @@ HISTORY_DEFAULT_DAYS, HISTORY_MAX_DAYS = 30, 365
 COLLECTIONS = {"songs": "song", "tools": "tool", "song": "song", "tool": "tool"}
 
 
-@dataclass
+# -- ports: what Rankings needs of the stores (services/ranking/store/) ------------------
+
+
+class ProjectionPort(Protocol):
+    async def apply_events(self, events: Iterable[VoteEvent], trend: TrendClock) -> int: ...
+
+    async def reweigh_agent(self, agent_id: str, trend: TrendClock) -> int: ...
+
+
+class TrendingSetsPort(Protocol):
+    async def top(self, key: str, limit: int) -> list[tuple[str, float]]: ...
+
+    async def top_in_all(self, keys: list[str], limit: int) -> list[tuple[str, float]]: ...
+
+    async def scores(self, item_type: str, ids: list[str]) -> dict[str, float]: ...
+
+    async def epoch(self) -> datetime | None: ...
+
+    async def set_epoch(self, epoch: datetime) -> None: ...
+
+    async def rebuild(self, trend: TrendClock) -> int: ...
+
+
+class ItemsPort(Protocol):
+    async def items_by_id(self, item_type: str, ids: list[str]) -> Mapping[str, Item]: ...
+
+
+class ChartStorePort(Protocol):
+    async def window_tallies(
+        self, item_type: str, first: date | None, last: date, filters: dict[str, str]
+    ) -> list[Tally]: ...
+
+    async def snapshot_stats(self, item_type: str, ids: list[str], until: date) -> dict[str, tuple[int, int]]: ...
+
+    async def snapshotted_days(self, item_type: str) -> set[date]: ...
+
+    async def tally_days(self, item_type: str, before: date) -> set[date]: ...
+
+    async def save_snapshot(self, item_type: str, day: date, ranked: list[Tally]) -> None: ...
+
+    async def history(self, item_type: str, item_id: str, first: date, last: date) -> list[HistoryPoint]: ...
+
+
+# -- answers -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
 class Entry:
     """One chart row, before it becomes a ChartEntry proto."""
 
@@ -43,6 +91,29 @@ class Entry:
     movement: str
     peak_rank: int
     days_on_chart: int
+
+
+@dataclass(frozen=True)
+class TrendingLists:
+    songs: list[Entry]
+    tools: list[Entry]
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class TopChart:
+    period: str
+    date: str
+    item_type: str
+    entries: list[Entry]
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ItemHistory:
+    item_type: str
+    item_id: str
+    points: list[HistoryPoint]
 
 
 EARLIEST_DAY = date(2000, 1, 1)
@@ -67,8 +138,19 @@ def parse_day(value: str, today: date) -> date:
 
 
 class Rankings:
-    def __init__(self, store: RankingStore, half_life_s: float, clock: Callable[[], datetime] | None = None) -> None:
-        self.store = store
+    def __init__(
+        self,
+        projection: ProjectionPort,
+        trending_sets: TrendingSetsPort,
+        items: ItemsPort,
+        chart_store: ChartStorePort,
+        half_life_s: float,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.projection = projection
+        self.trending_sets = trending_sets
+        self.items = items
+        self.chart_store = chart_store
         self.half_life_s = half_life_s
         self.clock = clock or (lambda: datetime.now(UTC))
         # Replaced by the epoch stored in Redis at the first rebuild (at start).
@@ -77,14 +159,14 @@ class Rankings:
         self._charts: TTLCache[tuple, tuple[list[Entry], datetime]] = TTLCache(maxsize=2048, ttl=1.0)
         # Trending must reflect a vote within 2 s: half a second of reuse
         # (plus the gateway's 1 s edge cache) stays inside that.
-        self._trending: TTLCache[tuple, dict[str, Any]] = TTLCache(maxsize=1024, ttl=0.5)
+        self._trending: TTLCache[tuple, TrendingLists] = TTLCache(maxsize=1024, ttl=0.5)
         # Today's daily ranks, shared by every history read (one ranking per
         # second at most, however many items are asked for), and the history
         # answers themselves: the edge does not cache history (one entry per
         # item would be unbounded there), so the service keeps a bounded set.
         self._today_ranks: TTLCache[tuple, dict[str, tuple[int, Tally]]] = TTLCache(maxsize=4, ttl=1.0)
         # Both within the charts' 2 s freshness bound together.
-        self._histories: TTLCache[tuple, dict[str, Any]] = TTLCache(maxsize=4096, ttl=1.0)
+        self._histories: TTLCache[tuple, ItemHistory] = TTLCache(maxsize=4096, ttl=1.0)
         # A batch reads the voters' weights before it writes; re-weighing an
         # agent waits for that batch, so none of its votes keeps a stale weight.
         self._weights_lock = asyncio.Lock()
@@ -109,14 +191,14 @@ class Rankings:
 
     # -- applying votes ----------------------------------------------------------
 
-    async def apply_vote_events(self, events: list) -> None:
+    async def apply_vote_events(self, events: list[VoteEvent]) -> None:
         async with self._weights_lock:
-            await self.store.apply_events(events, self.trend())
+            await self.projection.apply_events(events, self.trend())
 
     async def agent_changed(self, agent_id: str) -> None:
         """The agent's weight may have changed (flagged, cleared): re-weigh its votes."""
         async with self._weights_lock:
-            await self.store.reweigh_agent(agent_id, self.trend())
+            await self.projection.reweigh_agent(agent_id, self.trend())
 
     async def rebuild_trending(self) -> int:
         """Recomputes the trending sets from the vote projection; moves the
@@ -126,18 +208,18 @@ class Rankings:
 
     async def _rebuild_trending(self) -> int:
         now = self.clock()
-        stored = await self.store.trending_epoch()
+        stored = await self.trending_sets.epoch()
         if stored is not None:
             self.epoch = stored
         if stored is None or trending.needs_new_epoch(now, self.epoch, self.half_life_s):
             self.epoch = now.replace(minute=0, second=0, microsecond=0)
-            await self.store.set_trending_epoch(self.epoch)
+            await self.trending_sets.set_epoch(self.epoch)
             log.info("trending epoch set to %s", self.epoch.isoformat())
-        return await self.store.rebuild_trending(self.trend())
+        return await self.trending_sets.rebuild(self.trend())
 
     # -- trending ----------------------------------------------------------------
 
-    async def trending(self, limit: int, genre: str, platform: str, category: str) -> dict[str, Any]:
+    async def trending(self, limit: int, genre: str, platform: str, category: str) -> TrendingLists:
         limit = validation.count("limit", limit, default=TRENDING_DEFAULT, maximum=TRENDING_MAX)
         genre, platform, category = (
             validation.text(name, value, max_len=100)
@@ -145,36 +227,37 @@ class Rankings:
         )
         key = (limit, genre, platform, category)
 
-        async def compute() -> dict[str, Any]:
+        async def compute() -> TrendingLists:
             now = self.clock()
             song_keys = [
                 trending.key_for_filter("song", n, v) for n, v in (("genre", genre), ("platform", platform)) if v
             ]
             tool_keys = [trending.key_for_filter("tool", "category", category)] if category else []
-            return {
-                "songs": await self._trending_entries("song", song_keys, limit, now),
-                "tools": await self._trending_entries("tool", tool_keys, limit, now),
-                "updated_at": now,
-            }
+            return TrendingLists(
+                songs=await self._trending_entries("song", song_keys, limit, now),
+                tools=await self._trending_entries("tool", tool_keys, limit, now),
+                updated_at=now,
+            )
 
         return await self._cached(self._trending, ("trending", *key), compute)
 
     async def _trending_entries(self, item_type: str, filter_keys: list[str], limit: int, now: datetime) -> list[Entry]:
         if len(filter_keys) > 1:
-            members = await self.store.trending_intersection(filter_keys, limit)
+            members = await self.trending_sets.top_in_all(filter_keys, limit)
         else:
-            members = await self.store.trending_ids(filter_keys[0] if filter_keys else f"trending:{item_type}", limit)
-        rows = await self.store.items_by_id(item_type, [m for m, _ in members])
+            members = await self.trending_sets.top(filter_keys[0] if filter_keys else f"trending:{item_type}", limit)
+        rows = await self.items.items_by_id(item_type, [m for m, _ in members])
         members = [(m, s) for m, s in members if m in rows]
         yesterday = now.date() - timedelta(days=1)
-        stats = await self.store.snapshot_stats(item_type, [m for m, _ in members], yesterday)
+        stats = await self.chart_store.snapshot_stats(item_type, [m for m, _ in members], yesterday)
         previous = await self._daily_ranks(item_type, yesterday)
         return [
             _entry(
                 rank,
                 item_type,
+                item_id,
                 rows[item_id],
-                (rows[item_id]["up_votes"], rows[item_id]["down_votes"]),
+                (rows[item_id].up_votes, rows[item_id].down_votes),
                 round(trending.unscale(stored, now, self.epoch, self.half_life_s), 6),
                 previous.get(item_id),
                 stats.get(item_id, (0, 0)),
@@ -186,7 +269,7 @@ class Rankings:
 
     async def top_chart(
         self, period: str, day_text: str, item_type: str, limit: int, sort: str, genre: str, platform: str
-    ) -> dict[str, Any]:
+    ) -> TopChart:
         period = validation.choice("period", period, charts.PERIODS)
         item_type = validation.choice("item_type", item_type, validation.ITEM_TYPES, default="song")
         sort = validation.choice("sort", sort, charts.SORTS, default="score")
@@ -203,18 +286,14 @@ class Rankings:
             return await self._chart(period, day, item_type, limit, sort, filters, now), now
 
         entries, updated_at = await self._cached(self._charts, key, compute)
-        return {
-            "period": period,
-            "date": day.isoformat(),
-            "item_type": item_type,
-            "entries": entries,
-            "updated_at": updated_at,
-        }
+        return TopChart(
+            period=period, date=day.isoformat(), item_type=item_type, entries=entries, updated_at=updated_at
+        )
 
     async def _ranked(self, period: str, day: date, item_type: str, sort: str, filters: dict[str, str]) -> list[Tally]:
         first, last = charts.window(period, day)
         filters = {k: v for k, v in filters.items() if v} if item_type == "song" else {}
-        return charts.rank(await self.store.window_tallies(item_type, first, last, filters), sort)
+        return charts.rank(await self.chart_store.window_tallies(item_type, first, last, filters), sort)
 
     async def _daily_ranks(self, item_type: str, day: date) -> dict[str, int]:
         ranked = await self._ranked("daily", day, item_type, "score", {})
@@ -229,8 +308,8 @@ class Rankings:
             t.item_id: n for n, t in enumerate(await self._ranked(period, previous_day, item_type, sort, filters), 1)
         }
         ids = [t.item_id for t in ranked]
-        rows = await self.store.items_by_id(item_type, ids)
-        stats = await self.store.snapshot_stats(item_type, ids, min(day, now.date() - timedelta(days=1)))
+        rows = await self.items.items_by_id(item_type, ids)
+        stats = await self.chart_store.snapshot_stats(item_type, ids, min(day, now.date() - timedelta(days=1)))
         live = await self._daily_ranks(item_type, day) if day >= now.date() else {}
         trend_scores = await self._trend_scores(item_type, ids, now)
         entries = []
@@ -239,20 +318,27 @@ class Rankings:
             if tally.item_id in live:  # today counts as a day on the chart too
                 peak = min(peak, live[tally.item_id]) if peak else live[tally.item_id]
                 days += 1
-            row = rows.get(tally.item_id, {"id": tally.item_id})
-            scores = trend_scores.get(tally.item_id, 0.0)
             entries.append(
-                _entry(rank, item_type, row, (tally.up, tally.down), scores, previous.get(tally.item_id), (peak, days))
+                _entry(
+                    rank,
+                    item_type,
+                    tally.item_id,
+                    rows.get(tally.item_id),
+                    (tally.up, tally.down),
+                    trend_scores.get(tally.item_id, 0.0),
+                    previous.get(tally.item_id),
+                    (peak, days),
+                )
             )
         return entries
 
     async def _trend_scores(self, item_type: str, ids: list[str], now: datetime) -> dict[str, float]:
-        stored = await self.store.trending_scores(item_type, ids)
+        stored = await self.trending_sets.scores(item_type, ids)
         return {i: round(trending.unscale(s, now, self.epoch, self.half_life_s), 6) for i, s in stored.items()}
 
     # -- history and snapshots -------------------------------------------------------
 
-    async def history(self, collection: str, item_id: str, days: int) -> dict[str, Any]:
+    async def history(self, collection: str, item_id: str, days: int) -> ItemHistory:
         item_type = COLLECTIONS.get(collection)
         if item_type is None:
             raise InvalidArgument("collection", "must be songs or tools")
@@ -261,30 +347,19 @@ class Rankings:
         today = self.clock().date()
 
         # Checked on every read (one key lookup): a deleted item is 404 at once.
-        if not await self.store.items_by_id(item_type, [item_id]):
+        if not await self.items.items_by_id(item_type, [item_id]):
             raise NotFound(f"{item_type} {item_id!r} does not exist")
 
-        async def compute() -> dict[str, Any]:
+        async def compute() -> ItemHistory:
             first = today - timedelta(days=days - 1)
-            points = [
-                {
-                    "date": p["day"],
-                    "rank": p["rank"],
-                    "score": p["score"],
-                    "up_votes": p["up_votes"],
-                    "down_votes": p["down_votes"],
-                }
-                for p in await self.store.history(item_type, item_id, first, today - timedelta(days=1))
-            ]
+            points = list(await self.chart_store.history(item_type, item_id, first, today - timedelta(days=1)))
             ranks = await self._cached(
                 self._today_ranks, (item_type, today), lambda: self._ranks_today(item_type, today)
             )
             if item_id in ranks:
                 rank, tally = ranks[item_id]
-                points.append(
-                    {"date": today, "rank": rank, "score": tally.score, "up_votes": tally.up, "down_votes": tally.down}
-                )
-            return {"item_type": item_type, "item_id": item_id, "points": points}
+                points.append(HistoryPoint(today, rank, tally.score, tally.up, tally.down))
+            return ItemHistory(item_type=item_type, item_id=item_id, points=points)
 
         return await self._cached(self._histories, (item_type, item_id, days, today), compute)
 
@@ -298,9 +373,11 @@ class Rankings:
         today = self.clock().date()
         written = 0
         for item_type in validation.ITEM_TYPES:
-            missing = await self.store.tally_days(item_type, today) - await self.store.snapshotted_days(item_type)
+            tallied = await self.chart_store.tally_days(item_type, today)
+            missing = tallied - await self.chart_store.snapshotted_days(item_type)
             for day in sorted(missing | {today - timedelta(days=1)}):
-                await self.store.save_snapshot(item_type, day, await self._ranked("daily", day, item_type, "score", {}))
+                ranked = await self._ranked("daily", day, item_type, "score", {})
+                await self.chart_store.save_snapshot(item_type, day, ranked)
                 written += 1
         return written
 
@@ -308,7 +385,8 @@ class Rankings:
 def _entry(
     rank: int,
     item_type: str,
-    row: dict[str, Any],
+    item_id: str,
+    item: Item | None,
     votes: tuple[int, int],
     trending_score: float,
     previous: int | None,
@@ -316,12 +394,13 @@ def _entry(
 ) -> Entry:
     """One ChartEntry's fields, for trending and period charts alike."""
     up, down = votes
+    title, artist = title_and_artist(item)
     return Entry(
         rank=rank,
         item_type=item_type,
-        item_id=row["id"],
-        title=row.get("title") or row.get("name", ""),
-        artist=row.get("artist", ""),
+        item_id=item_id,
+        title=title,
+        artist=artist,
         up_votes=up,
         down_votes=down,
         score=up - down,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import grpc
 from google.protobuf import json_format, struct_pb2
 
@@ -19,46 +17,48 @@ from aimusicstore.ranking.v1 import ranking_service_pb2 as ranking_pb
 from services.common.auth import Authenticator
 from services.common.convert import timestamp
 from services.ranking.catalog import Catalog
+from services.ranking.charts import HistoryPoint
+from services.ranking.items import Song, Tool
 from services.ranking.rankings import Entry, Rankings
 
 
-def song_proto(row: dict[str, Any]) -> catalog_pb2.Song:
+def song_proto(song: Song) -> catalog_pb2.Song:
     return catalog_pb2.Song(
-        id=row["id"],
-        title=row["title"],
-        artist=row["artist"],
-        platform=row["platform"],
-        platform_url=row["platform_url"],
-        genre=row["genre"],
-        mood=row["mood"],
-        tempo=row["tempo"],
-        submitted_by=row["submitted_by"],
-        created_at=timestamp(row["created_at"]),
-        up_votes=row["up_votes"],
-        down_votes=row["down_votes"],
-        score=row["score"],
+        id=song.id,
+        title=song.title,
+        artist=song.artist,
+        platform=song.platform,
+        platform_url=song.platform_url,
+        genre=song.genre,
+        mood=song.mood,
+        tempo=song.tempo,
+        submitted_by=song.submitted_by,
+        created_at=timestamp(song.created_at),
+        up_votes=song.up_votes,
+        down_votes=song.down_votes,
+        score=song.score,
     )
 
 
-def tool_proto(row: dict[str, Any]) -> catalog_pb2.Tool:
+def tool_proto(tool: Tool) -> catalog_pb2.Tool:
     pricing = struct_pb2.Struct()
-    pricing.update(row["pricing"])
-    rating = row["rating_sum"] / row["rating_count"] if row["rating_count"] else 0.0
+    pricing.update(tool.pricing)
+    rating = tool.rating_sum / tool.rating_count if tool.rating_count else 0.0
     return catalog_pb2.Tool(
-        id=row["id"],
-        name=row["name"],
-        website=row["website"],
-        affiliate_link=row["affiliate_link"],
-        commission_rate=row["commission_rate"],
-        category=row["category"],
-        features=row["features"],
+        id=tool.id,
+        name=tool.name,
+        website=tool.website,
+        affiliate_link=tool.affiliate_link,
+        commission_rate=tool.commission_rate,
+        category=tool.category,
+        features=tool.features,
         pricing=pricing,
-        created_at=timestamp(row["created_at"]),
-        up_votes=row["up_votes"],
-        down_votes=row["down_votes"],
-        score=row["score"],
+        created_at=timestamp(tool.created_at),
+        up_votes=tool.up_votes,
+        down_votes=tool.down_votes,
+        score=tool.score,
         rating=round(rating, 3),
-        review_count=row["review_count"],
+        review_count=tool.review_count,
     )
 
 
@@ -83,17 +83,17 @@ class CatalogService(catalog_service_pb2_grpc.CatalogServiceServicer):
         return song_proto(await self.catalog.create_song(caller, fields))
 
     async def GetSong(self, request: pb.GetSongRequest, context: grpc.aio.ServicerContext) -> catalog_pb2.Song:
-        return song_proto(await self.catalog.get("song", request.song_id))
+        return song_proto(await self.catalog.get(Song, request.song_id))
 
     async def ListSongs(self, request: pb.ListSongsRequest, context: grpc.aio.ServicerContext) -> pb.ListSongsResponse:
         filters = {"platform": request.platform, "genre": request.genre, "mood": request.mood}
-        rows, token = await self.catalog.list("song", filters, request.q, request.page_size, request.page_token)
-        return pb.ListSongsResponse(songs=[song_proto(r) for r in rows], next_page_token=token)
+        songs, token = await self.catalog.list(Song, filters, request.q, request.page_size, request.page_token)
+        return pb.ListSongsResponse(songs=[song_proto(s) for s in songs], next_page_token=token)
 
     async def DeleteSong(
         self, request: pb.DeleteSongRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteSongResponse:
-        await self.catalog.delete(await self.auth.caller(context), "song", request.song_id)
+        await self.catalog.delete(await self.auth.caller(context), Song, request.song_id)
         return pb.DeleteSongResponse()
 
     async def CreateTool(self, request: pb.CreateToolRequest, context: grpc.aio.ServicerContext) -> catalog_pb2.Tool:
@@ -112,23 +112,33 @@ class CatalogService(catalog_service_pb2_grpc.CatalogServiceServicer):
         return tool_proto(await self.catalog.create_tool(caller, fields))
 
     async def GetTool(self, request: pb.GetToolRequest, context: grpc.aio.ServicerContext) -> catalog_pb2.Tool:
-        return tool_proto(await self.catalog.get("tool", request.tool_id))
+        return tool_proto(await self.catalog.get(Tool, request.tool_id))
 
     async def ListTools(self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext) -> pb.ListToolsResponse:
-        rows, token = await self.catalog.list(
-            "tool", {"category": request.category}, request.q, request.page_size, request.page_token
+        tools, token = await self.catalog.list(
+            Tool, {"category": request.category}, request.q, request.page_size, request.page_token
         )
-        return pb.ListToolsResponse(tools=[tool_proto(r) for r in rows], next_page_token=token)
+        return pb.ListToolsResponse(tools=[tool_proto(t) for t in tools], next_page_token=token)
 
     async def DeleteTool(
         self, request: pb.DeleteToolRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteToolResponse:
-        await self.catalog.delete(await self.auth.caller(context), "tool", request.tool_id)
+        await self.catalog.delete(await self.auth.caller(context), Tool, request.tool_id)
         return pb.DeleteToolResponse()
 
 
 def entry_proto(entry: Entry) -> ranking_pb.ChartEntry:
     return ranking_pb.ChartEntry(**entry.__dict__)
+
+
+def history_point_proto(point: HistoryPoint) -> ranking_pb.HistoryPoint:
+    return ranking_pb.HistoryPoint(
+        date=point.day.isoformat(),
+        rank=point.rank,
+        score=point.score,
+        up_votes=point.up_votes,
+        down_votes=point.down_votes,
+    )
 
 
 class RankingService(ranking_service_pb2_grpc.RankingServiceServicer):
@@ -140,9 +150,9 @@ class RankingService(ranking_service_pb2_grpc.RankingServiceServicer):
     ) -> ranking_pb.GetTrendingResponse:
         result = await self.rankings.trending(request.limit, request.genre, request.platform, request.category)
         return ranking_pb.GetTrendingResponse(
-            songs=[entry_proto(e) for e in result["songs"]],
-            tools=[entry_proto(e) for e in result["tools"]],
-            updated_at=timestamp(result["updated_at"]),
+            songs=[entry_proto(e) for e in result.songs],
+            tools=[entry_proto(e) for e in result.tools],
+            updated_at=timestamp(result.updated_at),
         )
 
     async def GetTopChart(
@@ -158,11 +168,11 @@ class RankingService(ranking_service_pb2_grpc.RankingServiceServicer):
             request.platform,
         )
         return ranking_pb.GetTopChartResponse(
-            period=result["period"],
-            date=result["date"],
-            item_type=result["item_type"],
-            entries=[entry_proto(e) for e in result["entries"]],
-            updated_at=timestamp(result["updated_at"]),
+            period=result.period,
+            date=result.date,
+            item_type=result.item_type,
+            entries=[entry_proto(e) for e in result.entries],
+            updated_at=timestamp(result.updated_at),
         )
 
     async def GetItemHistory(
@@ -170,7 +180,7 @@ class RankingService(ranking_service_pb2_grpc.RankingServiceServicer):
     ) -> ranking_pb.GetItemHistoryResponse:
         result = await self.rankings.history(request.collection, request.item_id, request.days)
         return ranking_pb.GetItemHistoryResponse(
-            item_type=result["item_type"],
-            item_id=result["item_id"],
-            points=[ranking_pb.HistoryPoint(**(p | {"date": p["date"].isoformat()})) for p in result["points"]],
+            item_type=result.item_type,
+            item_id=result.item_id,
+            points=[history_point_proto(p) for p in result.points],
         )

@@ -19,6 +19,8 @@ The epoch is moved forward (all sets rebuilt) before the exponent grows large.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 MAX_EXPONENT = 200.0  # rebuild with a new epoch beyond this (2**200 is far from overflow)
@@ -50,3 +52,15 @@ def keys_for(item_type: str, attributes: dict[str, str]) -> list[str]:
 
 def key_for_filter(item_type: str, name: str, value: str) -> str:
     return f"trending:{item_type}:{name}:{value}"
+
+
+@dataclass(frozen=True)
+class TrendClock:
+    """The trending scale: half-life, epoch and the clock (injectable in tests)."""
+
+    half_life_s: float
+    epoch: datetime
+    now: Callable[[], datetime]
+
+    def scaled(self, weight: float, direction: int, voted_at: datetime) -> float:
+        return scaled_contribution(weight, direction, voted_at, self.epoch, self.half_life_s)

@@ -25,7 +25,7 @@ from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from devstack.stack import Stack
 from services.common.config import to_sqlalchemy_url
 from services.ranking.rankings import Rankings
-from services.ranking.store import RankingStore
+from services.ranking.store import RankingStores
 from tests.integration.conftest import GATEWAY_MAX_STREAMS, auth, eventually, eventually_equal, unique, vote
 
 pytestmark = pytest.mark.integration
@@ -308,7 +308,15 @@ class Days:
         async def main() -> None:
             engine = create_async_engine(to_sqlalchemy_url(self.stack.database_url or ""))
             redis = Redis.from_url(self.stack.redis_url or "", decode_responses=True)
-            rankings = Rankings(RankingStore(engine, redis), half_life_s=86400, clock=lambda: self.now)
+            stores = RankingStores.open(engine, redis)
+            rankings = Rankings(
+                stores.projection,
+                stores.trending_sets,
+                stores.catalog,
+                stores.charts,
+                half_life_s=86400,
+                clock=lambda: self.now,
+            )
             try:
                 await body(rankings)
             finally:

@@ -1,0 +1,247 @@
+"""In-memory fakes of the ranking stores' ports (services/ranking/store/),
+keeping the contracts the domain relies on: unique ids never reused after a
+delete, newest-first keyset listing, window sums over the daily tallies
+joined with the catalog (so filters and deletions apply), frozen snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
+from services.common.errors import AlreadyExists, NotFound
+from services.ranking import trending
+from services.ranking.charts import HistoryPoint, Tally
+from services.ranking.items import Item, ItemT, Song, Tool
+from services.ranking.trending import TrendClock
+
+_COUNTS = {"up_votes": 0, "down_votes": 0, "score": 0, "rating_sum": 0, "rating_count": 0, "review_count": 0}
+
+
+def song(item_id: str, genre: str = "", platform: str = "udio", **values: Any) -> Song:
+    base: dict[str, Any] = {
+        "id": item_id,
+        "title": f"title {item_id}",
+        "artist": f"artist {item_id}",
+        "platform": platform,
+        "platform_url": "",
+        "genre": genre,
+        "mood": "",
+        "tempo": None,
+        "submitted_by": "agent-1",
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "up_votes": 0,
+        "down_votes": 0,
+        "score": 0,
+    }
+    return Song(**(base | values))
+
+
+def tool(item_id: str, category: str = "", **values: Any) -> Tool:
+    base: dict[str, Any] = {
+        "id": item_id,
+        "name": f"name {item_id}",
+        "website": "",
+        "affiliate_link": "",
+        "commission_rate": 0,
+        "category": category,
+        "features": [],
+        "pricing": {},
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+    } | {k: 0 for k in ("up_votes", "down_votes", "score", "rating_sum", "rating_count", "review_count")}
+    return Tool(**(base | values))
+
+
+class FakeCatalogStore:
+    """Songs and tools by type and id; created_at advances one second per create."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Item]] = {"song": {}, "tool": {}}
+        self.search_text: dict[tuple[str, str], str] = {}
+        self.deleted: set[tuple[str, str]] = set()
+        self.reads = 0
+        self._ticks = itertools.count()
+
+    def put(self, item: Item, search_text: str = "") -> Item:
+        self.items[item.item_type][item.id] = item
+        self.search_text[(item.item_type, item.id)] = search_text
+        return item
+
+    async def create_item(self, kind: type[ItemT], values: dict[str, Any]) -> ItemT:
+        key = (kind.item_type, values["id"])
+        if key in self.deleted or values["id"] in self.items[kind.item_type]:
+            raise AlreadyExists(f"{kind.item_type} {values['id']!r} already exists or was deleted")
+        row = dict(values)
+        search_text = row.pop("search_text", "")
+        names = {f.name for f in fields(kind)}
+        row = {k: v for k, v in _COUNTS.items() if k in names} | row
+        row["created_at"] = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=next(self._ticks))
+        item = kind(**row)
+        self.put(item, search_text)
+        return item
+
+    async def get_item(self, kind: type[ItemT], item_id: str) -> ItemT:
+        self.reads += 1
+        await asyncio.sleep(0)  # a round trip: concurrent readers overlap
+        item = self.items[kind.item_type].get(item_id)
+        if not isinstance(item, kind):
+            raise NotFound(f"{kind.item_type} {item_id!r} does not exist")
+        return item
+
+    async def list_items(
+        self,
+        kind: type[ItemT],
+        filters: dict[str, str],
+        search: str | None,
+        limit: int,
+        after: tuple[str, str] | None,
+    ) -> list[ItemT]:
+        if search == "":
+            return []
+        found = [i for i in self.items[kind.item_type].values() if isinstance(i, kind)]
+        found = [i for i in found if all(not v or getattr(i, k) == v for k, v in filters.items())]
+        if search is not None:
+            found = [i for i in found if _matches(search, self.search_text[(kind.item_type, i.id)])]
+        found.sort(key=lambda i: (i.created_at, i.id), reverse=True)
+        if after is not None:
+            position = (datetime.fromisoformat(after[0]), after[1])
+            found = [i for i in found if (i.created_at, i.id) < position]
+        return found[:limit]
+
+    async def items_by_id(self, item_type: str, ids: list[str]) -> dict[str, Item]:
+        return {i: self.items[item_type][i] for i in ids if i in self.items[item_type]}
+
+    async def delete_item(self, item_type: str, item_id: str) -> None:
+        if self.items[item_type].pop(item_id, None) is None:
+            raise NotFound(f"{item_type} {item_id!r} does not exist")
+        self.deleted.add((item_type, item_id))
+
+
+def _matches(prefix_query: str, search_text: str) -> bool:
+    """to_tsquery('simple', 'a:* & b:*') against the item's search text."""
+    words = re.findall(r"[^\W_]+", search_text)
+    wanted = [term.removesuffix(":*") for term in prefix_query.split(" & ")]
+    return all(any(w.startswith(prefix) for w in words) for prefix in wanted)
+
+
+class FakeTrendingSets:
+    """Sorted sets by key, scores as stored (scaled by the epoch)."""
+
+    def __init__(self) -> None:
+        self.sets: dict[str, dict[str, float]] = defaultdict(dict)
+        self.stored_epoch: datetime | None = None
+        self.rebuilt_with: list[TrendClock] = []
+
+    def add(self, item: Item, stored: float) -> None:
+        attributes = {"genre": getattr(item, "genre", ""), "platform": getattr(item, "platform", "")}
+        attributes["category"] = getattr(item, "category", "")
+        for key in trending.keys_for(item.item_type, attributes):
+            self.sets[key][item.id] = self.sets[key].get(item.id, 0.0) + stored
+
+    async def top(self, key: str, limit: int) -> list[tuple[str, float]]:
+        # ZREVRANGE: highest score first, ties by member, descending.
+        return sorted(self.sets.get(key, {}).items(), key=lambda m: (m[1], m[0]), reverse=True)[:limit]
+
+    async def top_in_all(self, keys: list[str], limit: int) -> list[tuple[str, float]]:
+        first = self.sets.get(keys[0], {})
+        common = {m: s for m, s in first.items() if all(m in self.sets.get(k, {}) for k in keys[1:])}
+        return sorted(common.items(), key=lambda m: (m[1], m[0]), reverse=True)[:limit]
+
+    async def scores(self, item_type: str, ids: list[str]) -> dict[str, float]:
+        whole = self.sets.get(f"trending:{item_type}", {})
+        return {i: whole[i] for i in ids if i in whole}
+
+    async def epoch(self) -> datetime | None:
+        return self.stored_epoch
+
+    async def set_epoch(self, epoch: datetime) -> None:
+        self.stored_epoch = epoch
+
+    async def rebuild(self, trend: TrendClock) -> int:
+        self.rebuilt_with.append(trend)
+        return len(self.sets)
+
+
+@dataclass
+class FakeChartStore:
+    """Daily tallies and snapshots; window sums see only items still in `catalog`."""
+
+    catalog: FakeCatalogStore
+    tallies: dict[tuple[str, str, date], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    snapshots: dict[tuple[str, date], list[Tally]] = field(default_factory=dict)
+
+    def vote(self, item: Item, day: date, up: int = 0, down: int = 0) -> None:
+        tally = self.tallies[(item.item_type, item.id, day)]
+        tally[0] += up
+        tally[1] += down
+
+    async def window_tallies(
+        self, item_type: str, first: date | None, last: date, filters: dict[str, str]
+    ) -> list[Tally]:
+        sums: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for (kind, item_id, day), (up, down) in self.tallies.items():
+            item = self.catalog.items[item_type].get(item_id)
+            if kind != item_type or item is None or day > last or (first is not None and day < first):
+                continue
+            if any(value and getattr(item, name) != value for name, value in filters.items()):
+                continue
+            sums[item_id][0] += up
+            sums[item_id][1] += down
+        return [Tally(i, up, down) for i, (up, down) in sums.items() if up + down > 0]
+
+    async def snapshot_stats(self, item_type: str, ids: list[str], until: date) -> dict[str, tuple[int, int]]:
+        stats: dict[str, tuple[int, int]] = {}
+        for (kind, day), ranked in self.snapshots.items():
+            if kind != item_type or day > until:
+                continue
+            for rank, tally in enumerate(ranked, start=1):
+                if tally.item_id in ids:
+                    best, days = stats.get(tally.item_id, (rank, 0))
+                    stats[tally.item_id] = (min(best, rank), days + 1)
+        return stats
+
+    async def snapshotted_days(self, item_type: str) -> set[date]:
+        return {day for kind, day in self.snapshots if kind == item_type}
+
+    async def tally_days(self, item_type: str, before: date) -> set[date]:
+        return {
+            day
+            for (kind, _, day), (up, down) in self.tallies.items()
+            if kind == item_type and day < before and up + down > 0
+        }
+
+    async def save_snapshot(self, item_type: str, day: date, ranked: list[Tally]) -> None:
+        self.snapshots[(item_type, day)] = list(ranked)
+
+    async def history(self, item_type: str, item_id: str, first: date, last: date) -> list[HistoryPoint]:
+        points = []
+        for (kind, day), ranked in sorted(self.snapshots.items(), key=lambda s: s[0][1]):
+            if kind != item_type or not first <= day <= last:
+                continue
+            for rank, tally in enumerate(ranked, start=1):
+                if tally.item_id == item_id:
+                    points.append(HistoryPoint(day, rank, tally.score, tally.up, tally.down))
+        return points
+
+
+class FakeProjection:
+    """Records what Rankings hands to the projection."""
+
+    def __init__(self) -> None:
+        self.applied: list[tuple[list[VoteEvent], TrendClock]] = []
+        self.reweighed: list[tuple[str, TrendClock]] = []
+
+    async def apply_events(self, events: Iterable[VoteEvent], trend: TrendClock) -> int:
+        events = list(events)
+        self.applied.append((events, trend))
+        return len(events)
+
+    async def reweigh_agent(self, agent_id: str, trend: TrendClock) -> int:
+        self.reweighed.append((agent_id, trend))
+        return 0
