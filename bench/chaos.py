@@ -184,7 +184,7 @@ class Load:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _vote(self, api: httpx.AsyncClient, agent_id: str, song_id: str) -> None:
-        direction = random.choice((1, -1))
+        direction = random.choice((1, -1))  # noqa: S311 - load, not secrecy
         body = {"item_type": "song", "item_id": song_id, "vote": "up" if direction > 0 else "down"}
         sent_at = time.monotonic()
         try:

@@ -63,9 +63,7 @@ class FaultProxy:
             client_writer.close()
             return
         self._connections |= {client_writer, upstream_writer}
-        await asyncio.gather(
-            self._pump(client_reader, upstream_writer), self._pump(upstream_reader, client_writer)
-        )
+        await asyncio.gather(self._pump(client_reader, upstream_writer), self._pump(upstream_reader, client_writer))
         self._connections -= {client_writer, upstream_writer}
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -25,6 +25,7 @@ from aimusicstore.reputation.v1 import api_key_service_pb2, api_key_service_pb2_
 from services.common.caches import RevalidatingCache
 from services.common.channels import peer_unavailable
 from services.common.errors import Unauthenticated, Unavailable
+from services.common.grpc_types import Context
 from services.common.pubsub import AUTH_CHANNEL, subscribe_forever
 from services.common.singleflight import SingleFlight
 
@@ -77,7 +78,7 @@ def hash_api_key(api_key: str) -> bytes:
     return hashlib.sha256(api_key.encode()).digest()
 
 
-def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
+def bearer_token(context: Context) -> str | None:
     for key, value in context.invocation_metadata() or ():
         if key == "authorization" and isinstance(value, str):
             scheme, _, token = value.strip().partition(" ")
@@ -123,7 +124,7 @@ class Authenticator:
         self._recently_verified: TTLCache[bytes, Caller | None] = TTLCache(maxsize=100_000, ttl=1.0)
         self._verifying = SingleFlight()
 
-    async def caller(self, context: grpc.aio.ServicerContext, *, check_revoked: bool = True) -> Caller:
+    async def caller(self, context: Context, *, check_revoked: bool = True) -> Caller:
         """The authenticated caller; UNAUTHENTICATED when there is none.
 
         check_revoked=False skips the per-call Redis check of a cached key's
@@ -134,7 +135,7 @@ class Authenticator:
             raise Unauthenticated("this call needs an API key: send 'Authorization: Bearer <api_key>'")
         return caller
 
-    async def optional_caller(self, context: grpc.aio.ServicerContext, *, check_revoked: bool = True) -> Caller | None:
+    async def optional_caller(self, context: Context, *, check_revoked: bool = True) -> Caller | None:
         token = bearer_token(context)
         if token is None:
             return None

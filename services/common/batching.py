@@ -33,7 +33,7 @@ class MicroBatcher(Generic[T, R]):
         self._max_wait_s = max_wait_s
         # Each item with its caller's future and trace (empty unless tracing is on).
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R], str]] = asyncio.Queue()
-        self._worker: asyncio.Task | None = None
+        self._worker: asyncio.Task[None] | None = None
 
     async def submit(self, item: T) -> R:
         if self._worker is None or self._worker.done():

@@ -23,7 +23,7 @@ log = logging.getLogger("caches")
 
 def jittered_ttl_cache(
     maxsize: int, ttl_s: float, jitter: float = 0.2, timer: Callable[[], float] = time.monotonic
-) -> TLRUCache:
+) -> TLRUCache[Any, Any]:
     """Like cachetools.TTLCache, but each entry lives ttl_s ± jitter × ttl_s.
 
     Entries filled together (every agent's key in a service's first seconds

@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-import grpc
-
 from services.common.errors import PermissionDenied
+from services.common.grpc_types import Context
 
 # Internal methods (key verification, flagging) answer only calls that carry
 # the deployment's service credential in this metadata key. The services'
@@ -25,7 +24,7 @@ def service_credential(admin_key: str, configured: str = "") -> str:
     return hmac.new(admin_key.encode(), b"aimusicstore internal service credential", hashlib.sha256).hexdigest()
 
 
-def require_service(context: grpc.aio.ServicerContext, credential: str) -> None:
+def require_service(context: Context, credential: str) -> None:
     """Refuses an internal method's caller that is not one of our services."""
     for key, value in context.invocation_metadata() or ():
         if key == SERVICE_CREDENTIAL_KEY and hmac.compare_digest(str(value), credential):

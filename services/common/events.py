@@ -122,7 +122,7 @@ def dead_letter_stream(group: str) -> str:
 
 
 def encode_event(event: VoteEvent) -> str:
-    return json_format.MessageToJson(event, preserving_proto_field_name=True, indent=None)
+    return str(json_format.MessageToJson(event, preserving_proto_field_name=True, indent=None))
 
 
 # Entries another consumer took but did not acknowledge for this long (it
@@ -176,7 +176,7 @@ async def consume(
                     await handle([event for _, event in decoded])
             except _TRANSIENT:
                 raise  # the database or Redis is away: the whole batch is retried
-            except Exception:  # noqa: BLE001 - find the event(s) that cannot be applied
+            except Exception:
                 log.exception("a batch of %d events failed; applying them one by one", len(decoded))
                 for entry_id, event in decoded:
                     await apply_alone(entry_id, event)

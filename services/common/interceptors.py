@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -23,6 +23,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from services.common.errors import DomainError, InvalidArgument
+from services.common.grpc_types import Context
 from services.common.logs import request_id_var
 from services.common.metrics import RpcMetrics
 
@@ -41,7 +42,7 @@ def _request_id(metadata: Any) -> str:
     return uuid.uuid4().hex
 
 
-async def _abort_for(exc: BaseException, method: str, context: grpc.aio.ServicerContext) -> None:
+async def _abort_for(exc: BaseException, method: str, context: Context) -> None:
     if isinstance(exc, DomainError):
         status = exc.to_status()
         await context.abort(
@@ -116,13 +117,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self) -> None:
         # One wrapped handler per registered method, built on its first call:
         # wrapping per call cost a handler object and two closures per RPC.
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = details.method
         wrapped = self._handlers.get(method)
         if wrapped is None:
@@ -133,16 +134,22 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
 
-def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+# grpc.aio keeps coroutine functions in the handlers' slots, where the stubs
+# (typed for the synchronous server) say plain callables.
+AsyncUnary = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+AsyncStream = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+
+
+def _wrap(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
     # Health and reflection are grpc's own, well-behaved handlers.
     if method.startswith("/grpc."):
         return handler
 
     if handler.unary_unary:
-        inner_unary = handler.unary_unary
+        inner_unary = cast(AsyncUnary, handler.unary_unary)
         unary_metrics = RpcMetrics(method, "unary")
 
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             request_id_var.set(_request_id(context.invocation_metadata()))
             unary_metrics.started()
             started = time.perf_counter()
@@ -167,10 +174,10 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         )
 
     if handler.unary_stream:
-        inner_stream = handler.unary_stream
+        inner_stream = cast(AsyncStream, handler.unary_stream)
         stream_metrics = RpcMetrics(method, "server_stream")
 
-        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             request_id_var.set(_request_id(context.invocation_metadata()))
             stream_metrics.started()
             started = time.perf_counter()
@@ -210,7 +217,12 @@ class DeadlineClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
         # (metadata key, value) every internal call carries (auth.service_credential).
         self.service_credential = service_credential
 
-    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Awaitable[grpc.aio.UnaryUnaryCall[Any, Any]]],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
         timeout = client_call_details.timeout
         if timeout is None or timeout > self.default_timeout_s:
             timeout = self.default_timeout_s
@@ -223,7 +235,7 @@ class DeadlineClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
         details = grpc.aio.ClientCallDetails(
             method=client_call_details.method,
             timeout=timeout,
-            metadata=metadata,
+            metadata=grpc.aio.Metadata(*metadata),
             credentials=client_call_details.credentials,
             wait_for_ready=client_call_details.wait_for_ready,
         )

@@ -65,7 +65,7 @@ class GuardedRedis(Redis):
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         self._check()
         try:
-            result = await super().execute_command(*args, **options)
+            result = await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]  # unannotated in redis-py
         except (RedisConnectionError, RedisTimeoutError):
             await self._failed()
             raise

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any
+from typing import Any, TypeVar, cast
+
+R = TypeVar("R")
 
 
 class SingleFlight:
     def __init__(self) -> None:
         self._in_flight: dict[Hashable, asyncio.Future[Any]] = {}
 
-    async def do(self, key: Hashable, compute: Callable[[], Awaitable[Any]]) -> Any:
+    async def do(self, key: Hashable, compute: Callable[[], Awaitable[R]]) -> R:
         pending = self._in_flight.get(key)
         if pending is None:
             pending = asyncio.ensure_future(compute())
@@ -27,4 +29,4 @@ class SingleFlight:
             pending.add_done_callback(lambda _: self._in_flight.pop(key, None))
         # shield: one caller's cancellation (its client went away) must not
         # cancel the computation the others are waiting for.
-        return await asyncio.shield(pending)
+        return cast(R, await asyncio.shield(pending))

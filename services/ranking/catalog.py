@@ -123,7 +123,7 @@ class Catalog:
         query = validation.text("q", query, max_len=200)
         search = prefix_query(query) if query else None
 
-        def parse(position: list) -> tuple[str, str]:
+        def parse(position: list[Any]) -> tuple[str, str]:
             pagination.position_time(position[0])  # ValueError/TypeError: not ours
             return position[0], str(position[1])
 

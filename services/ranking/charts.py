@@ -48,7 +48,7 @@ def controversy(up: int, down: int) -> float:
         return 0.0
     magnitude = up + down
     balance = min(up, down) / max(up, down)
-    return magnitude**balance
+    return float(magnitude**balance)
 
 
 @dataclass(frozen=True)

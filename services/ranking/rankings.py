@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from cachetools import TTLCache
 
@@ -19,6 +19,9 @@ from services.ranking import charts, trending
 from services.ranking.charts import HistoryPoint, Tally
 from services.ranking.items import Item, title_and_artist
 from services.ranking.trending import TrendClock
+
+CacheKey = tuple[Any, ...]
+V = TypeVar("V")
 
 log = logging.getLogger("rankings")
 
@@ -156,23 +159,23 @@ class Rankings:
         # Replaced by the epoch stored in Redis at the first rebuild (at start).
         self.epoch = self.clock().replace(hour=0, minute=0, second=0, microsecond=0)
         # Live charts are cached briefly: a burst of identical reads costs one query.
-        self._charts: TTLCache[tuple, tuple[list[Entry], datetime]] = TTLCache(maxsize=2048, ttl=1.0)
+        self._charts: TTLCache[CacheKey, tuple[list[Entry], datetime]] = TTLCache(maxsize=2048, ttl=1.0)
         # Trending must reflect a vote within 2 s: half a second of reuse
         # (plus the gateway's 1 s edge cache) stays inside that.
-        self._trending: TTLCache[tuple, TrendingLists] = TTLCache(maxsize=1024, ttl=0.5)
+        self._trending: TTLCache[CacheKey, TrendingLists] = TTLCache(maxsize=1024, ttl=0.5)
         # Today's daily ranks, shared by every history read (one ranking per
         # second at most, however many items are asked for), and the history
         # answers themselves: the edge does not cache history (one entry per
         # item would be unbounded there), so the service keeps a bounded set.
-        self._today_ranks: TTLCache[tuple, dict[str, tuple[int, Tally]]] = TTLCache(maxsize=4, ttl=1.0)
+        self._today_ranks: TTLCache[CacheKey, dict[str, tuple[int, Tally]]] = TTLCache(maxsize=4, ttl=1.0)
         # Both within the charts' 2 s freshness bound together.
-        self._histories: TTLCache[tuple, ItemHistory] = TTLCache(maxsize=4096, ttl=1.0)
+        self._histories: TTLCache[CacheKey, ItemHistory] = TTLCache(maxsize=4096, ttl=1.0)
         # A batch reads the voters' weights before it writes; re-weighing an
         # agent waits for that batch, so none of its votes keeps a stale weight.
         self._weights_lock = asyncio.Lock()
         self._flights = SingleFlight()
 
-    async def _cached(self, cache: TTLCache, key: tuple, compute: Callable[[], Awaitable[Any]]) -> Any:
+    async def _cached(self, cache: TTLCache[CacheKey, V], key: CacheKey, compute: Callable[[], Awaitable[V]]) -> V:
         """A brief cache with single flight: when an entry expires under load
         (the edge cache's entry expires for every client at once), one request
         computes it and the others wait for that answer instead of each
@@ -180,7 +183,7 @@ class Rankings:
         if (hit := cache.get(key)) is not None:
             return hit
 
-        async def compute_and_keep() -> Any:
+        async def compute_and_keep() -> V:
             cache[key] = value = await compute()
             return value
 

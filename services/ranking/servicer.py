@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import grpc
 from google.protobuf import json_format, struct_pb2
 
 from aimusicstore.ranking.v1 import (
@@ -16,6 +15,7 @@ from aimusicstore.ranking.v1 import (
 from aimusicstore.ranking.v1 import ranking_service_pb2 as ranking_pb
 from services.common.auth import Authenticator
 from services.common.convert import timestamp
+from services.common.grpc_types import Context
 from services.ranking.catalog import Catalog
 from services.ranking.charts import HistoryPoint
 from services.ranking.items import Song, Tool
@@ -67,7 +67,7 @@ class CatalogService(catalog_service_pb2_grpc.CatalogServiceServicer):
         self.catalog = catalog
         self.auth = auth
 
-    async def CreateSong(self, request: pb.CreateSongRequest, context: grpc.aio.ServicerContext) -> catalog_pb2.Song:
+    async def CreateSong(self, request: pb.CreateSongRequest, context: Context) -> catalog_pb2.Song:
         caller = await self.auth.caller(context)
         song = request.song
         fields = {
@@ -82,21 +82,19 @@ class CatalogService(catalog_service_pb2_grpc.CatalogServiceServicer):
         }
         return song_proto(await self.catalog.create_song(caller, fields))
 
-    async def GetSong(self, request: pb.GetSongRequest, context: grpc.aio.ServicerContext) -> catalog_pb2.Song:
+    async def GetSong(self, request: pb.GetSongRequest, context: Context) -> catalog_pb2.Song:
         return song_proto(await self.catalog.get(Song, request.song_id))
 
-    async def ListSongs(self, request: pb.ListSongsRequest, context: grpc.aio.ServicerContext) -> pb.ListSongsResponse:
+    async def ListSongs(self, request: pb.ListSongsRequest, context: Context) -> pb.ListSongsResponse:
         filters = {"platform": request.platform, "genre": request.genre, "mood": request.mood}
         songs, token = await self.catalog.list(Song, filters, request.q, request.page_size, request.page_token)
         return pb.ListSongsResponse(songs=[song_proto(s) for s in songs], next_page_token=token)
 
-    async def DeleteSong(
-        self, request: pb.DeleteSongRequest, context: grpc.aio.ServicerContext
-    ) -> pb.DeleteSongResponse:
+    async def DeleteSong(self, request: pb.DeleteSongRequest, context: Context) -> pb.DeleteSongResponse:
         await self.catalog.delete(await self.auth.caller(context), Song, request.song_id)
         return pb.DeleteSongResponse()
 
-    async def CreateTool(self, request: pb.CreateToolRequest, context: grpc.aio.ServicerContext) -> catalog_pb2.Tool:
+    async def CreateTool(self, request: pb.CreateToolRequest, context: Context) -> catalog_pb2.Tool:
         caller = await self.auth.caller(context)
         tool = request.tool
         fields = {
@@ -111,18 +109,16 @@ class CatalogService(catalog_service_pb2_grpc.CatalogServiceServicer):
         }
         return tool_proto(await self.catalog.create_tool(caller, fields))
 
-    async def GetTool(self, request: pb.GetToolRequest, context: grpc.aio.ServicerContext) -> catalog_pb2.Tool:
+    async def GetTool(self, request: pb.GetToolRequest, context: Context) -> catalog_pb2.Tool:
         return tool_proto(await self.catalog.get(Tool, request.tool_id))
 
-    async def ListTools(self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext) -> pb.ListToolsResponse:
+    async def ListTools(self, request: pb.ListToolsRequest, context: Context) -> pb.ListToolsResponse:
         tools, token = await self.catalog.list(
             Tool, {"category": request.category}, request.q, request.page_size, request.page_token
         )
         return pb.ListToolsResponse(tools=[tool_proto(t) for t in tools], next_page_token=token)
 
-    async def DeleteTool(
-        self, request: pb.DeleteToolRequest, context: grpc.aio.ServicerContext
-    ) -> pb.DeleteToolResponse:
+    async def DeleteTool(self, request: pb.DeleteToolRequest, context: Context) -> pb.DeleteToolResponse:
         await self.catalog.delete(await self.auth.caller(context), Tool, request.tool_id)
         return pb.DeleteToolResponse()
 
@@ -146,7 +142,7 @@ class RankingService(ranking_service_pb2_grpc.RankingServiceServicer):
         self.rankings = rankings
 
     async def GetTrending(
-        self, request: ranking_pb.GetTrendingRequest, context: grpc.aio.ServicerContext
+        self, request: ranking_pb.GetTrendingRequest, context: Context
     ) -> ranking_pb.GetTrendingResponse:
         result = await self.rankings.trending(request.limit, request.genre, request.platform, request.category)
         return ranking_pb.GetTrendingResponse(
@@ -156,7 +152,7 @@ class RankingService(ranking_service_pb2_grpc.RankingServiceServicer):
         )
 
     async def GetTopChart(
-        self, request: ranking_pb.GetTopChartRequest, context: grpc.aio.ServicerContext
+        self, request: ranking_pb.GetTopChartRequest, context: Context
     ) -> ranking_pb.GetTopChartResponse:
         result = await self.rankings.top_chart(
             request.period,
@@ -176,7 +172,7 @@ class RankingService(ranking_service_pb2_grpc.RankingServiceServicer):
         )
 
     async def GetItemHistory(
-        self, request: ranking_pb.GetItemHistoryRequest, context: grpc.aio.ServicerContext
+        self, request: ranking_pb.GetItemHistoryRequest, context: Context
     ) -> ranking_pb.GetItemHistoryResponse:
         result = await self.rankings.history(request.collection, request.item_id, request.days)
         return ranking_pb.GetItemHistoryResponse(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import grpc
-
 from aimusicstore.reputation.v1 import (
     agent_pb2,
     agent_service_pb2_grpc,
@@ -19,6 +17,7 @@ from services.common.auth import Authenticator
 from services.common.convert import timestamp
 from services.common.credentials import require_service
 from services.common.errors import NotFound
+from services.common.grpc_types import Context
 from services.reputation.agents import Agents
 from services.reputation.store import AgentRow
 
@@ -42,16 +41,14 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         self.agents = agents
         self.auth = auth
 
-    async def RegisterAgent(
-        self, request: pb.RegisterAgentRequest, context: grpc.aio.ServicerContext
-    ) -> pb.RegisterAgentResponse:
+    async def RegisterAgent(self, request: pb.RegisterAgentRequest, context: Context) -> pb.RegisterAgentResponse:
         agent, api_key = await self.agents.register(request.agent.id, request.agent.name)
         return pb.RegisterAgentResponse(agent=agent_proto(agent), api_key=api_key)
 
-    async def GetAgent(self, request: pb.GetAgentRequest, context: grpc.aio.ServicerContext) -> agent_pb2.Agent:
+    async def GetAgent(self, request: pb.GetAgentRequest, context: Context) -> agent_pb2.Agent:
         return agent_proto(await self.agents.get(request.agent_id))
 
-    async def UpdateAgent(self, request: pb.UpdateAgentRequest, context: grpc.aio.ServicerContext) -> agent_pb2.Agent:
+    async def UpdateAgent(self, request: pb.UpdateAgentRequest, context: Context) -> agent_pb2.Agent:
         caller = await self.auth.caller(context)
         agent = await self.agents.update(
             caller,
@@ -61,16 +58,14 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         )
         return agent_proto(agent)
 
-    async def RotateKey(self, request: pb.RotateKeyRequest, context: grpc.aio.ServicerContext) -> pb.RotateKeyResponse:
+    async def RotateKey(self, request: pb.RotateKeyRequest, context: Context) -> pb.RotateKeyResponse:
         caller = await self.auth.caller(context)
         api_key, old_hash = await self.agents.rotate_key(caller, request.agent_id)
         if old_hash is not None:
             self.auth.forget(old_hash)
         return pb.RotateKeyResponse(api_key=api_key)
 
-    async def ListLeaderboard(
-        self, request: pb.ListLeaderboardRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ListLeaderboardResponse:
+    async def ListLeaderboard(self, request: pb.ListLeaderboardRequest, context: Context) -> pb.ListLeaderboardResponse:
         rows, next_token = await self.agents.leaderboard(request.page_size, request.page_token)
         return pb.ListLeaderboardResponse(agents=[agent_proto(r) for r in rows], next_page_token=next_token)
 
@@ -83,7 +78,7 @@ class ApiKeyService(api_key_service_pb2_grpc.ApiKeyServiceServicer):
         self.service_credential = service_credential
 
     async def VerifyApiKey(
-        self, request: api_key_service_pb2.VerifyApiKeyRequest, context: grpc.aio.ServicerContext
+        self, request: api_key_service_pb2.VerifyApiKeyRequest, context: Context
     ) -> api_key_service_pb2.VerifyApiKeyResponse:
         require_service(context, self.service_credential)
         caller = await self.agents.verify_key(request.api_key)
@@ -102,7 +97,7 @@ class ModerationService(moderation_service_pb2_grpc.ModerationServiceServicer):
         self.service_credential = service_credential
 
     async def FlagAgent(
-        self, request: moderation_service_pb2.FlagAgentRequest, context: grpc.aio.ServicerContext
+        self, request: moderation_service_pb2.FlagAgentRequest, context: Context
     ) -> moderation_service_pb2.FlagAgentResponse:
         require_service(context, self.service_credential)
         newly = await self.agents.flag(request.agent_id, request.reason)

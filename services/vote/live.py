@@ -37,7 +37,7 @@ class LiveEvent:
 class _Watcher:
     item_type: str
     item_id: str
-    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(MAX_BACKLOG))
+    queue: asyncio.Queue[LiveEvent | None] = field(default_factory=lambda: asyncio.Queue(MAX_BACKLOG))
     overflowed: bool = False
 
     def wants(self, event: VoteEvent) -> bool:

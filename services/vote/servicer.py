@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import grpc
-
 from aimusicstore.vote.v1 import vote_service_pb2 as pb
 from aimusicstore.vote.v1 import vote_service_pb2_grpc
 from services.common.auth import Authenticator
 from services.common.convert import timestamp
+from services.common.grpc_types import Context
 from services.vote import metrics
 from services.vote.live import VoteFeed
 from services.vote.model import VoteRow, direction_field
@@ -34,7 +33,7 @@ class VoteService(vote_service_pb2_grpc.VoteServiceServicer):
         self.auth = auth
         self.feed = feed
 
-    async def CastVote(self, request: pb.CastVoteRequest, context: grpc.aio.ServicerContext) -> pb.CastVoteResponse:
+    async def CastVote(self, request: pb.CastVoteRequest, context: Context) -> pb.CastVoteResponse:
         # The vote's admission script refuses a revoked key atomically with
         # the quota charge: no separate revocation lookup per vote.
         try:
@@ -61,16 +60,12 @@ class VoteService(vote_service_pb2_grpc.VoteServiceServicer):
             score=counts.score,
         )
 
-    async def RetractVote(
-        self, request: pb.RetractVoteRequest, context: grpc.aio.ServicerContext
-    ) -> pb.RetractVoteResponse:
+    async def RetractVote(self, request: pb.RetractVoteRequest, context: Context) -> pb.RetractVoteResponse:
         caller = await self.auth.caller(context)
         await self.voting.retract(caller, request.item_type, request.item_id)
         return pb.RetractVoteResponse(status="success", message="Vote retracted")
 
-    async def GetVoteCounts(
-        self, request: pb.GetVoteCountsRequest, context: grpc.aio.ServicerContext
-    ) -> pb.GetVoteCountsResponse:
+    async def GetVoteCounts(self, request: pb.GetVoteCountsRequest, context: Context) -> pb.GetVoteCountsResponse:
         counts = await self.voting.counts(request.item_type, request.item_id)
         return pb.GetVoteCountsResponse(
             item_type=request.item_type,
@@ -80,23 +75,17 @@ class VoteService(vote_service_pb2_grpc.VoteServiceServicer):
             score=counts.score,
         )
 
-    async def ListReviews(
-        self, request: pb.ListReviewsRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ListReviewsResponse:
+    async def ListReviews(self, request: pb.ListReviewsRequest, context: Context) -> pb.ListReviewsResponse:
         rows, token = await self.voting.reviews(
             request.item_type, request.item_id, request.page_size, request.page_token
         )
         return pb.ListReviewsResponse(votes=[vote_proto(r) for r in rows], next_page_token=token)
 
-    async def ListAgentVotes(
-        self, request: pb.ListAgentVotesRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ListAgentVotesResponse:
+    async def ListAgentVotes(self, request: pb.ListAgentVotesRequest, context: Context) -> pb.ListAgentVotesResponse:
         rows, token = await self.voting.agent_votes(request.agent_id, request.page_size, request.page_token)
         return pb.ListAgentVotesResponse(votes=[vote_proto(r) for r in rows], next_page_token=token)
 
-    async def WatchVotes(
-        self, request: pb.WatchVotesRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.WatchVotesResponse]:
+    async def WatchVotes(self, request: pb.WatchVotesRequest, context: Context) -> AsyncIterator[pb.WatchVotesResponse]:
         watcher = self.feed.subscribe(request.item_type, request.item_id)  # validated and registered
         try:
             # Headers go out now, so a client knows it is subscribed before any event.

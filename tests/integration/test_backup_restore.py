@@ -42,7 +42,7 @@ def _pages(call: Callable[[str], Message], items: str) -> Iterator[Any]:
     while True:
         reply = call(token)
         yield from getattr(reply, items)
-        token = reply.next_page_token  # type: ignore[attr-defined]
+        token = reply.next_page_token
         if not token:
             return
 

@@ -110,7 +110,7 @@ def test_the_stats_listener_serves_nothing_else_of_envoys_admin_interface(stack:
 
 
 @pytest.fixture
-def metrics_of_vote(stack: Stack):  # type: ignore[no-untyped-def]
+def metrics_of_vote(stack: Stack):
     return lambda: vote_service_metrics(stack)
 
 

@@ -304,7 +304,7 @@ class Days:
         self.stack = stack
         self.now = rankings_clock
 
-    def run(self, body) -> None:  # type: ignore[no-untyped-def]
+    def run(self, body) -> None:
         async def main() -> None:
             engine = create_async_engine(to_sqlalchemy_url(self.stack.database_url or ""))
             redis = Redis.from_url(self.stack.redis_url or "", decode_responses=True)
@@ -480,7 +480,7 @@ def read_lines(url: str, into: queue.Queue, stop: threading.Event) -> None:
 
 
 def watcher_gauge(stack: Stack) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{stack.ports['vote_metrics']}/metrics", timeout=5) as reply:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.ports['vote_metrics']}/metrics", timeout=5) as reply:
         for line in reply.read().decode().splitlines():
             if line.startswith("vote_event_watchers "):
                 return float(line.split()[1])

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("tables", [vote_tables, ranking_tables, reputation_tables], ids=lambda t: t.SCHEMA)
-def test_migrations_match_the_declared_tables(stack: Stack, tables) -> None:  # type: ignore[no-untyped-def]
+def test_migrations_match_the_declared_tables(stack: Stack, tables) -> None:
     engine = create_engine(to_sqlalchemy_url(stack.database_url or ""))
     try:
         with engine.connect() as conn:

@@ -38,7 +38,7 @@ class InMemoryCollector(trace_service_pb2_grpc.TraceServiceServicer):
         self.spans: list[Span] = []
         self._lock = threading.Lock()
 
-    def Export(  # noqa: N802 - the OTLP method name
+    def Export(
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         received = []

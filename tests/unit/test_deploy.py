@@ -63,7 +63,7 @@ def interpolate(value: str, env: dict[str, str]) -> str:
     return _VAR.sub(sub, value)
 
 
-def _interpolate_tree(node, env: dict[str, str]):  # type: ignore[no-untyped-def]
+def _interpolate_tree(node, env: dict[str, str]):
     if isinstance(node, str):
         return interpolate(node, env)
     if isinstance(node, list):
@@ -726,7 +726,7 @@ def test_ranking_consumer_name_is_stable_and_single() -> None:
 
 
 @pytest.fixture
-def health_server():  # type: ignore[no-untyped-def]
+def health_server():
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
@@ -736,7 +736,7 @@ def health_server():  # type: ignore[no-untyped-def]
     server.stop(None)
 
 
-def test_healthcheck_exits_zero_only_when_serving(health_server) -> None:  # type: ignore[no-untyped-def]
+def test_healthcheck_exits_zero_only_when_serving(health_server) -> None:
     servicer, target = health_server
     servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     assert healthcheck.main([target]) == 0

@@ -58,9 +58,8 @@ def test_a_batch_serving_several_calls_joins_the_first_calls_trace_and_links_the
         with tracer.start_as_current_span(name) as span:
             calls.append((span.get_span_context(), tracing.current_traceparent()))
 
-    with tracing.serving_batch("micro-batch", [calls[0][1], calls[1][1], ""]):
-        with tracer.start_as_current_span("INSERT"):
-            assert trace.get_current_span().name == "INSERT"  # type: ignore[attr-defined]
+    with tracing.serving_batch("micro-batch", [calls[0][1], calls[1][1], ""]), tracer.start_as_current_span("INSERT"):
+        assert trace.get_current_span().name == "INSERT"  # type: ignore[attr-defined]
     spans = {span.name: span for span in exporter.get_finished_spans()}
     batch, statement = spans["micro-batch"], spans["INSERT"]
     assert batch.context.trace_id == statement.context.trace_id == calls[0][0].trace_id

@@ -8,6 +8,7 @@ backwards.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -81,10 +82,8 @@ class ItemCache:
         args: list[Any] = [ITEM_TTL_S, json.dumps(static)]
         for field in count_fields:
             args += [field, getattr(item, field)]
-        try:
+        with contextlib.suppress(RedisError):  # reads fall back to PostgreSQL
             await self._fill(keys=[item_key(item.item_type, item.id)], args=args)
-        except RedisError:
-            pass  # reads fall back to PostgreSQL
 
     async def copy_counts(self, counts: NewCounts) -> None:
         """Writes items' absolute counts to their Redis copies after a commit."""

@@ -64,10 +64,8 @@ class AgentStore:
                 values["flag_reason"] = ""
                 values["flagged_at"] = None
         statement = update(agents).where(agents.c.id == agent_id).returning(*_AGENT_COLUMNS)
-        if values:
-            statement = statement.values(**values)
-        else:  # nothing to change: still answer with the agent
-            statement = statement.values(id=agents.c.id)
+        # Nothing to change: still answer with the agent (a no-op SET).
+        statement = statement.values(**values) if values else statement.values(id=agents.c.id)
         async with self.engine.begin() as conn:
             row = (await conn.execute(statement)).one_or_none()
         if row is None:

@@ -142,7 +142,7 @@ class CountsCache:
                 await self._seed_counts(removed.item_type, removed.item_id)
         except RedisError:
             self._stale_keys.add(key)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("could not update cached counts after a retraction; reconciliation will")
 
     async def counts(self, item_type: str, item_id: str) -> Counts:
