@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
-from services.common import pagination, tracing, validation
+from services.common import pagination, tracing, validation, vocabulary
 from services.common.auth import Caller
 from services.common.batching import MicroBatcher
 from services.common.errors import (
@@ -23,7 +23,7 @@ from services.vote.store import AbuseRules, CastOutcome, Counts, PendingVote, Vo
 
 log = logging.getLogger("voting")
 
-DIRECTIONS = {"up": 1, "down": -1}
+DIRECTIONS = vocabulary.VOTE_SIGNS
 MAX_COMMENT_CHARS = 2000
 
 
