@@ -3,7 +3,9 @@
 `python -m gateway.envoy_config OUT.json` writes it from the environment
 (GatewaySettings). One listener serves the JSON API (transcoded to gRPC),
 native gRPC for every public service, /health (via the sidecar),
-/openapi.json and /docs (files generated from the protos).
+/openapi.json and /docs (files generated from the protos). What the protos
+say (public services, streaming methods, http rules, cache rules) comes from
+their descriptor set, through gateway/descriptors.py.
 """
 
 from __future__ import annotations
@@ -14,38 +16,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from google.api import annotations_pb2
-from google.protobuf import descriptor_pool
-
-from aimusicstore.ranking.v1 import catalog_service_pb2, ranking_service_pb2  # noqa: F401 - registers descriptors
-from aimusicstore.reputation.v1 import agent_service_pb2  # noqa: F401
-from aimusicstore.vote.v1 import vote_service_pb2  # noqa: F401
+from gateway import descriptors
+from services.common import vocabulary
 from services.common.config import GatewaySettings
 from services.common.credentials import SERVICE_CREDENTIAL_KEY
 from services.common.healthcheck import LIVENESS_SERVICE
 
 GENERATED = Path(__file__).resolve().parent / "generated"
 
-# Public gRPC services and the backend that serves each. Internal services
-# (ApiKeyService) are deliberately absent: the gateway never routes them.
-PUBLIC_SERVICES: dict[str, str] = {
-    "aimusicstore.vote.v1.VoteService": "vote",
-    "aimusicstore.ranking.v1.CatalogService": "ranking",
-    "aimusicstore.ranking.v1.RankingService": "ranking",
-    "aimusicstore.reputation.v1.AgentService": "reputation",
-}
-STREAMING_METHODS = ["/aimusicstore.vote.v1.VoteService/WatchVotes"]
-# Read responses that shared caches may keep, matching the contract's freshness:
-# trending within 2 s and charts are refreshed each second; item and count
-# reads must show a vote within 1 s, so they are revalidated every time.
-CACHE_CONTROL = {
-    "/aimusicstore.ranking.v1.RankingService/GetTrending": "public, max-age=1",
-    "/aimusicstore.ranking.v1.RankingService/GetTopChart": "public, max-age=1",
-    "/aimusicstore.ranking.v1.RankingService/GetItemHistory": "public, max-age=60",
-    "/aimusicstore.ranking.v1.CatalogService/GetSong": "no-cache",
-    "/aimusicstore.ranking.v1.CatalogService/GetTool": "no-cache",
-    "/aimusicstore.vote.v1.VoteService/GetVoteCounts": "no-cache",
-}
+API = descriptors.load()
+# Public gRPC services and the backend that serves each: those with http
+# rules. Internal services (ApiKeyService) have none: the gateway never
+# routes them.
+PUBLIC_SERVICES: dict[str, str] = API.public_services()
+STREAMING_METHODS: list[str] = API.streaming_methods()
+# Read responses that shared caches may keep, and for how long: the protos'
+# cache option on each read (its comment there says why).
+CACHE_CONTROL: dict[str, str] = API.cache_control()
 REQUEST_TIMEOUT = "15s"
 REQUEST_BODY_TIMEOUT = "10s"
 
@@ -71,9 +58,10 @@ def _template_regex(template: str) -> str:
     return "^" + "".join(out) + "$"
 
 
-# What Envoy's edge cache may store: the query strings each cached read is
-# stored under, spelled exactly one way (parameters in alphabetical order, no
-# leading zeros). The set is small and fixed, so the cache's size is bounded
+# What Envoy's edge cache may store (of the reads the protos mark
+# edge_cached): the query strings each cached read is stored under, spelled
+# exactly one way (parameters in alphabetical order, no leading zeros). The
+# set is small and fixed, so the cache's size is bounded
 # whatever clients send (Envoy's simple cache never evicts: a loop over
 # random ?genre= values grew it until the gateway was killed). Any other
 # query string of these reads (filters, a date, another spelling or limit)
@@ -84,13 +72,13 @@ EDGE_CACHED_QUERIES: dict[str, dict[str, str]] = {
     # Parameter -> a regex of the values cached (1-50, no leading zero).
     "/aimusicstore.ranking.v1.RankingService/GetTrending": {"limit": "[1-9]|[1-4][0-9]|50"},
     "/aimusicstore.ranking.v1.RankingService/GetTopChart": {
-        "item_type": "song|tool",
+        "item_type": "|".join(vocabulary.ITEM_TYPES),
         "limit": "10|20|25|50|100",
-        "sort": "score|best|controversial",
+        "sort": "|".join(vocabulary.CHART_SORTS),
     },
 }
 # The path variables of the cached reads take these values in a 200 answer.
-EDGE_CACHED_PATH_VALUES = {"period": "daily|weekly|monthly|all_time"}
+EDGE_CACHED_PATH_VALUES = {"period": "|".join(vocabulary.CHART_PERIODS)}
 
 
 def _query_regex(params: dict[str, str]) -> str:
@@ -116,33 +104,29 @@ def _path_template_regex(template: str) -> str:
 
 
 def _get_bindings(method_path: str) -> list[str]:
-    rule = (
-        descriptor_pool.Default()
-        .FindMethodByName(method_path.strip("/").replace("/", "."))
-        .GetOptions()
-        .Extensions[annotations_pb2.http]
-    )
-    templates = []
-    for binding in [rule, *rule.additional_bindings]:
-        if binding.WhichOneof("pattern") != "get":
-            raise ValueError(f"{method_path} is cached but is not a GET")
-        templates.append(binding.get)
-    return templates
+    """The path templates of an edge-cached read (a GET: descriptors checks)."""
+    return [binding.template for binding in API.method(method_path).bindings]
+
+
+def _edge_cached_queries() -> dict[str, dict[str, str]]:
+    """EDGE_CACHED_QUERIES, checked against the reads the protos mark edge_cached."""
+    marked = API.edge_cached_methods()
+    if sorted(marked) != sorted(EDGE_CACHED_QUERIES):
+        raise ValueError(f"edge-cached reads {marked} and EDGE_CACHED_QUERIES {list(EDGE_CACHED_QUERIES)} differ")
+    return EDGE_CACHED_QUERIES
 
 
 def cached_read_paths() -> list[str]:
     """Regexes of the JSON GET paths the edge cache serves (read from the
     protos' http rules so they cannot drift); see edge_cached_requests."""
-    return [_template_regex(t) for method in EDGE_CACHED_QUERIES for t in _get_bindings(method)]
+    return [_template_regex(t) for method in _edge_cached_queries() for t in _get_bindings(method)]
 
 
 def edge_cached_requests() -> list[tuple[str, str]]:
     """(path regex, full :path regex with its query string) of each read the
     edge cache serves: only the bounded key set of EDGE_CACHED_QUERIES."""
     out = []
-    for method, params in EDGE_CACHED_QUERIES.items():
-        if "max-age" not in CACHE_CONTROL.get(method, ""):
-            raise ValueError(f"{method} is edge-cached without a max-age")
+    for method, params in _edge_cached_queries().items():
         for template in _get_bindings(method):
             full = "^" + _path_template_regex(template) + _query_regex(params) + "$"
             out.append((_template_regex(template), full))
@@ -155,16 +139,12 @@ _JSON = {"key": "content-type", "value": "application/json"}
 
 def http_rules() -> list[tuple[str, str]]:
     """Every (HTTP method, path template) of the public services' http rules."""
-    pool = descriptor_pool.Default()
-    rules = []
-    for service_name in PUBLIC_SERVICES:
-        for method in pool.FindServiceByName(service_name).methods:
-            rule = method.GetOptions().Extensions[annotations_pb2.http]
-            for binding in [rule, *rule.additional_bindings]:
-                verb = binding.WhichOneof("pattern")
-                if verb and verb != "custom":
-                    rules.append((verb.upper(), getattr(binding, verb)))
-    return rules
+    return [
+        (binding.method.upper(), binding.template)
+        for method in API.methods()
+        for binding in method.bindings
+        if not binding.custom
+    ]
 
 
 def sample_path(template: str) -> str:

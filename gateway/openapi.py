@@ -1,13 +1,16 @@
 """Generates the gateway's OpenAPI 3.0.3 document and HTML reference page.
 
 The input is the FileDescriptorSet that scripts/gen_protos.py builds (with
---include_imports and --include_source_info). Every method of every service in
-an ``aimusicstore.*`` package that carries a ``google.api.http`` rule becomes
-one operation per binding (the rule and its additional_bindings); services and
-methods without rules are internal and left out. Descriptions come from the
-proto comments, ``google.api.field_behavior`` sets readOnly / writeOnly /
-required, and JSON field names are the proto field names, as the gateway
-transcodes with preserve_proto_field_names.
+--include_imports and --include_source_info), read through
+gateway/descriptors.py as the Envoy config reads it. Every method of a public
+service that carries a ``google.api.http`` rule becomes one operation per
+binding (the rule and its additional_bindings); services and methods without
+rules are internal and left out. Descriptions come from the proto comments,
+``google.api.field_behavior`` sets readOnly / writeOnly / required, a read's
+cache option its Cache-Control header, the allowed values of enumerated
+string fields come from services/common/vocabulary.py, and JSON field names
+are the proto field names, as the gateway transcodes with
+preserve_proto_field_names.
 
 Only protobuf and googleapis-common-protos are used. The output is
 deterministic, so CI can check it with ``git diff --exit-code``.
@@ -28,12 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from google.api import annotations_pb2, field_behavior_pb2
+from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
+
+from gateway.descriptors import API_PACKAGE_PREFIX, ApiDescriptors, CacheRule, HttpBinding, Method, Service
+from services.common import vocabulary
 
 __all__ = ["build", "render_html", "write"]
 
-API_PACKAGE_PREFIX = "aimusicstore."
 OPENAPI_VERSION = "3.0.3"
 TITLE = "aimusicstore API"
 API_VERSION = "v1"
@@ -145,14 +150,6 @@ class _Enum:
 
 
 @dataclass
-class _Binding:
-    method: str
-    template: str
-    body: str
-    response_body: str
-
-
-@dataclass
 class _Index:
     messages: dict[str, _Message] = field(default_factory=dict)
     enums: dict[str, _Enum] = field(default_factory=dict)
@@ -176,11 +173,11 @@ def _index_file(index: _Index, file: descriptor_pb2.FileDescriptorProto) -> None
     comments = _file_comments(file)
     package = file.package
 
-    def add_enum(enum, prefix: str, path: tuple[int, ...]) -> None:
+    def add_enum(enum: Any, prefix: str, path: tuple[int, ...]) -> None:
         full = f"{prefix}.{enum.name}" if prefix else enum.name
         index.enums[full] = _Enum(full, enum, comments, path)
 
-    def add_message(msg, prefix: str, local_prefix: str, path: tuple[int, ...]) -> None:
+    def add_message(msg: Any, prefix: str, local_prefix: str, path: tuple[int, ...]) -> None:
         full = f"{prefix}.{msg.name}" if prefix else msg.name
         local = f"{local_prefix}.{msg.name}" if local_prefix else msg.name
         index.messages[full] = _Message(full, local, msg, comments, path)
@@ -203,20 +200,10 @@ def _is_required(fld: descriptor_pb2.FieldDescriptorProto) -> bool:
     return _FB.REQUIRED in _behaviors(fld)
 
 
-def _bindings(rule) -> list[_Binding]:
-    out = []
-    for r in [rule, *rule.additional_bindings]:
-        kind = r.WhichOneof("pattern")
-        if kind is None:
-            continue
-        if kind == "custom":
-            method, template = r.custom.kind.lower(), r.custom.path
-            if method not in _CUSTOM_METHODS:
-                raise ValueError(f"unsupported custom HTTP method {r.custom.kind!r}")
-        else:
-            method, template = kind, getattr(r, kind)
-        out.append(_Binding(method, template, r.body, r.response_body))
-    return out
+def _checked(binding: HttpBinding) -> HttpBinding:
+    if binding.custom and binding.method not in _CUSTOM_METHODS:
+        raise ValueError(f"unsupported custom HTTP method {binding.method.upper()!r}")
+    return binding
 
 
 def _parse_template(template: str) -> tuple[str, list[tuple[str, str]], set[str]]:
@@ -241,6 +228,20 @@ def _parse_template(template: str) -> tuple[str, list[tuple[str, str]], set[str]
     return _VARIABLE.sub(replace, template), params, bound
 
 
+def _allowed_values(msg: _Message, fld: descriptor_pb2.FieldDescriptorProto) -> tuple[str, ...] | None:
+    """The values an enumerated string field of the API takes (services/common/vocabulary.py)."""
+    if not msg.full_name.startswith(API_PACKAGE_PREFIX):
+        return None
+    return vocabulary.field_values(msg.proto.name, fld.name)
+
+
+def _cache_control_header(rule: CacheRule) -> dict[str, Any]:
+    description = "Set by the gateway: how long shared caches may keep this answer."
+    if rule.edge_cached:
+        description += " The gateway answers repeats of this read's common URLs from its own cache."
+    return {"description": description, "schema": {"type": "string", "enum": [rule.cache_control]}}
+
+
 def _first_sentence(text: str) -> str:
     paragraph = text.split("\n\n", 1)[0].replace("\n", " ")
     return re.split(r"(?<=[.!?])\s+(?=[A-Z`\"(])", paragraph, maxsplit=1)[0].strip()
@@ -251,10 +252,10 @@ def _first_sentence(text: str) -> str:
 
 
 class _Builder:
-    def __init__(self, fds: descriptor_pb2.FileDescriptorSet) -> None:
-        self.fds = fds
+    def __init__(self, api: ApiDescriptors) -> None:
+        self.api = api
         self.index = _Index()
-        for file in fds.file:
+        for file in api.files:
             _index_file(self.index, file)
         self.names: dict[str, str] = {}  # message full name -> component name
         self.wanted: list[str] = []  # messages the operations reference, in order
@@ -294,14 +295,19 @@ class _Builder:
         return schema
 
     def is_map(self, fld: descriptor_pb2.FieldDescriptorProto) -> bool:
-        return (
+        return bool(
             fld.type == _FDP.TYPE_MESSAGE
             and fld.label == _FDP.LABEL_REPEATED
             and self.message(fld.type_name).proto.options.map_entry
         )
 
-    def single_schema(self, fld: descriptor_pb2.FieldDescriptorProto) -> dict[str, Any]:
-        """The schema of one value of the field (ignoring repeated)."""
+    def single_schema(self, fld: descriptor_pb2.FieldDescriptorProto, owner: _Message | None = None) -> dict[str, Any]:
+        """The schema of one value of the field (ignoring repeated) of the
+        owner message (when known: its enumerated string fields list their values)."""
+        if fld.type == _FDP.TYPE_STRING and owner is not None:
+            values = _allowed_values(owner, fld)
+            if values:
+                return {"type": "string", "enum": list(values)}
         if fld.type in _SCALARS:
             return copy.deepcopy(_SCALARS[fld.type])
         if fld.type == _FDP.TYPE_ENUM:
@@ -310,19 +316,19 @@ class _Builder:
             return self.ref(fld.type_name.lstrip("."))
         raise ValueError(f"unsupported field type {fld.type} of {fld.name}")
 
-    def value_schema(self, fld: descriptor_pb2.FieldDescriptorProto) -> dict[str, Any]:
+    def value_schema(self, fld: descriptor_pb2.FieldDescriptorProto, owner: _Message | None = None) -> dict[str, Any]:
         """The schema of the field's JSON value: maps and repeated included."""
         if self.is_map(fld):
             entry = self.message(fld.type_name).proto
             value = next(f for f in entry.field if f.name == "value")
             return {"type": "object", "additionalProperties": self.single_schema(value)}
         if fld.label == _FDP.LABEL_REPEATED:
-            return {"type": "array", "items": self.single_schema(fld)}
-        return self.single_schema(fld)
+            return {"type": "array", "items": self.single_schema(fld, owner)}
+        return self.single_schema(fld, owner)
 
     def property_schema(self, msg: _Message, index: int) -> dict[str, Any]:
         fld = msg.proto.field[index]
-        schema = self.value_schema(fld)
+        schema = self.value_schema(fld, msg)
         extra: dict[str, Any] = {}
         notes = []
         comment = msg.comments.get((*msg.path, 2, index))
@@ -372,7 +378,9 @@ class _Builder:
 
     # -- fields along a path --------------------------------------------------
 
-    def resolve(self, msg: _Message, field_path: str, what: str):
+    def resolve(
+        self, msg: _Message, field_path: str, what: str
+    ) -> list[tuple[_Message, int, descriptor_pb2.FieldDescriptorProto]]:
         """The fields named by a dotted path, e.g. "song.id", from msg."""
         chain = []
         current = msg
@@ -439,42 +447,40 @@ class _Builder:
 
     def operation(
         self,
-        file: descriptor_pb2.FileDescriptorProto,
-        svc_index: int,
-        method_index: int,
-        binding: _Binding,
+        service: Service,
+        method: Method,
+        binding: HttpBinding,
         comments: dict[tuple[int, ...], str],
     ) -> tuple[str, dict[str, Any]]:
-        svc = file.service[svc_index]
-        method = svc.method[method_index]
-        where = f"{file.package}.{svc.name}.{method.name}"
-        request = self.message(method.input_type)
-        response = self.message(method.output_type)
+        proto = method.proto
+        where = f"{service.full_name}.{method.name}"
+        request = self.message(proto.input_type)
+        response = self.message(proto.output_type)
         path, path_params, bound = _parse_template(binding.template)
 
-        op: dict[str, Any] = {"tags": [svc.name]}
-        comment = comments.get((6, svc_index, 2, method_index), "")
+        op: dict[str, Any] = {"tags": [service.name]}
+        comment = comments.get((6, service.index, 2, method.index), "")
         if comment:
             op["summary"] = _first_sentence(comment)
         description = comment
-        if method.server_streaming:
+        if proto.server_streaming:
             description += (
                 "\n\nThe response is a stream of newline-delimited JSON "
                 f"(`application/x-ndjson`): one `{response.proto.name}` object per line, "
                 "sent as the events happen, until the client disconnects."
             )
-        if method.client_streaming:
+        if proto.client_streaming:
             description += "\n\nThe request body is a stream of request messages."
         if description.strip() and description.strip() != op.get("summary"):
             op["description"] = description.strip()
-        if method.options.deprecated:
+        if proto.options.deprecated:
             op["deprecated"] = True
-        op["x-grpc-method"] = f"/{file.package}.{svc.name}/{method.name}"
+        op["x-grpc-method"] = method.path
 
         parameters = []
         for field_path, pattern in path_params:
             owner, index, _fld = self.resolve(request, field_path, where)[-1]
-            schema = self.single_schema(owner.proto.field[index])
+            schema = self.single_schema(owner.proto.field[index], owner)
             param: dict[str, Any] = {"name": field_path, "in": "path", "required": True}
             notes = [owner.comments.get((*owner.path, 2, index), "")]
             if pattern != "*":
@@ -504,7 +510,7 @@ class _Builder:
                 owner, i, fld = self.resolve(request, body, where)[-1]
                 op["requestBody"] = {
                     "required": _is_required(fld),
-                    "content": {"application/json": {"schema": self.value_schema(fld)}},
+                    "content": {"application/json": {"schema": self.value_schema(fld, owner)}},
                 }
                 if owner.comments.get((*owner.path, 2, i)):
                     op["requestBody"]["description"] = owner.comments[(*owner.path, 2, i)]
@@ -513,17 +519,20 @@ class _Builder:
             op["parameters"] = parameters
 
         if binding.response_body:
-            _owner, _i, fld = self.resolve(response, binding.response_body, where)[-1]
-            out_schema = self.value_schema(fld)
+            owner, _i, fld = self.resolve(response, binding.response_body, where)[-1]
+            out_schema = self.value_schema(fld, owner)
         else:
             out_schema = self.ref(response.full_name)
-        if method.server_streaming:
+        ok: dict[str, Any]
+        if proto.server_streaming:
             ok = {
                 "description": f"A newline-delimited JSON stream of `{response.proto.name}`.",
                 "content": {"application/x-ndjson": {"schema": out_schema}},
             }
         else:
             ok = {"description": "OK", "content": {"application/json": {"schema": out_schema}}}
+        if method.cache:
+            ok["headers"] = {"Cache-Control": _cache_control_header(method.cache)}
         op["responses"] = {
             "200": ok,
             "default": {
@@ -538,34 +547,26 @@ class _Builder:
         paths: dict[str, dict[str, Any]] = {}
         tags = []
         operation_ids: set[str] = set()
-        for file in self.fds.file:
-            if not file.package.startswith(API_PACKAGE_PREFIX):
-                continue
-            comments = _file_comments(file)
-            for s, svc in enumerate(file.service):
-                routed = False
-                for m, method in enumerate(svc.method):
-                    if not method.options.HasExtension(annotations_pb2.http):
-                        continue
-                    rule = method.options.Extensions[annotations_pb2.http]
-                    for n, binding in enumerate(_bindings(rule)):
-                        path, op = self.operation(file, s, m, binding, comments)
-                        op_id = f"{svc.name}_{method.name}" + (f"_{n + 1}" if n else "")
-                        if op_id in operation_ids:
-                            raise ValueError(f"duplicate operationId {op_id}")
-                        operation_ids.add(op_id)
-                        op["operationId"] = op_id
-                        item = paths.setdefault(path, {})
-                        if binding.method in item:
-                            other = item[binding.method]["operationId"]
-                            raise ValueError(f"{op_id} and {other} both map to {binding.method.upper()} {path}")
-                        item[binding.method] = op
-                        routed = True
-                if routed:
-                    tag: dict[str, Any] = {"name": svc.name}
-                    if comments.get((6, s)):
-                        tag["description"] = comments[(6, s)]
-                    tags.append(tag)
+        # The public services: those with http rules, in the order of their files.
+        for service in self.api.services:
+            comments = _file_comments(service.file)
+            for method in service.methods:
+                for n, binding in enumerate(method.bindings):
+                    path, op = self.operation(service, method, _checked(binding), comments)
+                    op_id = f"{service.name}_{method.name}" + (f"_{n + 1}" if n else "")
+                    if op_id in operation_ids:
+                        raise ValueError(f"duplicate operationId {op_id}")
+                    operation_ids.add(op_id)
+                    op["operationId"] = op_id
+                    item = paths.setdefault(path, {})
+                    if binding.method in item:
+                        other = item[binding.method]["operationId"]
+                        raise ValueError(f"{op_id} and {other} both map to {binding.method.upper()} {path}")
+                    item[binding.method] = op
+            tag: dict[str, Any] = {"name": service.name}
+            if comments.get((6, service.index)):
+                tag["description"] = comments[(6, service.index)]
+            tags.append(tag)
 
         schemas = self._components()
         _replace_refs(paths, self.names)
@@ -731,8 +732,7 @@ def _gateway_paths() -> dict[str, Any]:
 
 def build(descriptor_set_bytes: bytes) -> dict[str, Any]:
     """The OpenAPI 3.0.3 document for a serialized FileDescriptorSet."""
-    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set_bytes)
-    return _Builder(fds).build()
+    return _Builder(ApiDescriptors.parse(descriptor_set_bytes)).build()
 
 
 # --------------------------------------------------------------------------
@@ -940,6 +940,11 @@ def _operation_html(spec: dict[str, Any], path: str, method: str, op: dict[str, 
         parts.append(_paragraphs(response.get("description")))
         for content_type, media in response.get("content", {}).items():
             parts.append(_payload_html(spec, media.get("schema", {}), content_type))
+        for name, header in response.get("headers", {}).items():
+            parts.append(
+                f"<p>Header <code>{_esc(name)}</code>: {_type_html(header.get('schema', {}))}. "
+                f"{_inline_md(header.get('description', ''))}</p>"
+            )
     if "default" in op.get("responses", {}):
         parts.append(
             '<p class="muted">Errors: <a href="#schema-Error">Error</a> '

@@ -30,7 +30,7 @@ from grpc_reflection.v1alpha import reflection
 from aimusicstore.ranking.v1 import catalog_service_pb2, ranking_service_pb2  # noqa: F401
 from aimusicstore.reputation.v1 import agent_service_pb2  # noqa: F401
 from aimusicstore.vote.v1 import vote_service_pb2  # noqa: F401
-from gateway.envoy_config import PUBLIC_SERVICES
+from gateway import descriptors
 from services.common import logs
 from services.common.channels import peer_channel
 from services.common.config import GatewaySettings
@@ -38,8 +38,12 @@ from services.common.server import METADATA_OPTIONS
 
 log = logging.getLogger("sidecar")
 
-SERVING = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# Service full name -> the backend that serves it (those the gateway routes).
+PUBLIC_SERVICES = descriptors.load().public_services()
+
+# Typed here: protobuf ships no type stubs, so the generated enums are Any.
+SERVING: int = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING: int = health_pb2.HealthCheckResponse.NOT_SERVING
 _STATUS_NAME = health_pb2.HealthCheckResponse.ServingStatus.Name
 
 
@@ -62,7 +66,7 @@ class BackendHealth:
     async def _check_one(self, stub: health_pb2_grpc.HealthStub, service: str) -> int:
         try:
             reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.deadline_s)
-            return reply.status
+            return int(reply.status)
         except grpc.aio.AioRpcError:
             return NOT_SERVING
 
@@ -77,12 +81,16 @@ class BackendHealth:
                 await channel.close()
 
 
-class AggregatedHealthServicer(health_pb2_grpc.HealthServicer):
+# The generated servicer base has no type stubs (it is Any to the type
+# checker); it is kept as the base for the methods not overridden here (List).
+class AggregatedHealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
     def __init__(self, backends: BackendHealth) -> None:
         self.backends = backends
 
     async def Check(
-        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+        self,
+        request: health_pb2.HealthCheckRequest,
+        context: grpc.aio.ServicerContext[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse],
     ) -> health_pb2.HealthCheckResponse:
         if request.service == "":
             statuses = await self.backends.check_all()
@@ -94,7 +102,11 @@ class AggregatedHealthServicer(health_pb2_grpc.HealthServicer):
             raise AssertionError("abort raises")  # for the type checker
         return health_pb2.HealthCheckResponse(status=await self.backends.check(backend, request.service))
 
-    async def Watch(self, request, context):  # type: ignore[no-untyped-def]
+    async def Watch(
+        self,
+        request: health_pb2.HealthCheckRequest,
+        context: grpc.aio.ServicerContext[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse],
+    ) -> None:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Watch is not offered through the gateway; poll Check")
 
 

@@ -63,7 +63,9 @@ def main() -> None:
         ]
     )
 
-    sys.path.insert(0, str(ROOT))
+    # The stubs just generated (the gateway reads the protos' own options
+    # through them), not those of another checkout the environment may point at.
+    sys.path[:0] = [str(ROOT), str(PY_OUT)]
     from gateway import openapi  # noqa: PLC0415
 
     openapi.write(DESCRIPTOR_SET, GATEWAY_OUT)

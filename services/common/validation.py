@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from urllib.parse import urlparse
 
+from services.common import vocabulary
 from services.common.errors import InvalidArgument
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-ITEM_TYPES = ("song", "tool")
+ITEM_TYPES = vocabulary.ITEM_TYPES
 
 
 def identifier(field: str, value: str) -> str:

@@ -16,9 +16,11 @@ import math
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from services.common import vocabulary
+
 PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 30}
-PERIODS = ("daily", "weekly", "monthly", "all_time")
-SORTS = ("score", "best", "controversial")
+PERIODS = vocabulary.CHART_PERIODS
+SORTS = vocabulary.CHART_SORTS
 Z_95 = 1.959963984540054
 
 

@@ -18,12 +18,13 @@ from sqlalchemy import (
     text,
 )
 
+from services.common import vocabulary
 from services.common.events import processed_events_table
 
 SCHEMA = "reputation"
 metadata = MetaData(schema=SCHEMA)
 
-TIERS = ("free", "pro", "enterprise")
+TIERS = vocabulary.TIERS
 
 agents = Table(
     "agents",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from services.common import pagination, tracing, validation
+from services.common import pagination, tracing, validation, vocabulary
 from services.common.auth import Caller
 from services.common.batching import MicroBatcher
 from services.common.errors import (
@@ -30,7 +30,7 @@ from services.vote.store.admission import Admission, QuotaRequest
 
 log = logging.getLogger("voting")
 
-DIRECTIONS = {"up": 1, "down": -1}
+DIRECTIONS = vocabulary.VOTE_SIGNS
 MAX_COMMENT_CHARS = 2000
 
 VoteKey = tuple[str, str, str]

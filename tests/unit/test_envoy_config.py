@@ -4,9 +4,13 @@ import re
 from pathlib import Path
 
 import pytest
+from google.protobuf import descriptor_pb2
 
+from aimusicstore.api.v1 import annotations_pb2 as api_annotations
+from gateway import descriptors, envoy_config
 from gateway.envoy_config import (
     CACHE_CONTROL,
+    EDGE_CACHED_QUERIES,
     PUBLIC_SERVICES,
     _template_regex,
     build,
@@ -16,6 +20,7 @@ from gateway.envoy_config import (
     otlp_target,
     sample_path,
 )
+from services.common import vocabulary
 from services.common.config import GatewaySettings
 from services.common.healthcheck import LIVENESS_SERVICE
 
@@ -103,6 +108,34 @@ def test_the_edge_caches_a_fixed_set_of_urls(url: str, cached: bool) -> None:
         if re.match(path, url.split("?")[0]) and re.match(full, url)
     ]
     assert bool(matched) == cached
+
+
+def test_the_edge_cache_keeps_every_value_of_the_vocabulary() -> None:
+    cached = edge_cached_requests()
+    for period in vocabulary.CHART_PERIODS:
+        for item_type in vocabulary.ITEM_TYPES:
+            for sort in vocabulary.CHART_SORTS:
+                url = f"/api/v1/top/{period}?item_type={item_type}&sort={sort}"
+                assert any(re.match(path, url.split("?")[0]) and re.match(full, url) for path, full in cached), url
+
+
+def test_the_edge_cached_reads_are_those_the_protos_mark() -> None:
+    assert sorted(EDGE_CACHED_QUERIES) == sorted(descriptors.load().edge_cached_methods())
+
+
+def test_a_read_marked_edge_cached_without_its_cached_queries_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    descriptor_set = descriptor_pb2.FileDescriptorSet.FromString(descriptors.DESCRIPTOR_SET.read_bytes())
+    (chart,) = [
+        method
+        for file in descriptor_set.file
+        for service in file.service
+        for method in service.method
+        if method.name == "GetTopChart"
+    ]
+    chart.options.Extensions[api_annotations.cache].edge_cached = False
+    monkeypatch.setattr(envoy_config, "API", descriptors.ApiDescriptors(descriptor_set))
+    with pytest.raises(ValueError, match="EDGE_CACHED_QUERIES"):
+        build(SETTINGS)
 
 
 def test_path_templates_become_anchored_regexes() -> None:

@@ -178,8 +178,45 @@ def test_query_parameters(spec):
         "in": "path",
         "required": True,
         "description": '"daily", "weekly", "monthly" or "all_time".',
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "enum": ["daily", "weekly", "monthly", "all_time"]},
     }
+
+
+def test_enumerated_string_fields_list_their_values(spec):
+    """From services/common/vocabulary.py, wherever the field appears."""
+    schemas = spec["components"]["schemas"]
+    cast = schemas["CastVoteRequest"]["properties"]
+    assert cast["item_type"]["enum"] == ["song", "tool"]
+    assert cast["vote"]["enum"] == ["up", "down"]
+    assert schemas["ChartEntry"]["properties"]["movement"]["enum"] == ["up", "down", "same", "new"]
+    assert schemas["Agent"]["properties"]["tier"]["enum"] == ["free", "pro", "enterprise"]
+    assert schemas["WatchVotesResponse"]["properties"]["type"]["enum"] == ["vote", "retract"]
+    top = {p["name"]: p for p in spec["paths"]["/api/v1/top/{period}"]["get"]["parameters"]}
+    assert top["sort"]["schema"] == {"type": "string", "enum": ["score", "best", "controversial"]}
+    assert top["item_type"]["schema"]["enum"] == ["song", "tool"]
+    counts = spec["paths"]["/api/v1/votes/{item_type}/{item_id}"]["get"]["parameters"]
+    assert counts[0]["name"] == "item_type" and counts[0]["schema"]["enum"] == ["song", "tool"]
+    # Free text stays free, and a message field named like a set is no enum.
+    assert "enum" not in schemas["Song"]["properties"]["title"]
+    assert "enum" not in top["genre"]["schema"]
+    assert "enum" not in str(schemas["CastVoteResponse"]["properties"]["vote"])
+
+
+def test_cache_rules_become_cache_control_headers(spec):
+    """The protos' cache option, the same the gateway sets on the answers."""
+
+    def header(path: str, method: str = "get") -> dict | None:
+        return spec["paths"][path][method]["responses"]["200"].get("headers", {}).get("Cache-Control")
+
+    trending = header("/api/v1/trending")
+    assert trending is not None and trending["schema"] == {"type": "string", "enum": ["public, max-age=1"]}
+    assert "own cache" in trending["description"]
+    history = header("/api/v1/songs/{item_id}/history")
+    assert history is not None and history["schema"]["enum"] == ["public, max-age=60"]
+    assert "own cache" not in history["description"]
+    assert header("/api/v1/songs/{song_id}")["schema"]["enum"] == ["no-cache"]
+    assert header("/api/v1/vote", "post") is None
+    assert header("/api/v1/songs") is None
 
 
 def test_server_streaming_is_ndjson(spec):

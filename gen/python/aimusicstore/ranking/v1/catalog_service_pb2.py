@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from aimusicstore.api.v1 import annotations_pb2 as aimusicstore_dot_api_dot_v1_dot_annotations__pb2
 from aimusicstore.ranking.v1 import catalog_pb2 as aimusicstore_dot_ranking_dot_v1_dot_catalog__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-aimusicstore/ranking/v1/catalog_service.proto\x12\x17\x61imusicstore.ranking.v1\x1a%aimusicstore/ranking/v1/catalog.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"F\n\x11\x43reateSongRequest\x12\x31\n\x04song\x18\x01 \x01(\x0b\x32\x1d.aimusicstore.ranking.v1.SongB\x04\xe2\x41\x01\x02\"\'\n\x0eGetSongRequest\x12\x15\n\x07song_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"s\n\x10ListSongsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\r\n\x05genre\x18\x04 \x01(\t\x12\x0c\n\x04mood\x18\x05 \x01(\t\x12\t\n\x01q\x18\x06 \x01(\t\"Z\n\x11ListSongsResponse\x12,\n\x05songs\x18\x01 \x03(\x0b\x32\x1d.aimusicstore.ranking.v1.Song\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x11\x44\x65leteSongRequest\x12\x15\n\x07song_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x14\n\x12\x44\x65leteSongResponse\"F\n\x11\x43reateToolRequest\x12\x31\n\x04tool\x18\x01 \x01(\x0b\x32\x1d.aimusicstore.ranking.v1.ToolB\x04\xe2\x41\x01\x02\"\'\n\x0eGetToolRequest\x12\x15\n\x07tool_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"V\n\x10ListToolsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\t\n\x01q\x18\x04 \x01(\t\"Z\n\x11ListToolsResponse\x12,\n\x05tools\x18\x01 \x03(\x0b\x32\x1d.aimusicstore.ranking.v1.Tool\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x11\x44\x65leteToolRequest\x12\x15\n\x07tool_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x14\n\x12\x44\x65leteToolResponse2\xec\x07\n\x0e\x43\x61talogService\x12t\n\nCreateSong\x12*.aimusicstore.ranking.v1.CreateSongRequest\x1a\x1d.aimusicstore.ranking.v1.Song\"\x1b\x82\xd3\xe4\x93\x02\x15\"\r/api/v1/songs:\x04song\x12r\n\x07GetSong\x12\'.aimusicstore.ranking.v1.GetSongRequest\x1a\x1d.aimusicstore.ranking.v1.Song\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/songs/{song_id}\x12y\n\tListSongs\x12).aimusicstore.ranking.v1.ListSongsRequest\x1a*.aimusicstore.ranking.v1.ListSongsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/songs\x12\x86\x01\n\nDeleteSong\x12*.aimusicstore.ranking.v1.DeleteSongRequest\x1a+.aimusicstore.ranking.v1.DeleteSongResponse\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/api/v1/songs/{song_id}\x12t\n\nCreateTool\x12*.aimusicstore.ranking.v1.CreateToolRequest\x1a\x1d.aimusicstore.ranking.v1.Tool\"\x1b\x82\xd3\xe4\x93\x02\x15\"\r/api/v1/tools:\x04tool\x12r\n\x07GetTool\x12\'.aimusicstore.ranking.v1.GetToolRequest\x1a\x1d.aimusicstore.ranking.v1.Tool\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/tools/{tool_id}\x12y\n\tListTools\x12).aimusicstore.ranking.v1.ListToolsRequest\x1a*.aimusicstore.ranking.v1.ListToolsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/tools\x12\x86\x01\n\nDeleteTool\x12*.aimusicstore.ranking.v1.DeleteToolRequest\x1a+.aimusicstore.ranking.v1.DeleteToolResponse\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/api/v1/tools/{tool_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-aimusicstore/ranking/v1/catalog_service.proto\x12\x17\x61imusicstore.ranking.v1\x1a%aimusicstore/api/v1/annotations.proto\x1a%aimusicstore/ranking/v1/catalog.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"F\n\x11\x43reateSongRequest\x12\x31\n\x04song\x18\x01 \x01(\x0b\x32\x1d.aimusicstore.ranking.v1.SongB\x04\xe2\x41\x01\x02\"\'\n\x0eGetSongRequest\x12\x15\n\x07song_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"s\n\x10ListSongsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\r\n\x05genre\x18\x04 \x01(\t\x12\x0c\n\x04mood\x18\x05 \x01(\t\x12\t\n\x01q\x18\x06 \x01(\t\"Z\n\x11ListSongsResponse\x12,\n\x05songs\x18\x01 \x03(\x0b\x32\x1d.aimusicstore.ranking.v1.Song\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x11\x44\x65leteSongRequest\x12\x15\n\x07song_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x14\n\x12\x44\x65leteSongResponse\"F\n\x11\x43reateToolRequest\x12\x31\n\x04tool\x18\x01 \x01(\x0b\x32\x1d.aimusicstore.ranking.v1.ToolB\x04\xe2\x41\x01\x02\"\'\n\x0eGetToolRequest\x12\x15\n\x07tool_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"V\n\x10ListToolsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\t\n\x01q\x18\x04 \x01(\t\"Z\n\x11ListToolsResponse\x12,\n\x05tools\x18\x01 \x03(\x0b\x32\x1d.aimusicstore.ranking.v1.Tool\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x11\x44\x65leteToolRequest\x12\x15\n\x07tool_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x14\n\x12\x44\x65leteToolResponse2\x8a\x08\n\x0e\x43\x61talogService\x12t\n\nCreateSong\x12*.aimusicstore.ranking.v1.CreateSongRequest\x1a\x1d.aimusicstore.ranking.v1.Song\"\x1b\x82\xd3\xe4\x93\x02\x15\"\r/api/v1/songs:\x04song\x12\x80\x01\n\x07GetSong\x12\'.aimusicstore.ranking.v1.GetSongRequest\x1a\x1d.aimusicstore.ranking.v1.Song\"-\x8a\xb5\x18\n\n\x08no-cache\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/songs/{song_id}\x12y\n\tListSongs\x12).aimusicstore.ranking.v1.ListSongsRequest\x1a*.aimusicstore.ranking.v1.ListSongsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/songs\x12\x86\x01\n\nDeleteSong\x12*.aimusicstore.ranking.v1.DeleteSongRequest\x1a+.aimusicstore.ranking.v1.DeleteSongResponse\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/api/v1/songs/{song_id}\x12t\n\nCreateTool\x12*.aimusicstore.ranking.v1.CreateToolRequest\x1a\x1d.aimusicstore.ranking.v1.Tool\"\x1b\x82\xd3\xe4\x93\x02\x15\"\r/api/v1/tools:\x04tool\x12\x80\x01\n\x07GetTool\x12\'.aimusicstore.ranking.v1.GetToolRequest\x1a\x1d.aimusicstore.ranking.v1.Tool\"-\x8a\xb5\x18\n\n\x08no-cache\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/tools/{tool_id}\x12y\n\tListTools\x12).aimusicstore.ranking.v1.ListToolsRequest\x1a*.aimusicstore.ranking.v1.ListToolsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/tools\x12\x86\x01\n\nDeleteTool\x12*.aimusicstore.ranking.v1.DeleteToolRequest\x1a+.aimusicstore.ranking.v1.DeleteToolResponse\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/api/v1/tools/{tool_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,7 +50,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CATALOGSERVICE'].methods_by_name['CreateSong']._loaded_options = None
   _globals['_CATALOGSERVICE'].methods_by_name['CreateSong']._serialized_options = b'\202\323\344\223\002\025\"\r/api/v1/songs:\004song'
   _globals['_CATALOGSERVICE'].methods_by_name['GetSong']._loaded_options = None
-  _globals['_CATALOGSERVICE'].methods_by_name['GetSong']._serialized_options = b'\202\323\344\223\002\031\022\027/api/v1/songs/{song_id}'
+  _globals['_CATALOGSERVICE'].methods_by_name['GetSong']._serialized_options = b'\212\265\030\n\n\010no-cache\202\323\344\223\002\031\022\027/api/v1/songs/{song_id}'
   _globals['_CATALOGSERVICE'].methods_by_name['ListSongs']._loaded_options = None
   _globals['_CATALOGSERVICE'].methods_by_name['ListSongs']._serialized_options = b'\202\323\344\223\002\017\022\r/api/v1/songs'
   _globals['_CATALOGSERVICE'].methods_by_name['DeleteSong']._loaded_options = None
@@ -57,35 +58,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CATALOGSERVICE'].methods_by_name['CreateTool']._loaded_options = None
   _globals['_CATALOGSERVICE'].methods_by_name['CreateTool']._serialized_options = b'\202\323\344\223\002\025\"\r/api/v1/tools:\004tool'
   _globals['_CATALOGSERVICE'].methods_by_name['GetTool']._loaded_options = None
-  _globals['_CATALOGSERVICE'].methods_by_name['GetTool']._serialized_options = b'\202\323\344\223\002\031\022\027/api/v1/tools/{tool_id}'
+  _globals['_CATALOGSERVICE'].methods_by_name['GetTool']._serialized_options = b'\212\265\030\n\n\010no-cache\202\323\344\223\002\031\022\027/api/v1/tools/{tool_id}'
   _globals['_CATALOGSERVICE'].methods_by_name['ListTools']._loaded_options = None
   _globals['_CATALOGSERVICE'].methods_by_name['ListTools']._serialized_options = b'\202\323\344\223\002\017\022\r/api/v1/tools'
   _globals['_CATALOGSERVICE'].methods_by_name['DeleteTool']._loaded_options = None
   _globals['_CATALOGSERVICE'].methods_by_name['DeleteTool']._serialized_options = b'\202\323\344\223\002\031*\027/api/v1/tools/{tool_id}'
-  _globals['_CREATESONGREQUEST']._serialized_start=176
-  _globals['_CREATESONGREQUEST']._serialized_end=246
-  _globals['_GETSONGREQUEST']._serialized_start=248
-  _globals['_GETSONGREQUEST']._serialized_end=287
-  _globals['_LISTSONGSREQUEST']._serialized_start=289
-  _globals['_LISTSONGSREQUEST']._serialized_end=404
-  _globals['_LISTSONGSRESPONSE']._serialized_start=406
-  _globals['_LISTSONGSRESPONSE']._serialized_end=496
-  _globals['_DELETESONGREQUEST']._serialized_start=498
-  _globals['_DELETESONGREQUEST']._serialized_end=540
-  _globals['_DELETESONGRESPONSE']._serialized_start=542
-  _globals['_DELETESONGRESPONSE']._serialized_end=562
-  _globals['_CREATETOOLREQUEST']._serialized_start=564
-  _globals['_CREATETOOLREQUEST']._serialized_end=634
-  _globals['_GETTOOLREQUEST']._serialized_start=636
-  _globals['_GETTOOLREQUEST']._serialized_end=675
-  _globals['_LISTTOOLSREQUEST']._serialized_start=677
-  _globals['_LISTTOOLSREQUEST']._serialized_end=763
-  _globals['_LISTTOOLSRESPONSE']._serialized_start=765
-  _globals['_LISTTOOLSRESPONSE']._serialized_end=855
-  _globals['_DELETETOOLREQUEST']._serialized_start=857
-  _globals['_DELETETOOLREQUEST']._serialized_end=899
-  _globals['_DELETETOOLRESPONSE']._serialized_start=901
-  _globals['_DELETETOOLRESPONSE']._serialized_end=921
-  _globals['_CATALOGSERVICE']._serialized_start=924
-  _globals['_CATALOGSERVICE']._serialized_end=1928
+  _globals['_CREATESONGREQUEST']._serialized_start=215
+  _globals['_CREATESONGREQUEST']._serialized_end=285
+  _globals['_GETSONGREQUEST']._serialized_start=287
+  _globals['_GETSONGREQUEST']._serialized_end=326
+  _globals['_LISTSONGSREQUEST']._serialized_start=328
+  _globals['_LISTSONGSREQUEST']._serialized_end=443
+  _globals['_LISTSONGSRESPONSE']._serialized_start=445
+  _globals['_LISTSONGSRESPONSE']._serialized_end=535
+  _globals['_DELETESONGREQUEST']._serialized_start=537
+  _globals['_DELETESONGREQUEST']._serialized_end=579
+  _globals['_DELETESONGRESPONSE']._serialized_start=581
+  _globals['_DELETESONGRESPONSE']._serialized_end=601
+  _globals['_CREATETOOLREQUEST']._serialized_start=603
+  _globals['_CREATETOOLREQUEST']._serialized_end=673
+  _globals['_GETTOOLREQUEST']._serialized_start=675
+  _globals['_GETTOOLREQUEST']._serialized_end=714
+  _globals['_LISTTOOLSREQUEST']._serialized_start=716
+  _globals['_LISTTOOLSREQUEST']._serialized_end=802
+  _globals['_LISTTOOLSRESPONSE']._serialized_start=804
+  _globals['_LISTTOOLSRESPONSE']._serialized_end=894
+  _globals['_DELETETOOLREQUEST']._serialized_start=896
+  _globals['_DELETETOOLREQUEST']._serialized_end=938
+  _globals['_DELETETOOLRESPONSE']._serialized_start=940
+  _globals['_DELETETOOLRESPONSE']._serialized_end=960
+  _globals['_CATALOGSERVICE']._serialized_start=963
+  _globals['_CATALOGSERVICE']._serialized_end=1997
 # @@protoc_insertion_point(module_scope)

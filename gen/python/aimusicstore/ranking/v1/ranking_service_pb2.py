@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from aimusicstore.api.v1 import annotations_pb2 as aimusicstore_dot_api_dot_v1_dot_annotations__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-aimusicstore/ranking/v1/ranking_service.proto\x12\x17\x61imusicstore.ranking.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfd\x01\n\nChartEntry\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x11\n\titem_type\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0e\n\x06\x61rtist\x18\x05 \x01(\t\x12\x10\n\x08up_votes\x18\x06 \x01(\x05\x12\x12\n\ndown_votes\x18\x07 \x01(\x05\x12\r\n\x05score\x18\x08 \x01(\x05\x12\x16\n\x0etrending_score\x18\t \x01(\x01\x12\x15\n\rprevious_rank\x18\n \x01(\x05\x12\x10\n\x08movement\x18\x0b \x01(\t\x12\x11\n\tpeak_rank\x18\x0c \x01(\x05\x12\x15\n\rdays_on_chart\x18\r \x01(\x05\"V\n\x12GetTrendingRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\r\n\x05genre\x18\x02 \x01(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\"\xad\x01\n\x13GetTrendingResponse\x12\x32\n\x05songs\x18\x01 \x03(\x0b\x32#.aimusicstore.ranking.v1.ChartEntry\x12\x32\n\x05tools\x18\x02 \x03(\x0b\x32#.aimusicstore.ranking.v1.ChartEntry\x12.\n\nupdated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x12GetTopChartRequest\x12\x14\n\x06period\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x11\n\titem_type\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x0c\n\x04sort\x18\x05 \x01(\t\x12\r\n\x05genre\x18\x06 \x01(\t\x12\x10\n\x08platform\x18\x07 \x01(\t\"\xac\x01\n\x13GetTopChartResponse\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x11\n\titem_type\x18\x03 \x01(\t\x12\x34\n\x07\x65ntries\x18\x04 \x03(\x0b\x32#.aimusicstore.ranking.v1.ChartEntry\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x15GetItemHistoryRequest\x12\x18\n\ncollection\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07item_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x05\"_\n\x0cHistoryPoint\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\r\n\x05score\x18\x03 \x01(\x05\x12\x10\n\x08up_votes\x18\x04 \x01(\x05\x12\x12\n\ndown_votes\x18\x05 \x01(\x05\"s\n\x16GetItemHistoryResponse\x12\x11\n\titem_type\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x35\n\x06points\x18\x03 \x03(\x0b\x32%.aimusicstore.ranking.v1.HistoryPoint2\xf8\x03\n\x0eRankingService\x12\x82\x01\n\x0bGetTrending\x12+.aimusicstore.ranking.v1.GetTrendingRequest\x1a,.aimusicstore.ranking.v1.GetTrendingResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/trending\x12\x86\x01\n\x0bGetTopChart\x12+.aimusicstore.ranking.v1.GetTopChartRequest\x1a,.aimusicstore.ranking.v1.GetTopChartResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/top/{period}\x12\xd7\x01\n\x0eGetItemHistory\x12..aimusicstore.ranking.v1.GetItemHistoryRequest\x1a/.aimusicstore.ranking.v1.GetItemHistoryResponse\"d\x82\xd3\xe4\x93\x02^\x12,/api/v1/{collection=songs}/{item_id}/historyZ.\x12,/api/v1/{collection=tools}/{item_id}/historyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-aimusicstore/ranking/v1/ranking_service.proto\x12\x17\x61imusicstore.ranking.v1\x1a%aimusicstore/api/v1/annotations.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfd\x01\n\nChartEntry\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x11\n\titem_type\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0e\n\x06\x61rtist\x18\x05 \x01(\t\x12\x10\n\x08up_votes\x18\x06 \x01(\x05\x12\x12\n\ndown_votes\x18\x07 \x01(\x05\x12\r\n\x05score\x18\x08 \x01(\x05\x12\x16\n\x0etrending_score\x18\t \x01(\x01\x12\x15\n\rprevious_rank\x18\n \x01(\x05\x12\x10\n\x08movement\x18\x0b \x01(\t\x12\x11\n\tpeak_rank\x18\x0c \x01(\x05\x12\x15\n\rdays_on_chart\x18\r \x01(\x05\"V\n\x12GetTrendingRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\r\n\x05genre\x18\x02 \x01(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\"\xad\x01\n\x13GetTrendingResponse\x12\x32\n\x05songs\x18\x01 \x03(\x0b\x32#.aimusicstore.ranking.v1.ChartEntry\x12\x32\n\x05tools\x18\x02 \x03(\x0b\x32#.aimusicstore.ranking.v1.ChartEntry\x12.\n\nupdated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x12GetTopChartRequest\x12\x14\n\x06period\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x11\n\titem_type\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x0c\n\x04sort\x18\x05 \x01(\t\x12\r\n\x05genre\x18\x06 \x01(\t\x12\x10\n\x08platform\x18\x07 \x01(\t\"\xac\x01\n\x13GetTopChartResponse\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x11\n\titem_type\x18\x03 \x01(\t\x12\x34\n\x07\x65ntries\x18\x04 \x03(\x0b\x32#.aimusicstore.ranking.v1.ChartEntry\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x15GetItemHistoryRequest\x12\x18\n\ncollection\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07item_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x05\"_\n\x0cHistoryPoint\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\r\n\x05score\x18\x03 \x01(\x05\x12\x10\n\x08up_votes\x18\x04 \x01(\x05\x12\x12\n\ndown_votes\x18\x05 \x01(\x05\"s\n\x16GetItemHistoryResponse\x12\x11\n\titem_type\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x35\n\x06points\x18\x03 \x03(\x0b\x32%.aimusicstore.ranking.v1.HistoryPoint2\xc2\x04\n\x0eRankingService\x12\x9b\x01\n\x0bGetTrending\x12+.aimusicstore.ranking.v1.GetTrendingRequest\x1a,.aimusicstore.ranking.v1.GetTrendingResponse\"1\x8a\xb5\x18\x15\n\x11public, max-age=1\x10\x01\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/trending\x12\x9f\x01\n\x0bGetTopChart\x12+.aimusicstore.ranking.v1.GetTopChartRequest\x1a,.aimusicstore.ranking.v1.GetTopChartResponse\"5\x8a\xb5\x18\x15\n\x11public, max-age=1\x10\x01\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/top/{period}\x12\xef\x01\n\x0eGetItemHistory\x12..aimusicstore.ranking.v1.GetItemHistoryRequest\x1a/.aimusicstore.ranking.v1.GetItemHistoryResponse\"|\x8a\xb5\x18\x14\n\x12public, max-age=60\x82\xd3\xe4\x93\x02^\x12,/api/v1/{collection=songs}/{item_id}/historyZ.\x12,/api/v1/{collection=tools}/{item_id}/historyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,27 +42,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETITEMHISTORYREQUEST'].fields_by_name['item_id']._loaded_options = None
   _globals['_GETITEMHISTORYREQUEST'].fields_by_name['item_id']._serialized_options = b'\342A\001\002'
   _globals['_RANKINGSERVICE'].methods_by_name['GetTrending']._loaded_options = None
-  _globals['_RANKINGSERVICE'].methods_by_name['GetTrending']._serialized_options = b'\202\323\344\223\002\022\022\020/api/v1/trending'
+  _globals['_RANKINGSERVICE'].methods_by_name['GetTrending']._serialized_options = b'\212\265\030\025\n\021public, max-age=1\020\001\202\323\344\223\002\022\022\020/api/v1/trending'
   _globals['_RANKINGSERVICE'].methods_by_name['GetTopChart']._loaded_options = None
-  _globals['_RANKINGSERVICE'].methods_by_name['GetTopChart']._serialized_options = b'\202\323\344\223\002\026\022\024/api/v1/top/{period}'
+  _globals['_RANKINGSERVICE'].methods_by_name['GetTopChart']._serialized_options = b'\212\265\030\025\n\021public, max-age=1\020\001\202\323\344\223\002\026\022\024/api/v1/top/{period}'
   _globals['_RANKINGSERVICE'].methods_by_name['GetItemHistory']._loaded_options = None
-  _globals['_RANKINGSERVICE'].methods_by_name['GetItemHistory']._serialized_options = b'\202\323\344\223\002^\022,/api/v1/{collection=songs}/{item_id}/historyZ.\022,/api/v1/{collection=tools}/{item_id}/history'
-  _globals['_CHARTENTRY']._serialized_start=171
-  _globals['_CHARTENTRY']._serialized_end=424
-  _globals['_GETTRENDINGREQUEST']._serialized_start=426
-  _globals['_GETTRENDINGREQUEST']._serialized_end=512
-  _globals['_GETTRENDINGRESPONSE']._serialized_start=515
-  _globals['_GETTRENDINGRESPONSE']._serialized_end=688
-  _globals['_GETTOPCHARTREQUEST']._serialized_start=691
-  _globals['_GETTOPCHARTREQUEST']._serialized_end=828
-  _globals['_GETTOPCHARTRESPONSE']._serialized_start=831
-  _globals['_GETTOPCHARTRESPONSE']._serialized_end=1003
-  _globals['_GETITEMHISTORYREQUEST']._serialized_start=1005
-  _globals['_GETITEMHISTORYREQUEST']._serialized_end=1091
-  _globals['_HISTORYPOINT']._serialized_start=1093
-  _globals['_HISTORYPOINT']._serialized_end=1188
-  _globals['_GETITEMHISTORYRESPONSE']._serialized_start=1190
-  _globals['_GETITEMHISTORYRESPONSE']._serialized_end=1305
-  _globals['_RANKINGSERVICE']._serialized_start=1308
-  _globals['_RANKINGSERVICE']._serialized_end=1812
+  _globals['_RANKINGSERVICE'].methods_by_name['GetItemHistory']._serialized_options = b'\212\265\030\024\n\022public, max-age=60\202\323\344\223\002^\022,/api/v1/{collection=songs}/{item_id}/historyZ.\022,/api/v1/{collection=tools}/{item_id}/history'
+  _globals['_CHARTENTRY']._serialized_start=210
+  _globals['_CHARTENTRY']._serialized_end=463
+  _globals['_GETTRENDINGREQUEST']._serialized_start=465
+  _globals['_GETTRENDINGREQUEST']._serialized_end=551
+  _globals['_GETTRENDINGRESPONSE']._serialized_start=554
+  _globals['_GETTRENDINGRESPONSE']._serialized_end=727
+  _globals['_GETTOPCHARTREQUEST']._serialized_start=730
+  _globals['_GETTOPCHARTREQUEST']._serialized_end=867
+  _globals['_GETTOPCHARTRESPONSE']._serialized_start=870
+  _globals['_GETTOPCHARTRESPONSE']._serialized_end=1042
+  _globals['_GETITEMHISTORYREQUEST']._serialized_start=1044
+  _globals['_GETITEMHISTORYREQUEST']._serialized_end=1130
+  _globals['_HISTORYPOINT']._serialized_start=1132
+  _globals['_HISTORYPOINT']._serialized_end=1227
+  _globals['_GETITEMHISTORYRESPONSE']._serialized_start=1229
+  _globals['_GETITEMHISTORYRESPONSE']._serialized_end=1344
+  _globals['_RANKINGSERVICE']._serialized_start=1347
+  _globals['_RANKINGSERVICE']._serialized_end=1925
 # @@protoc_insertion_point(module_scope)
