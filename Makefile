@@ -38,10 +38,13 @@ proto-check: proto
 	git diff --exit-code --stat -- gen gateway/generated || (echo "generated code is stale: run 'make proto' and commit" && exit 1)
 	@test -z "$$(git status --porcelain -- gen gateway/generated)" || (git status --porcelain -- gen gateway/generated; echo "untracked generated files: run 'make proto' and commit"; exit 1)
 
-# buf lint for the protos (buf comes from the npm registry), ruff for Python.
+# buf lint for the protos (buf comes from the npm registry); ruff (rules and
+# formatting) and mypy (strict on services/ and gateway/) for Python. The same
+# checks run as pre-commit hooks (.pre-commit-config.yaml).
 lint: install
 	scripts/buf.sh lint
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	@if command -v promtool >/dev/null; then \
 		promtool check rules deploy/monitoring/alerts.yaml && \

@@ -201,7 +201,7 @@ async def serve(name: str, setup: Setup, settings: Settings | None = None) -> No
         asyncio.create_task(_watch_health(resources, health_servicer, registration.services, stopping)),
         asyncio.create_task(watch_loop_lag(), name="loop-lag"),
     ]
-    tasks += [asyncio.create_task(job(), name=getattr(job, "__name__", "job")) for job in registration.background]
+    tasks += [asyncio.create_task(job(), name=_job_name(job)) for job in registration.background]
 
     await stopping.wait()
     log.info("shutting down: health NOT_SERVING, draining for up to %.1fs", settings.shutdown_grace_s)
@@ -218,6 +218,11 @@ async def serve(name: str, setup: Setup, settings: Settings | None = None) -> No
         await resources.redis_hot_path.aclose()
     await resources.engine.dispose()
     log.info("%s service stopped", name)
+
+
+def _job_name(job: Callable[..., object]) -> str:
+    """A background task's name: its function's, through functools.partial."""
+    return str(getattr(job, "__name__", None) or getattr(getattr(job, "func", None), "__name__", "job"))
 
 
 def main(name: str, setup: Setup) -> None:

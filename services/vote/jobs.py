@@ -1,17 +1,28 @@
-"""The vote service's outbox relay: moves committed vote events to the Redis stream."""
+"""The vote service's background jobs: the outbox relay, retention, the
+outbox gauges, count reconciliation and usage pruning."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+from redis.asyncio import Redis
+
+from services.common import stream_progress
+from services.common.jobs import every
+from services.vote import metrics
+from services.vote.store.counts import CountsCache
 from services.vote.store.outbox import OutboxRelay
+from services.vote.store.votes import VotesTable
 
 log = logging.getLogger("vote.jobs")
 
 # Idle poll of the outbox; an event waits at most this long before relay.
 IDLE_POLL_S = 0.05
 MAX_BACKOFF_S = 2.0
+OUTBOX_WATCH_INTERVAL_S = 5.0
+RETENTION_INTERVAL_S = 10.0
+PRUNE_USAGE_INTERVAL_S = 3600.0
 
 
 async def relay_forever(relay: OutboxRelay) -> None:
@@ -28,3 +39,41 @@ async def relay_forever(relay: OutboxRelay) -> None:
             log.warning("outbox relay failed (%s); events stay in the outbox, retrying", type(exc).__name__)
             backoff = min(max(backoff * 2, 0.1), MAX_BACKOFF_S)
         await asyncio.sleep(backoff)
+
+
+async def retain_by_progress(redis: Redis, relay: OutboxRelay, stream_max_len: int) -> None:
+    """The stream is trimmed, and relayed outbox rows forgotten, only below
+    what every consumer group has applied."""
+
+    async def one_pass() -> int:
+        needed = await stream_progress.trim_consumed(redis, stream_max_len)
+        return await relay.forget_durable_events(needed)
+
+    await every(RETENTION_INTERVAL_S, "stream and outbox retention", one_pass, run_first=False)
+
+
+async def watch_outbox(relay: OutboxRelay) -> None:
+    """The outbox backlog is what an operator sees first when Redis is away:
+    votes are durable, their events wait here."""
+
+    async def measure() -> None:
+        waiting, oldest_s = await relay.outbox_backlog()
+        metrics.OUTBOX_UNRELAYED.set(waiting)
+        metrics.OUTBOX_OLDEST_UNRELAYED_SECONDS.set(oldest_s)
+
+    await every(OUTBOX_WATCH_INTERVAL_S, "outbox backlog", measure)
+
+
+async def reconcile_counts(counts: CountsCache, interval_s: float, page_size: int) -> None:
+    """Rewrites cached counts that drifted from the votes table (a vote
+    acknowledged while Redis was away, a Redis restart...). Each pass costs
+    about one page, whatever the number of cached items."""
+
+    async def one_pass() -> int:
+        return await counts.reconcile(page_size)
+
+    await every(interval_s, "count reconciliation", one_pass, run_first=False)
+
+
+async def prune_daily_usage(votes_table: VotesTable) -> None:
+    await every(PRUNE_USAGE_INTERVAL_S, "prune daily usage", votes_table.prune_daily_usage)

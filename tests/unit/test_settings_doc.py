@@ -57,3 +57,15 @@ def test_booleans_and_upper_cased_levels() -> None:
     with pytest.raises(ConfigError, match="on or off"):
         GatewaySettings.from_env({"AIMUSICSTORE_GATEWAY_ACCESS_LOG": "maybe"})
     assert Settings.from_env(BASE | {"AIMUSICSTORE_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+
+
+def test_pre_commit_runs_what_make_lint_runs() -> None:
+    import yaml
+
+    root = README.parent
+    hooks = yaml.safe_load((root / ".pre-commit-config.yaml").read_text())["repos"][0]["hooks"]
+    entries = {hook["entry"] for hook in hooks}
+    lint = (root / "Makefile").read_text().split("\nlint:", 1)[1].split("\n\n", 1)[0]
+    for command in ("ruff check", "ruff format --check", "mypy", "scripts/buf.sh lint"):
+        assert command in lint, f"make lint no longer runs {command}"
+        assert any(command in entry for entry in entries), f"pre-commit does not run {command}"
