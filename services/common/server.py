@@ -141,44 +141,88 @@ async def _watch_health(
             await asyncio.wait_for(stopping.wait(), resources.settings.health_interval_s)
 
 
-async def serve(name: str, setup: Setup, settings: Settings | None = None) -> None:
-    settings = settings or SERVICE_SETTINGS[name].from_env()
-    port = getattr(settings, f"{name}_port")
-    # Before any server, channel, engine or Redis client exists: the
-    # instrumentation hooks their constructors. A no-op unless an OTLP
-    # endpoint is set.
-    if tracing.configure(name, settings.otlp_endpoint):
-        log.info("tracing on: spans go to %s", settings.otlp_endpoint)
-    breaker = CircuitBreaker("redis")
-    resources = Resources(
-        settings=settings,
-        engine=create_engine(settings),
-        redis=create_redis(settings),
-        redis_at_most_once=create_at_most_once_redis(settings),
-        redis_breaker=breaker,
-        redis_hot_path=create_hot_path_redis(settings, breaker),
-    )
-    tracing.instrument_engine(resources.engine)
-    server = grpc.aio.server(
-        interceptors=[ServerInterceptor()],
-        options=[
-            ("grpc.max_receive_message_length", settings.max_message_bytes),
-            ("grpc.so_reuseport", 0),
-            *METADATA_OPTIONS,
-        ],
-    )
-    registration = await setup(server, resources)
+class RunningService:
+    """One service's gRPC server, health, background jobs and clients:
+    started by `serve` in its own process, or in-process by the service-level
+    tests (tests/service/) on port 0."""
 
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection([*registration.services, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    for service_name in ["", *registration.services]:
-        await health_servicer.set(service_name, NOT_SERVING)
+    def __init__(self, name: str, setup: Setup, settings: Settings) -> None:
+        self.name, self.setup, self.settings = name, setup, settings
+        self.port = 0
+        self.stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
 
-    address = f"{settings.host}:{port}"
-    server.add_insecure_port(address)
-    await server.start()
-    await health_servicer.set(LIVENESS_SERVICE, SERVING)
+    async def start(self, port: int | None = None) -> int:
+        """Serves on `port` (default: the settings' port for this service; 0:
+        any free port) and returns the port bound."""
+        settings = self.settings
+        breaker = CircuitBreaker("redis")
+        self.resources = resources = Resources(
+            settings=settings,
+            engine=create_engine(settings),
+            redis=create_redis(settings),
+            redis_at_most_once=create_at_most_once_redis(settings),
+            redis_breaker=breaker,
+            redis_hot_path=create_hot_path_redis(settings, breaker),
+        )
+        tracing.instrument_engine(resources.engine)
+        self.server = server = grpc.aio.server(
+            interceptors=[ServerInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+                *METADATA_OPTIONS,
+            ],
+        )
+        self.registration = registration = await self.setup(server, resources)
+        self.health = health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            [*registration.services, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        )
+        for service_name in ["", *registration.services]:
+            await health_servicer.set(service_name, NOT_SERVING)
+
+        wanted = getattr(settings, f"{self.name}_port") if port is None else port
+        self.port = server.add_insecure_port(f"{settings.host}:{wanted}")
+        await server.start()
+        await health_servicer.set(LIVENESS_SERVICE, SERVING)
+        self._tasks = [
+            asyncio.create_task(_watch_health(resources, health_servicer, registration.services, self.stopping)),
+            *[asyncio.create_task(job(), name=_job_name(job)) for job in registration.background],
+        ]
+        log.info(
+            "%s service listening on %s:%d",
+            self.name,
+            settings.host,
+            self.port,
+            extra={"services": registration.services},
+        )
+        return self.port
+
+    async def stop(self) -> None:
+        """Health NOT_SERVING first (the gateway stops routing), then in-flight
+        calls get the shutdown grace, then jobs and clients close."""
+        self.stopping.set()
+        log.info("shutting down: health NOT_SERVING, draining for up to %.1fs", self.settings.shutdown_grace_s)
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.shutdown_grace_s)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for close in self.registration.on_close:
+            await close()
+        resources = self.resources
+        await resources.redis.aclose()
+        await resources.redis_at_most_once.aclose()
+        if resources.redis_hot_path is not None:
+            await resources.redis_hot_path.aclose()
+        await resources.engine.dispose()
+        log.info("%s service stopped", self.name)
+
+
+def _tune_process() -> None:
+    """Settings for a process that runs one service, not for a test process."""
     # Everything allocated so far (modules, descriptors, pools) lives as long
     # as the process: keep it out of the cyclic collector's scans. Young
     # passes every 5,000 net allocations (default 700: too frequent under
@@ -189,35 +233,27 @@ async def serve(name: str, setup: Setup, settings: Settings | None = None) -> No
     gc.freeze()
     gc.set_threshold(5_000, 200, 20)
     time_gc_pauses()
-    serve_metrics(settings.metrics_port, settings.host)
-    log.info("%s service listening on %s", name, address, extra={"services": registration.services})
 
-    stopping = asyncio.Event()
+
+async def serve(name: str, setup: Setup, settings: Settings | None = None) -> None:
+    """Runs the service until SIGTERM or SIGINT."""
+    settings = settings or SERVICE_SETTINGS[name].from_env()
+    # Before any server, channel, engine or Redis client exists: the
+    # instrumentation hooks their constructors. A no-op unless an OTLP
+    # endpoint is set.
+    if tracing.configure(name, settings.otlp_endpoint):
+        log.info("tracing on: spans go to %s", settings.otlp_endpoint)
+    service = RunningService(name, setup, settings)
+    await service.start()
+    _tune_process()
+    serve_metrics(settings.metrics_port, settings.host)
+    lag = asyncio.create_task(watch_loop_lag(), name="loop-lag")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-
-    tasks = [
-        asyncio.create_task(_watch_health(resources, health_servicer, registration.services, stopping)),
-        asyncio.create_task(watch_loop_lag(), name="loop-lag"),
-    ]
-    tasks += [asyncio.create_task(job(), name=_job_name(job)) for job in registration.background]
-
-    await stopping.wait()
-    log.info("shutting down: health NOT_SERVING, draining for up to %.1fs", settings.shutdown_grace_s)
-    await health_servicer.enter_graceful_shutdown()
-    await server.stop(settings.shutdown_grace_s)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    for close in registration.on_close:
-        await close()
-    await resources.redis.aclose()
-    await resources.redis_at_most_once.aclose()
-    if resources.redis_hot_path is not None:
-        await resources.redis_hot_path.aclose()
-    await resources.engine.dispose()
-    log.info("%s service stopped", name)
+        loop.add_signal_handler(sig, service.stopping.set)
+    await service.stopping.wait()
+    lag.cancel()
+    await service.stop()
 
 
 def _job_name(job: Callable[..., object]) -> str:

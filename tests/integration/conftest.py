@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import time
 import urllib.request
 import uuid
@@ -26,22 +25,7 @@ import psycopg
 import pytest
 
 from devstack.stack import Stack, free_port
-
-ADMIN_KEY = "integration-admin-key-" + secrets.token_hex(8)
-
-
-def _fresh_database(base_url: str) -> tuple[str, Callable[[], None]]:
-    name = f"aimusicstore_test_{uuid.uuid4().hex[:10]}"
-    admin_url = base_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return base_url.rsplit("/", 1)[0] + "/" + name, drop
-
+from tests.backing import ADMIN_KEY, fresh_database
 
 _LOG_DIRS: list[Path] = []
 
@@ -85,7 +69,7 @@ def running_stack(data_dir: Path, redis_db: int = 0, **env: str) -> Iterator[Sta
     database_url = os.environ.get("DATABASE_URL") or None
     drop = None
     if database_url:
-        database_url, drop = _fresh_database(database_url)
+        database_url, drop = fresh_database(database_url)
     redis_url = os.environ.get("REDIS_URL") or None
     if redis_url and redis_db:
         redis_url = re.sub(r"(/\d+)?$", f"/{redis_db}", redis_url, count=1)

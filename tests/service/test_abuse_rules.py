@@ -18,7 +18,7 @@ from services.vote.model import VoteRow
 from services.vote.rules import abuse_rules, broken_rule, windows_of
 from services.vote.store.admission import RuleWindows
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.service
 
 
 @dataclass(frozen=True)
@@ -57,31 +57,31 @@ def _reasons(stack: Stack, plan: list[tuple[float, int]]) -> list[str]:
     return asyncio.run(run())
 
 
-def test_more_than_ten_votes_within_ten_seconds(stack: Stack) -> None:
-    verdicts = _reasons(stack, [(i * 0.5, 1 if i % 2 else -1) for i in range(11)])
+def test_more_than_ten_votes_within_ten_seconds(backing: Stack) -> None:
+    verdicts = _reasons(backing, [(i * 0.5, 1 if i % 2 else -1) for i in range(11)])
     assert verdicts[:10] == [""] * 10
     assert verdicts[10] == "more than 10 votes within 10 seconds"
 
 
-def test_twenty_votes_all_one_way_within_five_minutes(stack: Stack) -> None:
-    verdicts = _reasons(stack, [(i * 2.0, -1) for i in range(20)])
+def test_twenty_votes_all_one_way_within_five_minutes(backing: Stack) -> None:
+    verdicts = _reasons(backing, [(i * 2.0, -1) for i in range(20)])
     assert verdicts[:19] == [""] * 19
     assert verdicts[19] == "20 votes in 300 seconds, all down"
 
 
-def test_mixed_directions_do_not_trip_the_one_way_rule(stack: Stack) -> None:
+def test_mixed_directions_do_not_trip_the_one_way_rule(backing: Stack) -> None:
     plan = [(i * 2.0, -1) for i in range(19)] + [(40.0, 1), (42.0, -1)]
-    assert all(v == "" for v in _reasons(stack, plan))
+    assert all(v == "" for v in _reasons(backing, plan))
 
 
-def test_more_than_fifty_votes_within_five_minutes(stack: Stack) -> None:
-    verdicts = _reasons(stack, [(i * 1.5, 1 if i % 2 else -1) for i in range(51)])
+def test_more_than_fifty_votes_within_five_minutes(backing: Stack) -> None:
+    verdicts = _reasons(backing, [(i * 1.5, 1 if i % 2 else -1) for i in range(51)])
     assert verdicts[:50] == [""] * 50
     assert verdicts[50] == "more than 50 votes in 300 seconds"
 
 
-def test_old_votes_leave_the_window(stack: Stack) -> None:
+def test_old_votes_leave_the_window(backing: Stack) -> None:
     # 19 down votes, then one more 301 s after the first: only 19 remain in the window... plus itself.
     plan = [(i * 2.0, -1) for i in range(19)] + [(301.0 + 36.0, -1)]
-    verdicts = _reasons(stack, plan)
+    verdicts = _reasons(backing, plan)
     assert verdicts[-1] == ""
