@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,20 +16,12 @@ from devstack.stack import Stack
 from services.vote.model import VoteRow
 from services.vote.rules import abuse_rules, broken_rule, windows_of
 from services.vote.store.admission import RuleWindows
+from tests.unit.vote.test_rules import limits
 
 pytestmark = pytest.mark.service
 
 
-@dataclass(frozen=True)
-class DefaultLimits:
-    abuse_window_s: int = 300
-    abuse_max_votes: int = 50
-    abuse_one_direction_min: int = 20
-    abuse_burst_window_s: int = 10
-    abuse_burst_max: int = 10
-
-
-RULES = abuse_rules(DefaultLimits())
+RULES = abuse_rules(limits())
 _ids = itertools.count(1)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import dataclasses
+from dataclasses import fields
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -21,29 +23,27 @@ from services.vote.rules import (
 )
 
 
-@dataclass(frozen=True)
-class Limits:
-    """The rules' settings at their documented defaults."""
-
-    abuse_window_s: int = 300
-    abuse_max_votes: int = 50
-    abuse_one_direction_min: int = 20
-    abuse_burst_window_s: int = 10
-    abuse_burst_max: int = 10
+def limits(**overrides: Any) -> VoteSettings:
+    """The vote service's settings at their defaults, but for `overrides`."""
+    base = VoteSettings.from_env({"DATABASE_URL": "-", "REDIS_URL": "-", "AIMUSICSTORE_ADMIN_KEY": "k" * 16})
+    return dataclasses.replace(base, **overrides)
 
 
-RULES = abuse_rules(Limits())
+RULES = abuse_rules(limits())
 
 
 def verdict(long: tuple[int, int], short: tuple[int, int], direction: str = "up") -> str:
-    return broken_rule(RULES, {300: WindowCounts(*long), 10: WindowCounts(*short)}, direction)
+    """The rules' verdict with `short` counted in the burst window (10 s)
+    and `long` in every other window."""
+    windows = {w: WindowCounts(*(short if w == 10 else long)) for w in windows_of(RULES)}
+    return broken_rule(RULES, windows, direction)
 
 
 def test_every_declared_rule_reads_settings_that_exist() -> None:
     names = {f.name for f in fields(VoteSettings)}
     for spec in ABUSE_RULES:
         assert {spec.window_setting, spec.limit_setting} <= names, spec.name
-    assert windows_of(RULES) == [300, 10]
+    assert windows_of(RULES)[-1] == 10 and 300 in windows_of(RULES)
 
 
 def test_more_than_the_limit_in_the_window_breaks_the_volume_rule() -> None:
@@ -67,8 +67,8 @@ def test_the_first_rule_broken_is_reported() -> None:
 
 
 def test_limits_come_from_the_settings() -> None:
-    strict = abuse_rules(Limits(abuse_burst_max=2, abuse_burst_window_s=5))
-    assert broken_rule(strict, {300: WindowCounts(2, 1), 5: WindowCounts(2, 1)}, "up") == (
+    strict = abuse_rules(limits(abuse_burst_max=2, abuse_burst_window_s=5))
+    assert broken_rule(strict, {w: WindowCounts(2, 1) for w in windows_of(strict)}, "up") == (
         "more than 2 votes within 5 seconds"
     )
 

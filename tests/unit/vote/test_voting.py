@@ -33,7 +33,7 @@ from tests.unit.vote.fakes import (
     FakeVotes,
     FakeWindows,
 )
-from tests.unit.vote.test_rules import Limits
+from tests.unit.vote.test_rules import limits
 
 NOW = datetime(2026, 12, 6, 23, 0, tzinfo=UTC)
 ALICE = Caller("alice", tier="free", key_hash=b"alice-key")
@@ -44,7 +44,7 @@ class World:
     def __init__(self, *, quota_free: int = 3, burst_max: int = 10) -> None:
         self.votes = FakeVotes()
         self.quotas = FakeQuotas()
-        rules = abuse_rules(Limits(abuse_burst_max=burst_max))
+        rules = abuse_rules(limits(abuse_burst_max=burst_max))
         self.windows = FakeWindows(windows_of(rules))
         self.catalog = FakeCatalog({("song", f"s{i}") for i in range(20)} | {("tool", "t1")})
         self.moderation = FakeModeration()
