@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
+from typing import Any
+
 import grpc
 
 from aimusicstore.ranking.v1 import (
@@ -30,7 +33,7 @@ async def setup(server: grpc.aio.Server, resources: Resources[RankingSettings]) 
     stores = RankingStores.open(
         resources.engine, resources.redis, resources.redis_at_most_once, resources.redis_hot_path
     )
-    rankings = Rankings(
+    rankings = Rankings.over(
         stores.projection,
         stores.trending_sets,
         stores.catalog,
@@ -46,7 +49,23 @@ async def setup(server: grpc.aio.Server, resources: Resources[RankingSettings]) 
         cache_grace_s=settings.cache_grace_s,
     )
     catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogService(Catalog(stores.catalog), auth), server)
-    ranking_service_pb2_grpc.add_RankingServiceServicer_to_server(RankingService(rankings), server)
+    ranking_service_pb2_grpc.add_RankingServiceServicer_to_server(
+        RankingService(rankings.trending, rankings.charts, rankings.history), server
+    )
+    return Registration(
+        services=[
+            catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+            ranking_service_pb2.DESCRIPTOR.services_by_name["RankingService"].full_name,
+        ],
+        background=background_jobs(resources, rankings, auth),
+        on_close=[reputation.close],
+    )
+
+
+def background_jobs(
+    resources: Resources[RankingSettings], rankings: Rankings, auth: Authenticator
+) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+    settings = resources.settings
 
     async def apply_vote_events() -> None:
         # Counts must show a vote within 1 s and trending within 2 s: collect
@@ -58,7 +77,7 @@ async def setup(server: grpc.aio.Server, resources: Resources[RankingSettings]) 
             resources.redis_at_most_once,
             CONSUMER_GROUP,
             settings.consumer_name,
-            rankings.apply_vote_events,
+            rankings.scale.apply_vote_events,
             linger_s=0.2,
         )
 
@@ -67,32 +86,25 @@ async def setup(server: grpc.aio.Server, resources: Resources[RankingSettings]) 
 
     async def follow_agent_changes() -> None:
         # Key revocations for the cache, and flag changes for trending weights.
-        await auth.listen(resources.redis, on_agent_changed=rankings.agent_changed)
+        await auth.listen(resources.redis, on_agent_changed=rankings.scale.agent_changed)
 
     async def rebuild_trending() -> None:
-        await every(settings.trending_rebuild_interval_s, "trending rebuild", rankings.rebuild_trending)
+        await every(settings.trending_rebuild_interval_s, "trending rebuild", rankings.scale.rebuild_trending)
 
     async def snapshot_days() -> None:
-        await every(settings.snapshot_interval_s, "daily snapshots", rankings.snapshot_finished_days)
+        await every(settings.snapshot_interval_s, "daily snapshots", rankings.snapshots.snapshot_finished_days)
 
     async def prune_processed_events() -> None:
         await every(3600, "prune processed events", lambda: events.prune_processed(resources.engine, processed_events))
 
-    return Registration(
-        services=[
-            catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
-            ranking_service_pb2.DESCRIPTOR.services_by_name["RankingService"].full_name,
-        ],
-        background=[
-            apply_vote_events,
-            watch_consumer_progress,
-            follow_agent_changes,
-            rebuild_trending,
-            snapshot_days,
-            prune_processed_events,
-        ],
-        on_close=[reputation.close],
-    )
+    return [
+        apply_vote_events,
+        watch_consumer_progress,
+        follow_agent_changes,
+        rebuild_trending,
+        snapshot_days,
+        prune_processed_events,
+    ]
 
 
 if __name__ == "__main__":

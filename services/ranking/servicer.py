@@ -19,7 +19,10 @@ from services.common.grpc_types import Context
 from services.ranking.catalog import Catalog
 from services.ranking.charts import HistoryPoint
 from services.ranking.items import Song, Tool
-from services.ranking.rankings import Entry, Rankings
+from services.ranking.rankings.chart_rows import Entry
+from services.ranking.rankings.history import History
+from services.ranking.rankings.period_charts import Charts
+from services.ranking.rankings.trending_lists import Trending
 
 
 def song_proto(song: Song) -> catalog_pb2.Song:
@@ -138,13 +141,15 @@ def history_point_proto(point: HistoryPoint) -> ranking_pb.HistoryPoint:
 
 
 class RankingService(ranking_service_pb2_grpc.RankingServiceServicer):
-    def __init__(self, rankings: Rankings) -> None:
-        self.rankings = rankings
+    def __init__(self, trending: Trending, charts: Charts, history: History) -> None:
+        self.trending = trending
+        self.charts = charts
+        self.history = history
 
     async def GetTrending(
         self, request: ranking_pb.GetTrendingRequest, context: Context
     ) -> ranking_pb.GetTrendingResponse:
-        result = await self.rankings.trending(request.limit, request.genre, request.platform, request.category)
+        result = await self.trending.lists(request.limit, request.genre, request.platform, request.category)
         return ranking_pb.GetTrendingResponse(
             songs=[entry_proto(e) for e in result.songs],
             tools=[entry_proto(e) for e in result.tools],
@@ -154,7 +159,7 @@ class RankingService(ranking_service_pb2_grpc.RankingServiceServicer):
     async def GetTopChart(
         self, request: ranking_pb.GetTopChartRequest, context: Context
     ) -> ranking_pb.GetTopChartResponse:
-        result = await self.rankings.top_chart(
+        result = await self.charts.top_chart(
             request.period,
             request.date,
             request.item_type,
@@ -174,7 +179,7 @@ class RankingService(ranking_service_pb2_grpc.RankingServiceServicer):
     async def GetItemHistory(
         self, request: ranking_pb.GetItemHistoryRequest, context: Context
     ) -> ranking_pb.GetItemHistoryResponse:
-        result = await self.rankings.history(request.collection, request.item_id, request.days)
+        result = await self.history.item_history(request.collection, request.item_id, request.days)
         return ranking_pb.GetItemHistoryResponse(
             item_type=result.item_type,
             item_id=result.item_id,

@@ -309,7 +309,7 @@ class Days:
             engine = create_async_engine(to_sqlalchemy_url(self.stack.database_url or ""))
             redis = Redis.from_url(self.stack.redis_url or "", decode_responses=True)
             stores = RankingStores.open(engine, redis)
-            rankings = Rankings(
+            rankings = Rankings.over(
                 stores.projection,
                 stores.trending_sets,
                 stores.catalog,
@@ -375,8 +375,8 @@ def test_multi_day_charts_movement_peaks_and_history(api: httpx.Client, stack: S
     async def build(rankings: Rankings) -> None:
         for day, votes in plan.items():
             batch = [e for name, up, down in votes for e in events_on(day, songs[name], up, down)]
-            await rankings.apply_vote_events(batch)
-        await rankings.snapshot_finished_days()
+            await rankings.scale.apply_vote_events(batch)
+        await rankings.snapshots.snapshot_finished_days()
 
     Days(stack, datetime.combine(today, datetime.min.time(), UTC) + timedelta(hours=1)).run(build)
 

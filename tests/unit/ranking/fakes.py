@@ -137,6 +137,7 @@ class FakeTrendingSets:
         self.sets: dict[str, dict[str, float]] = defaultdict(dict)
         self.stored_epoch: datetime | None = None
         self.rebuilt_with: list[TrendClock] = []
+        self.top_reads = 0
 
     def add(self, item: Item, stored: float) -> None:
         attributes = {"genre": getattr(item, "genre", ""), "platform": getattr(item, "platform", "")}
@@ -145,6 +146,8 @@ class FakeTrendingSets:
             self.sets[key][item.id] = self.sets[key].get(item.id, 0.0) + stored
 
     async def top(self, key: str, limit: int) -> list[tuple[str, float]]:
+        self.top_reads += 1
+        await asyncio.sleep(0)  # a round trip: concurrent readers overlap
         # ZREVRANGE: highest score first, ties by member, descending.
         return sorted(self.sets.get(key, {}).items(), key=lambda m: (m[1], m[0]), reverse=True)[:limit]
 
@@ -175,6 +178,7 @@ class FakeChartStore:
     catalog: FakeCatalogStore
     tallies: dict[tuple[str, str, date], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     snapshots: dict[tuple[str, date], list[Tally]] = field(default_factory=dict)
+    window_reads: int = 0
 
     def vote(self, item: Item, day: date, up: int = 0, down: int = 0) -> None:
         tally = self.tallies[(item.item_type, item.id, day)]
@@ -184,6 +188,8 @@ class FakeChartStore:
     async def window_tallies(
         self, item_type: str, first: date | None, last: date, filters: dict[str, str]
     ) -> list[Tally]:
+        self.window_reads += 1
+        await asyncio.sleep(0)  # a round trip: concurrent readers overlap
         sums: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for (kind, item_id, day), (up, down) in self.tallies.items():
             item = self.catalog.items[item_type].get(item_id)

@@ -1,0 +1,64 @@
+"""What the ranking reads and jobs need of the stores (services/ranking/store/),
+one narrow protocol per need, so tests/unit/ranking/ runs each class against
+in-memory fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Protocol
+
+from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
+from services.ranking.charts import HistoryPoint, Tally
+from services.ranking.items import Item
+from services.ranking.trending import TrendClock
+
+
+class ProjectionPort(Protocol):
+    async def apply_events(self, events: Iterable[VoteEvent], trend: TrendClock) -> int: ...
+
+    async def reweigh_agent(self, agent_id: str, trend: TrendClock) -> int: ...
+
+
+class TrendEpochPort(Protocol):
+    async def epoch(self) -> datetime | None: ...
+
+    async def set_epoch(self, epoch: datetime) -> None: ...
+
+    async def rebuild(self, trend: TrendClock) -> int: ...
+
+
+class TrendingTopPort(Protocol):
+    async def top(self, key: str, limit: int) -> list[tuple[str, float]]: ...
+
+    async def top_in_all(self, keys: list[str], limit: int) -> list[tuple[str, float]]: ...
+
+
+class TrendScoresPort(Protocol):
+    async def scores(self, item_type: str, ids: list[str]) -> dict[str, float]: ...
+
+
+class ItemsPort(Protocol):
+    async def items_by_id(self, item_type: str, ids: list[str]) -> Mapping[str, Item]: ...
+
+
+class WindowTalliesPort(Protocol):
+    async def window_tallies(
+        self, item_type: str, first: date | None, last: date, filters: dict[str, str]
+    ) -> list[Tally]: ...
+
+
+class ChartStatsPort(WindowTalliesPort, Protocol):
+    async def snapshot_stats(self, item_type: str, ids: list[str], until: date) -> dict[str, tuple[int, int]]: ...
+
+
+class SnapshotsPort(WindowTalliesPort, Protocol):
+    async def snapshotted_days(self, item_type: str) -> set[date]: ...
+
+    async def tally_days(self, item_type: str, before: date) -> set[date]: ...
+
+    async def save_snapshot(self, item_type: str, day: date, ranked: list[Tally]) -> None: ...
+
+
+class HistoryPort(WindowTalliesPort, Protocol):
+    async def history(self, item_type: str, item_id: str, first: date, last: date) -> list[HistoryPoint]: ...
