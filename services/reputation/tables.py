@@ -18,7 +18,7 @@ from sqlalchemy import (
     text,
 )
 
-from services.common.events import processed_events_table
+from services.common.processed_events import processed_events_table
 
 SCHEMA = "reputation"
 metadata = MetaData(schema=SCHEMA)
