@@ -25,6 +25,7 @@ from collections.abc import Iterable
 
 from redis import Redis
 
+from services.common.consumer_rules import UNDECODABLE
 from services.common.events import (
     EVENT_FIELD,
     VOTE_EVENTS_STREAM,
@@ -34,7 +35,6 @@ from services.common.events import (
 )
 
 DEAD_PREFIX = dead_letter_stream("")
-UNDECODABLE = "undecodable"
 dead_stream = dead_letter_stream
 
 

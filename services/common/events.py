@@ -1,29 +1,28 @@
-"""The vote event stream: its name and its wire format, shared by producer and consumers.
+"""The vote event stream: its name and its wire format, shared by producer and consumers,
+and the consumer-group loop the consumers share (consume).
 
 The message itself is the VoteEvent proto (protos/aimusicstore/vote/v1/vote_event.proto).
+The consumer's decisions are in services.common.consumer_rules; the record of
+events already applied is services.common.processed_events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from google.protobuf import json_format
 from prometheus_client import Counter
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, func
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
+from services.common import consumer_rules as rules
 from services.common import tracing
 
 log = logging.getLogger("events")
@@ -98,22 +97,8 @@ def decode(raw: str | bytes) -> VoteEvent:
     return event
 
 
-# Failures that mean "try the same batch again later", not "this event is
-# bad": the connection to Redis or PostgreSQL, or PostgreSQL refusing for the
-# moment (OperationalError covers deadlocks, serialization failures and
-# cancelled statements as well as a lost connection). Anything else, an
-# integrity or data error above all, would fail the same way every time:
-# retried forever it would wedge the group, so the event is dead-lettered.
-_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OperationalError, InterfaceError, OSError, TimeoutError)
-
-# Times one event is applied alone before it is parked as a dead letter.
-DEAD_LETTER_AFTER_ATTEMPTS = 3
-# Entries a dead-letter stream keeps (approximately): parked events are for
-# an operator to inspect and replay, and must not grow without bound.
-DEAD_LETTER_MAX_LEN = 10_000
-DEAD_LETTERED = Counter(
-    "vote_events_dead_lettered_total", "Vote events parked in a dead-letter stream", ["group", "reason"]
-)
+def encode_event(event: VoteEvent) -> str:
+    return str(json_format.MessageToJson(event, preserving_proto_field_name=True, indent=None))
 
 
 def dead_letter_stream(group: str) -> str:
@@ -121,21 +106,21 @@ def dead_letter_stream(group: str) -> str:
     return f"{VOTE_EVENTS_STREAM}:dead:{group}"
 
 
-def encode_event(event: VoteEvent) -> str:
-    return str(json_format.MessageToJson(event, preserving_proto_field_name=True, indent=None))
+# Entries a dead-letter stream keeps (approximately): parked events are for
+# an operator to inspect and replay, and must not grow without bound.
+DEAD_LETTER_MAX_LEN = 10_000
+DEAD_LETTERED = Counter(
+    "vote_events_dead_lettered_total", "Vote events parked in a dead-letter stream", ["group", "reason"]
+)
 
-
-# Entries another consumer took but did not acknowledge for this long (it
-# crashed, or was replaced under a new name) are claimed by a live one.
-CLAIM_IDLE_MS = 30_000
-CLAIM_EVERY_S = 10.0
+Handler = Callable[[list[VoteEvent]], Awaitable[object]]
 
 
 async def consume(
     redis: Redis,
     group: str,
     consumer: str,
-    handle: Callable[[list[VoteEvent]], Awaitable[object]],
+    handle: Handler,
     *,
     batch_size: int = 500,
     block_ms: int = 100,
@@ -158,46 +143,151 @@ async def consume(
     `linger_s` trades latency for batch size: after the first entries arrive,
     keep collecting for up to that long (or until batch_size), so a busy
     stream costs one transaction per linger period instead of one per read.
-    """
 
-    async def process(entries: list[Entry]) -> None:
+    The decisions it follows (what is transient, when an event is parked,
+    delays, claims, lingering) are in services.common.consumer_rules.
+    """
+    await StreamConsumer(
+        redis, group, consumer, handle, batch_size=batch_size, block_ms=block_ms, linger_s=linger_s
+    ).run()
+
+
+class StreamConsumer:
+    """One consumer of a group on the vote event stream (see consume)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        group: str,
+        consumer: str,
+        handle: Handler,
+        *,
+        batch_size: int = 500,
+        block_ms: int = 100,
+        linger_s: float = 0.0,
+    ) -> None:
+        self.redis = redis
+        self.group = group
+        self.consumer = consumer
+        self.handle = handle
+        self.batch_size = batch_size
+        self.block_ms = block_ms
+        self.linger_s = linger_s
+        self.backoff_s = rules.FIRST_BACKOFF_S
+
+    async def run(self) -> None:
+        """Consumes forever; any failure starts over (own pending entries first) after a backoff."""
+        while True:
+            try:
+                await self._join_group()
+                await self._process_own_pending()
+                await self._follow_stream()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep consuming through outages
+                log.warning(
+                    "vote event consumer %s/%s: %s; retrying in %.1fs",
+                    self.group,
+                    self.consumer,
+                    type(exc).__name__,
+                    self.backoff_s,
+                )
+                await asyncio.sleep(self.backoff_s)
+                self.backoff_s = rules.next_backoff(self.backoff_s)
+
+    async def _join_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(VOTE_EVENTS_STREAM, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _process_own_pending(self) -> None:
+        # Our own pending entries first (we crashed between handle and ack).
+        while pending := stream_entries(
+            await self.redis.xreadgroup(self.group, self.consumer, {VOTE_EVENTS_STREAM: "0"}, count=self.batch_size)
+        ):
+            await self._process(pending)
+
+    async def _follow_stream(self) -> None:
+        """New entries, batch after batch, and now and then those other consumers abandoned."""
+        claims = rules.ClaimSchedule()
+        while True:
+            if claims.due(asyncio.get_running_loop().time()):
+                claimed = await self.redis.xautoclaim(
+                    VOTE_EVENTS_STREAM,
+                    self.group,
+                    self.consumer,
+                    min_idle_time=rules.CLAIM_IDLE_MS,
+                    count=self.batch_size,
+                )
+                await self._process(entry_list(claimed[1]))
+            await self._process(await self._read_batch())
+            self.backoff_s = rules.FIRST_BACKOFF_S
+
+    async def _read_batch(self) -> list[Entry]:
+        """New entries, blocking up to block_ms; once some arrive, more for up to linger_s."""
+        entries = await self._read_new(self.batch_size, self.block_ms)
+        if entries and self.linger_s:
+            loop = asyncio.get_running_loop()
+            until = loop.time() + self.linger_s
+            while (read := rules.linger_read(len(entries), self.batch_size, until - loop.time())) is not None:
+                entries += await self._read_new(*read)
+        return entries
+
+    async def _read_new(self, count: int, block_ms: int) -> list[Entry]:
+        return stream_entries(
+            await self.redis.xreadgroup(
+                self.group, self.consumer, {VOTE_EVENTS_STREAM: ">"}, count=count, block=block_ms
+            )
+        )
+
+    async def _process(self, entries: list[Entry]) -> None:
+        """Applies the entries' events, parks those that cannot be, then acknowledges them all."""
         if not entries:
             return
+        decoded = await self._decode_or_park(entries)
+        if decoded:
+            try:
+                with tracing.applying_events(f"apply vote event ({self.group})", (e.traceparent for _, e in decoded)):
+                    await self.handle([event for _, event in decoded])
+            except rules.TRANSIENT_ERRORS:
+                raise  # the database or Redis is away: the whole batch is retried
+            except Exception:
+                log.exception("a batch of %d events failed; applying them one by one", len(decoded))
+                for entry_id, event in decoded:
+                    await self._apply_alone(entry_id, event)
+        await self.redis.xack(VOTE_EVENTS_STREAM, self.group, *[entry_id for entry_id, _ in entries])
+
+    async def _decode_or_park(self, entries: list[Entry]) -> list[tuple[str, VoteEvent]]:
+        """The entries' events; an entry that is not a VoteEvent is parked (one without the field is skipped)."""
         decoded: list[tuple[str, VoteEvent]] = []
         for entry_id, fields in entries:
             try:
                 if fields and EVENT_FIELD in fields:
                     decoded.append((entry_id, decode(fields[EVENT_FIELD])))
             except MalformedEvent:
-                await dead_letter(entry_id, fields, "undecodable")
-        if decoded:
-            try:
-                with tracing.applying_events(f"apply vote event ({group})", (e.traceparent for _, e in decoded)):
-                    await handle([event for _, event in decoded])
-            except _TRANSIENT:
-                raise  # the database or Redis is away: the whole batch is retried
-            except Exception:
-                log.exception("a batch of %d events failed; applying them one by one", len(decoded))
-                for entry_id, event in decoded:
-                    await apply_alone(entry_id, event)
-        await redis.xack(VOTE_EVENTS_STREAM, group, *[entry_id for entry_id, _ in entries])
+                await self._dead_letter(entry_id, fields, rules.UNDECODABLE)
+        return decoded
 
-    async def apply_alone(entry_id: str, event: VoteEvent) -> None:
+    async def _apply_alone(self, entry_id: str, event: VoteEvent) -> None:
         """Applies one event, a few times if it fails for itself, then parks it."""
-        for attempt in range(1, DEAD_LETTER_AFTER_ATTEMPTS + 1):
+        for attempt in itertools.count(1):
             try:
-                await handle([event])
+                await self.handle([event])
                 return
-            except _TRANSIENT:
+            except rules.TRANSIENT_ERRORS:
                 raise
             except Exception as exc:  # noqa: BLE001
-                if attempt == DEAD_LETTER_AFTER_ATTEMPTS:
-                    await dead_letter(entry_id, {EVENT_FIELD: encode_event(event)}, type(exc).__name__)
+                delay_s = rules.retry_alone_after_s(attempt)
+                if delay_s is None:
+                    await self._dead_letter(entry_id, {EVENT_FIELD: encode_event(event)}, rules.failure_reason(exc))
                     return
-                await asyncio.sleep(0.05 * attempt)
+                await asyncio.sleep(delay_s)
 
-    async def dead_letter(entry_id: str, fields: dict[str, str] | None, reason: str) -> None:
+    async def _dead_letter(self, entry_id: str, fields: dict[str, str] | None, reason: str) -> None:
         """Parks an entry that can never be applied, so it does not block the stream."""
+        group = self.group
         log.error(
             "vote event %s cannot be applied by %s (%s); moved to the dead-letter stream",
             entry_id,
@@ -205,8 +295,8 @@ async def consume(
             reason,
             extra={"group": group, "entry_id": entry_id, "reason": reason},
         )
-        parked: dict[Any, Any] = {"entry_id": entry_id, "reason": reason, **(fields or {})}
-        await redis.xadd(
+        parked: dict[Any, Any] = rules.dead_letter_fields(entry_id, fields, reason)
+        await self.redis.xadd(
             dead_letter_stream(group),
             parked,
             # Exact trimming: parked events are rare, and "~" would keep up
@@ -215,94 +305,3 @@ async def consume(
             approximate=False,
         )
         DEAD_LETTERED.labels(group, reason).inc()
-
-    backoff = 0.1
-    while True:
-        try:
-            try:
-                await redis.xgroup_create(VOTE_EVENTS_STREAM, group, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-            # Our own pending entries first (we crashed between handle and ack).
-            while pending := stream_entries(
-                await redis.xreadgroup(group, consumer, {VOTE_EVENTS_STREAM: "0"}, count=batch_size)
-            ):
-                await process(pending)
-            next_claim = 0.0
-            while True:
-                now = asyncio.get_running_loop().time()
-                if now >= next_claim:
-                    claimed = await redis.xautoclaim(
-                        VOTE_EVENTS_STREAM, group, consumer, min_idle_time=CLAIM_IDLE_MS, count=batch_size
-                    )
-                    await process(entry_list(claimed[1]))
-                    next_claim = now + CLAIM_EVERY_S
-                entries = stream_entries(
-                    await redis.xreadgroup(group, consumer, {VOTE_EVENTS_STREAM: ">"}, count=batch_size, block=block_ms)
-                )
-                if entries and linger_s:
-                    until = asyncio.get_running_loop().time() + linger_s
-                    while len(entries) < batch_size and (left := until - asyncio.get_running_loop().time()) > 0:
-                        entries += stream_entries(
-                            await redis.xreadgroup(
-                                group,
-                                consumer,
-                                {VOTE_EVENTS_STREAM: ">"},
-                                count=batch_size - len(entries),
-                                block=max(1, int(left * 1000)),
-                            )
-                        )
-                await process(entries)
-                backoff = 0.1
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - keep consuming through outages
-            log.warning(
-                "vote event consumer %s/%s: %s; retrying in %.1fs", group, consumer, type(exc).__name__, backoff
-            )
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
-
-
-def processed_events_table(metadata: MetaData) -> Table:
-    """A consumer's record of the event ids it applied (in its own schema)."""
-    return Table(
-        "processed_events",
-        metadata,
-        Column("event_id", BigInteger, primary_key=True),
-        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    )
-
-
-async def only_new(conn: AsyncConnection, processed: Table, events: list[VoteEvent]) -> list[VoteEvent]:
-    """Records the batch's event ids and returns the events not applied before.
-
-    Call it inside the transaction that applies them: a rollback forgets the
-    ids too, so a redelivered batch is applied then. Duplicates inside the
-    batch (a relay retry) are applied once.
-    """
-    unique = list({event.event_id: event for event in events}.values())
-    if not unique:
-        return []
-    # executemany form (a list of parameter sets): the statement compiles
-    # once and is cached; `.values([...])` would recompile for every batch.
-    inserted = await conn.execute(
-        pg_insert(processed).on_conflict_do_nothing().returning(processed.c.event_id),
-        [{"event_id": event.event_id} for event in unique],
-    )
-    fresh = set(inserted.scalars())
-    return [event for event in unique if event.event_id in fresh]
-
-
-# Redelivery happens within minutes (claims after 30 s); a week is ample.
-PROCESSED_EVENTS_KEEP_DAYS = 7
-
-
-async def prune_processed(engine: AsyncEngine, processed: Table, keep_days: int = PROCESSED_EVENTS_KEEP_DAYS) -> int:
-    """Forgets applied event ids older than keep_days (the table would grow forever)."""
-    async with engine.begin() as conn:
-        result = await conn.execute(
-            processed.delete().where(processed.c.processed_at < func.now() - timedelta(days=keep_days))
-        )
-    return result.rowcount

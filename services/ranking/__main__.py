@@ -18,6 +18,7 @@ from services.common.auth import Authenticator, remote_key_verifier
 from services.common.channels import internal_channel
 from services.common.config import RankingSettings
 from services.common.jobs import every
+from services.common.processed_events import prune_processed
 from services.common.server import Registration, Resources, main
 from services.ranking.catalog import Catalog
 from services.ranking.rankings import Rankings
@@ -95,7 +96,7 @@ def background_jobs(
         await every(settings.snapshot_interval_s, "daily snapshots", rankings.snapshots.snapshot_finished_days)
 
     async def prune_processed_events() -> None:
-        await every(3600, "prune processed events", lambda: events.prune_processed(resources.engine, processed_events))
+        await every(3600, "prune processed events", lambda: prune_processed(resources.engine, processed_events))
 
     return [
         apply_vote_events,

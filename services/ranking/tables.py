@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 
-from services.common.events import processed_events_table
+from services.common.processed_events import processed_events_table
 
 SCHEMA = "ranking"
 metadata = MetaData(schema=SCHEMA)

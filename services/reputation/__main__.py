@@ -21,6 +21,7 @@ from services.common.auth import Authenticator
 from services.common.config import ReputationSettings
 from services.common.credentials import service_credential
 from services.common.jobs import every
+from services.common.processed_events import prune_processed
 from services.common.server import Registration, Resources, main
 from services.reputation.agents import Agents
 from services.reputation.servicer import AgentService, ApiKeyService, ModerationService
@@ -83,7 +84,7 @@ def background_jobs(
         await every(settings.reputation_recompute_interval_s, "reputation recompute", agents.recompute_all)
 
     async def prune_processed_events() -> None:
-        await every(3600, "prune processed events", lambda: events.prune_processed(resources.engine, processed_events))
+        await every(3600, "prune processed events", lambda: prune_processed(resources.engine, processed_events))
 
     async def watch_consumer_progress() -> None:
         await stream_progress.watch_group(resources.redis, CONSUMER_GROUP, events.dead_letter_stream(CONSUMER_GROUP))

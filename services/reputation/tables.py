@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 
 from services.common import vocabulary
-from services.common.events import processed_events_table
+from services.common.processed_events import processed_events_table
 
 SCHEMA = "reputation"
 metadata = MetaData(schema=SCHEMA)

@@ -16,7 +16,7 @@ from sqlalchemy import delete, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
-from services.common.events import only_new
+from services.common.processed_events import only_new
 from services.common.weights import DEFAULT_WEIGHT, WEIGHTS_KEY
 from services.ranking import vote_batch
 from services.ranking.store.catalog import trending_attributes

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
-from services.common.events import only_new
+from services.common.processed_events import only_new
 from services.reputation.formula import (
     DAYS_PER_BONUS_POINT,
     MAX_REPUTATION,
