@@ -144,64 +144,70 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMeth
     # Health and reflection are grpc's own, well-behaved handlers.
     if method.startswith("/grpc."):
         return handler
-
     if handler.unary_unary:
-        inner_unary = cast(AsyncUnary, handler.unary_unary)
-        unary_metrics = RpcMetrics(method, "unary")
-
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            request_id_var.set(_request_id(context.invocation_metadata()))
-            unary_metrics.started()
-            started = time.perf_counter()
-            code = grpc.StatusCode.OK
-            try:
-                if isinstance(request, _Undecodable):
-                    raise InvalidArgument("request", _undecodable_message(request))
-                return await inner_unary(request, context)
-            except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except Exception as exc:  # noqa: BLE001 - mapped below, never leaked
-                code = _code_for(exc)
-                await _abort_for(exc, method, context)
-            finally:
-                _finish(method, unary_metrics, started, code)
-
-        return grpc.unary_unary_rpc_method_handler(
-            unary_unary,
-            request_deserializer=_tolerant(handler.request_deserializer),
-            response_serializer=handler.response_serializer,
-        )
-
+        return _wrap_unary(method, handler)
     if handler.unary_stream:
-        inner_stream = cast(AsyncStream, handler.unary_stream)
-        stream_metrics = RpcMetrics(method, "server_stream")
-
-        async def unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            request_id_var.set(_request_id(context.invocation_metadata()))
-            stream_metrics.started()
-            started = time.perf_counter()
-            code = grpc.StatusCode.OK
-            try:
-                if isinstance(request, _Undecodable):
-                    raise InvalidArgument("request", _undecodable_message(request))
-                async for item in inner_stream(request, context):
-                    yield item
-            except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except Exception as exc:  # noqa: BLE001
-                code = _code_for(exc)
-                await _abort_for(exc, method, context)
-            finally:
-                _finish(method, stream_metrics, started, code)
-
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream,
-            request_deserializer=_tolerant(handler.request_deserializer),
-            response_serializer=handler.response_serializer,
-        )
+        return _wrap_server_stream(method, handler)
     return handler
+
+
+def _wrap_unary(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    inner = cast(AsyncUnary, handler.unary_unary)
+    metrics = RpcMetrics(method, "unary")
+
+    async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        request_id_var.set(_request_id(context.invocation_metadata()))
+        metrics.started()
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            if isinstance(request, _Undecodable):
+                raise InvalidArgument("request", _undecodable_message(request))
+            return await inner(request, context)
+        except grpc.aio.AbortError:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped below, never leaked
+            code = _code_for(exc)
+            await _abort_for(exc, method, context)
+        finally:
+            _finish(method, metrics, started, code)
+
+    return grpc.unary_unary_rpc_method_handler(
+        unary_unary,
+        request_deserializer=_tolerant(handler.request_deserializer),
+        response_serializer=handler.response_serializer,
+    )
+
+
+def _wrap_server_stream(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    inner = cast(AsyncStream, handler.unary_stream)
+    metrics = RpcMetrics(method, "server_stream")
+
+    async def unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        request_id_var.set(_request_id(context.invocation_metadata()))
+        metrics.started()
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            if isinstance(request, _Undecodable):
+                raise InvalidArgument("request", _undecodable_message(request))
+            async for item in inner(request, context):
+                yield item
+        except grpc.aio.AbortError:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped below, never leaked
+            code = _code_for(exc)
+            await _abort_for(exc, method, context)
+        finally:
+            _finish(method, metrics, started, code)
+
+    return grpc.unary_stream_rpc_method_handler(
+        unary_stream,
+        request_deserializer=_tolerant(handler.request_deserializer),
+        response_serializer=handler.response_serializer,
+    )
 
 
 class DeadlineClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):

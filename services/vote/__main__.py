@@ -14,13 +14,14 @@ from services.common.server import Registration, Resources, main
 from services.vote import jobs
 from services.vote.clients import AgentClient, CatalogClient, ModerationClient
 from services.vote.live import VoteFeed
+from services.vote.ports import VoteStores
 from services.vote.rules import Quotas, abuse_rules, windows_of
 from services.vote.servicer import VoteService
 from services.vote.store.admission import QuotaCounters, RuleWindows
 from services.vote.store.counts import CountsCache
 from services.vote.store.outbox import OutboxRelay
 from services.vote.store.votes import VotesTable
-from services.vote.voting import VoteStores, Voting
+from services.vote.voting import Voting
 
 
 async def setup(server: grpc.aio.Server, resources: Resources[VoteSettings]) -> Registration:

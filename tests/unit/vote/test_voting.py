@@ -22,8 +22,9 @@ from services.common.errors import (
 )
 from services.common.events import decode
 from services.vote.model import Counts, VoteRow
+from services.vote.ports import VoteStores
 from services.vote.rules import Quotas, abuse_rules, windows_of
-from services.vote.voting import VoteStores, Voting
+from services.vote.voting import Voting
 from tests.unit.vote.fakes import (
     FakeAgents,
     FakeCatalog,
