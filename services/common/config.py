@@ -188,6 +188,14 @@ class Settings(_Section):
         "how long a vote-path Redis command may take before Redis is taken for hung: the vote falls back to "
         "PostgreSQL and a circuit breaker skips Redis until the health check sees it answer",
     )
+    # Read by the reputation service (it publishes weights) and the ranking
+    # service (an agent with no published weight yet is a new one).
+    probation_weight: float = setting(
+        "AIMUSICSTORE_PROBATION_WEIGHT",
+        0.25,
+        "what one vote of an agent on probation counts in every ranking (trusted agents count 1, flagged 0; "
+        "docs/integrity.md)",
+    )
     service_token: str = setting(
         "AIMUSICSTORE_SERVICE_TOKEN",
         "",

@@ -25,6 +25,8 @@ CHART_SORTS: Final = ("score", "best", "controversial")
 # An entry's rank compared with the same chart one period earlier.
 MOVEMENTS: Final = ("up", "down", "same", "new")
 TIERS: Final = ("free", "pro", "enterprise")
+# How much an agent's votes count in the charts (docs/integrity.md).
+STANDINGS: Final = ("probation", "trusted", "flagged")
 
 # The proto string fields that take one of these sets: by field name, or by
 # "Message.field" where the name alone could mean something else.
@@ -38,6 +40,7 @@ FIELD_VALUES: Final[dict[str, tuple[str, ...]]] = {
     "sort": CHART_SORTS,
     "movement": MOVEMENTS,
     "tier": TIERS,
+    "standing": STANDINGS,
 }
 
 

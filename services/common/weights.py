@@ -1,9 +1,21 @@
-"""The trending-weight hash: kept by the reputation service, read by the ranking service.
+"""The vote-weight hashes: kept by the reputation service, read by the ranking service.
 
-A Redis hash: field = agent id, value = the weight one vote of that agent
-carries in trending (services/reputation/formula.py:trending_weight). An agent
-not in the hash (new, or not yet published) weighs DEFAULT_WEIGHT.
+Two Redis hashes, field = agent id:
+
+- CHART_WEIGHTS_KEY: what one vote of the agent counts in the charts (its
+  standing weight: trusted 1, probation the configured `probation_weight`,
+  flagged 0; services/reputation/formula.py);
+- WEIGHTS_KEY: what one vote counts in trending: the standing weight times
+  the reputation factor (formula.py:trending_weight).
+
+An agent in neither hash (new, or not yet published) is on probation: both
+its weights are `probation_weight` (Settings, shared by both services).
+After a change of weights the reputation service announces the agent on the
+auth channel, and the ranking service re-weighs the agent's past votes.
 """
 
 WEIGHTS_KEY = "reputation:weights"
+CHART_WEIGHTS_KEY = "reputation:chart-weights"
+# Transitional: what the ranking service still assumes for an unpublished
+# agent until it reads Settings.probation_weight (issue 13).
 DEFAULT_WEIGHT = 1.0

@@ -28,7 +28,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-aimusicstore/ranking/v1/ranking_service.proto\x12\x17\x61imusicstore.ranking.v1\x1a%aimusicstore/api/v1/annotations.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfd\x01\n\nChartEntry\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x11\n\titem_type\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0e\n\x06\x61rtist\x18\x05 \x01(\t\x12\x10\n\x08up_votes\x18\x06 \x01(\x05\x12\x12\n\ndown_votes\x18\x07 \x01(\x05\x12\r\n\x05score\x18\x08 \x01(\x05\x12\x16\n\x0etrending_score\x18\t \x01(\x01\x12\x15\n\rprevious_rank\x18\n \x01(\x05\x12\x10\n\x08movement\x18\x0b \x01(\t\x12\x11\n\tpeak_rank\x18\x0c \x01(\x05\x12\x15\n\rdays_on_chart\x18\r \x01(\x05\"V\n\x12GetTrendingRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\r\n\x05genre\x18\x02 \x01(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\"\xad\x01\n\x13GetTrendingResponse\x12\x32\n\x05songs\x18\x01 \x03(\x0b\x32#.aimusicstore.ranking.v1.ChartEntry\x12\x32\n\x05tools\x18\x02 \x03(\x0b\x32#.aimusicstore.ranking.v1.ChartEntry\x12.\n\nupdated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x12GetTopChartRequest\x12\x14\n\x06period\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x11\n\titem_type\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x0c\n\x04sort\x18\x05 \x01(\t\x12\r\n\x05genre\x18\x06 \x01(\t\x12\x10\n\x08platform\x18\x07 \x01(\t\"\xac\x01\n\x13GetTopChartResponse\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x11\n\titem_type\x18\x03 \x01(\t\x12\x34\n\x07\x65ntries\x18\x04 \x03(\x0b\x32#.aimusicstore.ranking.v1.ChartEntry\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x15GetItemHistoryRequest\x12\x18\n\ncollection\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07item_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x05\"_\n\x0cHistoryPoint\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\r\n\x05score\x18\x03 \x01(\x05\x12\x10\n\x08up_votes\x18\x04 \x01(\x05\x12\x12\n\ndown_votes\x18\x05 \x01(\x05\"s\n\x16GetItemHistoryResponse\x12\x11\n\titem_type\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x35\n\x06points\x18\x03 \x03(\x0b\x32%.aimusicstore.ranking.v1.HistoryPoint2\xc2\x04\n\x0eRankingService\x12\x9b\x01\n\x0bGetTrending\x12+.aimusicstore.ranking.v1.GetTrendingRequest\x1a,.aimusicstore.ranking.v1.GetTrendingResponse\"1\x8a\xb5\x18\x15\n\x11public, max-age=1\x10\x01\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/trending\x12\x9f\x01\n\x0bGetTopChart\x12+.aimusicstore.ranking.v1.GetTopChartRequest\x1a,.aimusicstore.ranking.v1.GetTopChartResponse\"5\x8a\xb5\x18\x15\n\x11public, max-age=1\x10\x01\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/top/{period}\x12\xef\x01\n\x0eGetItemHistory\x12..aimusicstore.ranking.v1.GetItemHistoryRequest\x1a/.aimusicstore.ranking.v1.GetItemHistoryResponse\"|\x8a\xb5\x18\x14\n\x12public, max-age=60\x82\xd3\xe4\x93\x02^\x12,/api/v1/{collection=songs}/{item_id}/historyZ.\x12,/api/v1/{collection=tools}/{item_id}/historyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-aimusicstore/ranking/v1/ranking_service.proto\x12\x17\x61imusicstore.ranking.v1\x1a%aimusicstore/api/v1/annotations.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x02\n\nChartEntry\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x11\n\titem_type\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0e\n\x06\x61rtist\x18\x05 \x01(\t\x12\x10\n\x08up_votes\x18\x06 \x01(\x05\x12\x12\n\ndown_votes\x18\x07 \x01(\x05\x12\r\n\x05score\x18\x08 \x01(\x05\x12\x16\n\x0etrending_score\x18\t \x01(\x01\x12\x15\n\rprevious_rank\x18\n \x01(\x05\x12\x10\n\x08movement\x18\x0b \x01(\t\x12\x11\n\tpeak_rank\x18\x0c \x01(\x05\x12\x15\n\rdays_on_chart\x18\r \x01(\x05\x12\x16\n\x0eweighted_score\x18\x0e \x01(\x01\"V\n\x12GetTrendingRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\r\n\x05genre\x18\x02 \x01(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\"\xad\x01\n\x13GetTrendingResponse\x12\x32\n\x05songs\x18\x01 \x03(\x0b\x32#.aimusicstore.ranking.v1.ChartEntry\x12\x32\n\x05tools\x18\x02 \x03(\x0b\x32#.aimusicstore.ranking.v1.ChartEntry\x12.\n\nupdated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x12GetTopChartRequest\x12\x14\n\x06period\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x11\n\titem_type\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x0c\n\x04sort\x18\x05 \x01(\t\x12\r\n\x05genre\x18\x06 \x01(\t\x12\x10\n\x08platform\x18\x07 \x01(\t\"\xac\x01\n\x13GetTopChartResponse\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x11\n\titem_type\x18\x03 \x01(\t\x12\x34\n\x07\x65ntries\x18\x04 \x03(\x0b\x32#.aimusicstore.ranking.v1.ChartEntry\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x15GetItemHistoryRequest\x12\x18\n\ncollection\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07item_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x05\"_\n\x0cHistoryPoint\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\r\n\x05score\x18\x03 \x01(\x05\x12\x10\n\x08up_votes\x18\x04 \x01(\x05\x12\x12\n\ndown_votes\x18\x05 \x01(\x05\"s\n\x16GetItemHistoryResponse\x12\x11\n\titem_type\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x35\n\x06points\x18\x03 \x03(\x0b\x32%.aimusicstore.ranking.v1.HistoryPoint2\xc2\x04\n\x0eRankingService\x12\x9b\x01\n\x0bGetTrending\x12+.aimusicstore.ranking.v1.GetTrendingRequest\x1a,.aimusicstore.ranking.v1.GetTrendingResponse\"1\x8a\xb5\x18\x15\n\x11public, max-age=1\x10\x01\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/trending\x12\x9f\x01\n\x0bGetTopChart\x12+.aimusicstore.ranking.v1.GetTopChartRequest\x1a,.aimusicstore.ranking.v1.GetTopChartResponse\"5\x8a\xb5\x18\x15\n\x11public, max-age=1\x10\x01\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/top/{period}\x12\xef\x01\n\x0eGetItemHistory\x12..aimusicstore.ranking.v1.GetItemHistoryRequest\x1a/.aimusicstore.ranking.v1.GetItemHistoryResponse\"|\x8a\xb5\x18\x14\n\x12public, max-age=60\x82\xd3\xe4\x93\x02^\x12,/api/v1/{collection=songs}/{item_id}/historyZ.\x12,/api/v1/{collection=tools}/{item_id}/historyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,21 +48,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RANKINGSERVICE'].methods_by_name['GetItemHistory']._loaded_options = None
   _globals['_RANKINGSERVICE'].methods_by_name['GetItemHistory']._serialized_options = b'\212\265\030\024\n\022public, max-age=60\202\323\344\223\002^\022,/api/v1/{collection=songs}/{item_id}/historyZ.\022,/api/v1/{collection=tools}/{item_id}/history'
   _globals['_CHARTENTRY']._serialized_start=210
-  _globals['_CHARTENTRY']._serialized_end=463
-  _globals['_GETTRENDINGREQUEST']._serialized_start=465
-  _globals['_GETTRENDINGREQUEST']._serialized_end=551
-  _globals['_GETTRENDINGRESPONSE']._serialized_start=554
-  _globals['_GETTRENDINGRESPONSE']._serialized_end=727
-  _globals['_GETTOPCHARTREQUEST']._serialized_start=730
-  _globals['_GETTOPCHARTREQUEST']._serialized_end=867
-  _globals['_GETTOPCHARTRESPONSE']._serialized_start=870
-  _globals['_GETTOPCHARTRESPONSE']._serialized_end=1042
-  _globals['_GETITEMHISTORYREQUEST']._serialized_start=1044
-  _globals['_GETITEMHISTORYREQUEST']._serialized_end=1130
-  _globals['_HISTORYPOINT']._serialized_start=1132
-  _globals['_HISTORYPOINT']._serialized_end=1227
-  _globals['_GETITEMHISTORYRESPONSE']._serialized_start=1229
-  _globals['_GETITEMHISTORYRESPONSE']._serialized_end=1344
-  _globals['_RANKINGSERVICE']._serialized_start=1347
-  _globals['_RANKINGSERVICE']._serialized_end=1925
+  _globals['_CHARTENTRY']._serialized_end=487
+  _globals['_GETTRENDINGREQUEST']._serialized_start=489
+  _globals['_GETTRENDINGREQUEST']._serialized_end=575
+  _globals['_GETTRENDINGRESPONSE']._serialized_start=578
+  _globals['_GETTRENDINGRESPONSE']._serialized_end=751
+  _globals['_GETTOPCHARTREQUEST']._serialized_start=754
+  _globals['_GETTOPCHARTREQUEST']._serialized_end=891
+  _globals['_GETTOPCHARTRESPONSE']._serialized_start=894
+  _globals['_GETTOPCHARTRESPONSE']._serialized_end=1066
+  _globals['_GETITEMHISTORYREQUEST']._serialized_start=1068
+  _globals['_GETITEMHISTORYREQUEST']._serialized_end=1154
+  _globals['_HISTORYPOINT']._serialized_start=1156
+  _globals['_HISTORYPOINT']._serialized_end=1251
+  _globals['_GETITEMHISTORYRESPONSE']._serialized_start=1253
+  _globals['_GETITEMHISTORYRESPONSE']._serialized_end=1368
+  _globals['_RANKINGSERVICE']._serialized_start=1371
+  _globals['_RANKINGSERVICE']._serialized_end=1949
 # @@protoc_insertion_point(module_scope)

@@ -13,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ChartEntry(_message.Message):
-    __slots__ = ("rank", "item_type", "item_id", "title", "artist", "up_votes", "down_votes", "score", "trending_score", "previous_rank", "movement", "peak_rank", "days_on_chart")
+    __slots__ = ("rank", "item_type", "item_id", "title", "artist", "up_votes", "down_votes", "score", "trending_score", "previous_rank", "movement", "peak_rank", "days_on_chart", "weighted_score")
     RANK_FIELD_NUMBER: _ClassVar[int]
     ITEM_TYPE_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,7 @@ class ChartEntry(_message.Message):
     MOVEMENT_FIELD_NUMBER: _ClassVar[int]
     PEAK_RANK_FIELD_NUMBER: _ClassVar[int]
     DAYS_ON_CHART_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTED_SCORE_FIELD_NUMBER: _ClassVar[int]
     rank: int
     item_type: str
     item_id: str
@@ -40,7 +41,8 @@ class ChartEntry(_message.Message):
     movement: str
     peak_rank: int
     days_on_chart: int
-    def __init__(self, rank: _Optional[int] = ..., item_type: _Optional[str] = ..., item_id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., up_votes: _Optional[int] = ..., down_votes: _Optional[int] = ..., score: _Optional[int] = ..., trending_score: _Optional[float] = ..., previous_rank: _Optional[int] = ..., movement: _Optional[str] = ..., peak_rank: _Optional[int] = ..., days_on_chart: _Optional[int] = ...) -> None: ...
+    weighted_score: float
+    def __init__(self, rank: _Optional[int] = ..., item_type: _Optional[str] = ..., item_id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., up_votes: _Optional[int] = ..., down_votes: _Optional[int] = ..., score: _Optional[int] = ..., trending_score: _Optional[float] = ..., previous_rank: _Optional[int] = ..., movement: _Optional[str] = ..., peak_rank: _Optional[int] = ..., days_on_chart: _Optional[int] = ..., weighted_score: _Optional[float] = ...) -> None: ...
 
 class GetTrendingRequest(_message.Message):
     __slots__ = ("limit", "genre", "platform", "category")

@@ -26,7 +26,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&aimusicstore/reputation/v1/agent.proto\x12\x1a\x61imusicstore.reputation.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x02\n\x05\x41gent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\x04tier\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1e\n\x10reputation_score\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x18\n\nvote_count\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x36\n\x0clast_vote_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x66lagged\x18\x08 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x66lag_reason\x18\t \x01(\tB\x04\xe2\x41\x01\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&aimusicstore/reputation/v1/agent.proto\x12\x1a\x61imusicstore.reputation.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbd\x02\n\x05\x41gent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\x04tier\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1e\n\x10reputation_score\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x18\n\nvote_count\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x36\n\x0clast_vote_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x66lagged\x18\x08 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x66lag_reason\x18\t \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08standing\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06weight\x18\x0b \x01(\x01\x42\x04\xe2\x41\x01\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,6 +47,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENT'].fields_by_name['flagged']._serialized_options = b'\342A\001\003'
   _globals['_AGENT'].fields_by_name['flag_reason']._loaded_options = None
   _globals['_AGENT'].fields_by_name['flag_reason']._serialized_options = b'\342A\001\003'
+  _globals['_AGENT'].fields_by_name['standing']._loaded_options = None
+  _globals['_AGENT'].fields_by_name['standing']._serialized_options = b'\342A\001\003'
+  _globals['_AGENT'].fields_by_name['weight']._loaded_options = None
+  _globals['_AGENT'].fields_by_name['weight']._serialized_options = b'\342A\001\003'
   _globals['_AGENT']._serialized_start=137
-  _globals['_AGENT']._serialized_end=408
+  _globals['_AGENT']._serialized_end=454
 # @@protoc_insertion_point(module_scope)

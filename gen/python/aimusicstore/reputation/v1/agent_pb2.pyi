@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Agent(_message.Message):
-    __slots__ = ("id", "name", "tier", "reputation_score", "vote_count", "created_at", "last_vote_at", "flagged", "flag_reason")
+    __slots__ = ("id", "name", "tier", "reputation_score", "vote_count", "created_at", "last_vote_at", "flagged", "flag_reason", "standing", "weight")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,8 @@ class Agent(_message.Message):
     LAST_VOTE_AT_FIELD_NUMBER: _ClassVar[int]
     FLAGGED_FIELD_NUMBER: _ClassVar[int]
     FLAG_REASON_FIELD_NUMBER: _ClassVar[int]
+    STANDING_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     tier: str
@@ -29,4 +31,6 @@ class Agent(_message.Message):
     last_vote_at: _timestamp_pb2.Timestamp
     flagged: bool
     flag_reason: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., tier: _Optional[str] = ..., reputation_score: _Optional[int] = ..., vote_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_vote_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., flagged: _Optional[bool] = ..., flag_reason: _Optional[str] = ...) -> None: ...
+    standing: str
+    weight: float
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., tier: _Optional[str] = ..., reputation_score: _Optional[int] = ..., vote_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_vote_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., flagged: _Optional[bool] = ..., flag_reason: _Optional[str] = ..., standing: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...

@@ -27,7 +27,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.aimusicstore/reputation/v1/agent_service.proto\x12\x1a\x61imusicstore.reputation.v1\x1a&aimusicstore/reputation/v1/agent.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"N\n\x14RegisterAgentRequest\x12\x36\n\x05\x61gent\x18\x01 \x01(\x0b\x32!.aimusicstore.reputation.v1.AgentB\x04\xe2\x41\x01\x02\"Z\n\x15RegisterAgentResponse\x12\x30\n\x05\x61gent\x18\x01 \x01(\x0b\x32!.aimusicstore.reputation.v1.Agent\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\")\n\x0fGetAgentRequest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"j\n\x12UpdateAgentRequest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x04tier\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07\x66lagged\x18\x03 \x01(\x08H\x01\x88\x01\x01\x42\x07\n\x05_tierB\n\n\x08_flagged\"*\n\x10RotateKeyRequest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"$\n\x11RotateKeyResponse\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"?\n\x16ListLeaderboardRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"e\n\x17ListLeaderboardResponse\x12\x31\n\x06\x61gents\x18\x01 \x03(\x0b\x32!.aimusicstore.reputation.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xdc\x05\n\x0c\x41gentService\x12\x93\x01\n\rRegisterAgent\x12\x30.aimusicstore.reputation.v1.RegisterAgentRequest\x1a\x31.aimusicstore.reputation.v1.RegisterAgentResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0e/api/v1/agents:\x05\x61gent\x12}\n\x08GetAgent\x12+.aimusicstore.reputation.v1.GetAgentRequest\x1a!.aimusicstore.reputation.v1.Agent\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/agents/{agent_id}\x12\x86\x01\n\x0bUpdateAgent\x12..aimusicstore.reputation.v1.UpdateAgentRequest\x1a!.aimusicstore.reputation.v1.Agent\"$\x82\xd3\xe4\x93\x02\x1e\x32\x19/api/v1/agents/{agent_id}:\x01*\x12\x93\x01\n\tRotateKey\x12,.aimusicstore.reputation.v1.RotateKeyRequest\x1a-.aimusicstore.reputation.v1.RotateKeyResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/api/v1/agents/{agent_id}/keys:\x01*\x12\x97\x01\n\x0fListLeaderboard\x12\x32.aimusicstore.reputation.v1.ListLeaderboardRequest\x1a\x33.aimusicstore.reputation.v1.ListLeaderboardResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/leaderboardb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.aimusicstore/reputation/v1/agent_service.proto\x12\x1a\x61imusicstore.reputation.v1\x1a&aimusicstore/reputation/v1/agent.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"N\n\x14RegisterAgentRequest\x12\x36\n\x05\x61gent\x18\x01 \x01(\x0b\x32!.aimusicstore.reputation.v1.AgentB\x04\xe2\x41\x01\x02\"Z\n\x15RegisterAgentResponse\x12\x30\n\x05\x61gent\x18\x01 \x01(\x0b\x32!.aimusicstore.reputation.v1.Agent\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\")\n\x0fGetAgentRequest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"j\n\x12UpdateAgentRequest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x04tier\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07\x66lagged\x18\x03 \x01(\x08H\x01\x88\x01\x01\x42\x07\n\x05_tierB\n\n\x08_flagged\"*\n\x10RotateKeyRequest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"$\n\x11RotateKeyResponse\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"\\\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x07\x66lagged\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_flagged\"`\n\x12ListAgentsResponse\x12\x31\n\x06\x61gents\x18\x01 \x03(\x0b\x32!.aimusicstore.reputation.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"?\n\x16ListLeaderboardRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"e\n\x17ListLeaderboardResponse\x12\x31\n\x06\x61gents\x18\x01 \x03(\x0b\x32!.aimusicstore.reputation.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xe2\x06\n\x0c\x41gentService\x12\x93\x01\n\rRegisterAgent\x12\x30.aimusicstore.reputation.v1.RegisterAgentRequest\x1a\x31.aimusicstore.reputation.v1.RegisterAgentResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0e/api/v1/agents:\x05\x61gent\x12}\n\x08GetAgent\x12+.aimusicstore.reputation.v1.GetAgentRequest\x1a!.aimusicstore.reputation.v1.Agent\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/agents/{agent_id}\x12\x86\x01\n\x0bUpdateAgent\x12..aimusicstore.reputation.v1.UpdateAgentRequest\x1a!.aimusicstore.reputation.v1.Agent\"$\x82\xd3\xe4\x93\x02\x1e\x32\x19/api/v1/agents/{agent_id}:\x01*\x12\x93\x01\n\tRotateKey\x12,.aimusicstore.reputation.v1.RotateKeyRequest\x1a-.aimusicstore.reputation.v1.RotateKeyResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/api/v1/agents/{agent_id}/keys:\x01*\x12\x83\x01\n\nListAgents\x12-.aimusicstore.reputation.v1.ListAgentsRequest\x1a..aimusicstore.reputation.v1.ListAgentsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/agents\x12\x97\x01\n\x0fListLeaderboard\x12\x32.aimusicstore.reputation.v1.ListLeaderboardRequest\x1a\x33.aimusicstore.reputation.v1.ListLeaderboardResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/leaderboardb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,6 +50,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTSERVICE'].methods_by_name['UpdateAgent']._serialized_options = b'\202\323\344\223\002\0362\031/api/v1/agents/{agent_id}:\001*'
   _globals['_AGENTSERVICE'].methods_by_name['RotateKey']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['RotateKey']._serialized_options = b'\202\323\344\223\002#\"\036/api/v1/agents/{agent_id}/keys:\001*'
+  _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._serialized_options = b'\202\323\344\223\002\020\022\016/api/v1/agents'
   _globals['_AGENTSERVICE'].methods_by_name['ListLeaderboard']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['ListLeaderboard']._serialized_options = b'\202\323\344\223\002\025\022\023/api/v1/leaderboard'
   _globals['_REGISTERAGENTREQUEST']._serialized_start=181
@@ -64,10 +66,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROTATEKEYREQUEST']._serialized_end=546
   _globals['_ROTATEKEYRESPONSE']._serialized_start=548
   _globals['_ROTATEKEYRESPONSE']._serialized_end=584
-  _globals['_LISTLEADERBOARDREQUEST']._serialized_start=586
-  _globals['_LISTLEADERBOARDREQUEST']._serialized_end=649
-  _globals['_LISTLEADERBOARDRESPONSE']._serialized_start=651
-  _globals['_LISTLEADERBOARDRESPONSE']._serialized_end=752
-  _globals['_AGENTSERVICE']._serialized_start=755
-  _globals['_AGENTSERVICE']._serialized_end=1487
+  _globals['_LISTAGENTSREQUEST']._serialized_start=586
+  _globals['_LISTAGENTSREQUEST']._serialized_end=678
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=680
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=776
+  _globals['_LISTLEADERBOARDREQUEST']._serialized_start=778
+  _globals['_LISTLEADERBOARDREQUEST']._serialized_end=841
+  _globals['_LISTLEADERBOARDRESPONSE']._serialized_start=843
+  _globals['_LISTLEADERBOARDRESPONSE']._serialized_end=944
+  _globals['_AGENTSERVICE']._serialized_start=947
+  _globals['_AGENTSERVICE']._serialized_end=1813
 # @@protoc_insertion_point(module_scope)

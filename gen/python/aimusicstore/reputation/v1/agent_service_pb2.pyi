@@ -51,6 +51,24 @@ class RotateKeyResponse(_message.Message):
     api_key: str
     def __init__(self, api_key: _Optional[str] = ...) -> None: ...
 
+class ListAgentsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "flagged")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FLAGGED_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    flagged: bool
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., flagged: _Optional[bool] = ...) -> None: ...
+
+class ListAgentsResponse(_message.Message):
+    __slots__ = ("agents", "next_page_token")
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    agents: _containers.RepeatedCompositeFieldContainer[_agent_pb2.Agent]
+    next_page_token: str
+    def __init__(self, agents: _Optional[_Iterable[_Union[_agent_pb2.Agent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class ListLeaderboardRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]

@@ -60,6 +60,11 @@ class AgentServiceStub:
                 request_serializer=aimusicstore_dot_reputation_dot_v1_dot_agent__service__pb2.RotateKeyRequest.SerializeToString,
                 response_deserializer=aimusicstore_dot_reputation_dot_v1_dot_agent__service__pb2.RotateKeyResponse.FromString,
                 _registered_method=True)
+        self.ListAgents = channel.unary_unary(
+                '/aimusicstore.reputation.v1.AgentService/ListAgents',
+                request_serializer=aimusicstore_dot_reputation_dot_v1_dot_agent__service__pb2.ListAgentsRequest.SerializeToString,
+                response_deserializer=aimusicstore_dot_reputation_dot_v1_dot_agent__service__pb2.ListAgentsResponse.FromString,
+                _registered_method=True)
         self.ListLeaderboard = channel.unary_unary(
                 '/aimusicstore.reputation.v1.AgentService/ListLeaderboard',
                 request_serializer=aimusicstore_dot_reputation_dot_v1_dot_agent__service__pb2.ListLeaderboardRequest.SerializeToString,
@@ -104,6 +109,14 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAgents(self, request, context):
+        """Agents, newest first; with `flagged`, only those (admin only): the
+        moderation queue, with each flag's reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListLeaderboard(self, request, context):
         """Agents by reputation, highest first.
         """
@@ -133,6 +146,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.RotateKey,
                     request_deserializer=aimusicstore_dot_reputation_dot_v1_dot_agent__service__pb2.RotateKeyRequest.FromString,
                     response_serializer=aimusicstore_dot_reputation_dot_v1_dot_agent__service__pb2.RotateKeyResponse.SerializeToString,
+            ),
+            'ListAgents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgents,
+                    request_deserializer=aimusicstore_dot_reputation_dot_v1_dot_agent__service__pb2.ListAgentsRequest.FromString,
+                    response_serializer=aimusicstore_dot_reputation_dot_v1_dot_agent__service__pb2.ListAgentsResponse.SerializeToString,
             ),
             'ListLeaderboard': grpc.unary_unary_rpc_method_handler(
                     servicer.ListLeaderboard,
@@ -253,6 +271,33 @@ class AgentService:
             '/aimusicstore.reputation.v1.AgentService/RotateKey',
             aimusicstore_dot_reputation_dot_v1_dot_agent__service__pb2.RotateKeyRequest.SerializeToString,
             aimusicstore_dot_reputation_dot_v1_dot_agent__service__pb2.RotateKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimusicstore.reputation.v1.AgentService/ListAgents',
+            aimusicstore_dot_reputation_dot_v1_dot_agent__service__pb2.ListAgentsRequest.SerializeToString,
+            aimusicstore_dot_reputation_dot_v1_dot_agent__service__pb2.ListAgentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
