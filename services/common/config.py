@@ -291,7 +291,34 @@ class ReputationSettings(Settings):
     service: ClassVar[str] = "reputation"
 
     reputation_recompute_interval_s: float = setting(
-        "AIMUSICSTORE_REPUTATION_RECOMPUTE_INTERVAL_S", 300.0, "how often every agent's reputation is recomputed"
+        "AIMUSICSTORE_REPUTATION_RECOMPUTE_INTERVAL_S",
+        300.0,
+        "how often every agent's reputation is recomputed and agents on probation are checked for trust",
+    )
+    # The graduation rule (services/reputation/standing.py, docs/integrity.md
+    # "Standing and weights"): an agent on probation becomes trusted once it
+    # meets all four. Age and activity spread over days are what a
+    # mass-registered ring cannot produce in minutes.
+    trust_min_age_days: int = setting(
+        "AIMUSICSTORE_TRUST_MIN_AGE_DAYS", 7, "trust needs an account at least this many days old", minimum=0
+    )
+    trust_min_votes: int = setting(
+        "AIMUSICSTORE_TRUST_MIN_VOTES",
+        20,
+        "trust needs at least this many live votes (one per item, so as many distinct items), cast while unflagged",
+        minimum=0,
+    )
+    trust_min_active_days: int = setting(
+        "AIMUSICSTORE_TRUST_MIN_ACTIVE_DAYS",
+        3,
+        "trust needs those votes cast on at least this many distinct UTC days",
+        minimum=0,
+    )
+    trust_flag_cooldown_days: int = setting(
+        "AIMUSICSTORE_TRUST_FLAG_COOLDOWN_DAYS",
+        7,
+        "an agent whose flag was cleared stays on probation at least this many days after the clearing",
+        minimum=0,
     )
 
 

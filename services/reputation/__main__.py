@@ -25,21 +25,29 @@ from services.common.processed_events import prune_processed
 from services.common.server import Registration, Resources, main
 from services.reputation.agents import Agents
 from services.reputation.servicer import AgentService, ApiKeyService, ModerationService
-from services.reputation.store import AgentStore, Announcements, TrendingWeights, VoteProjection
+from services.reputation.standing import StandingPolicy
+from services.reputation.store import AgentStore, Announcements, Standings, VoteProjection, VoteWeights
 from services.reputation.tables import processed_events
 
 CONSUMER_GROUP = "reputation"
 # How often the flagged-agent gauge is refreshed (one count over the agents table).
 FLAGGED_WATCH_INTERVAL_S = 30.0
 REVOCATION_RETRY_INTERVAL_S = 1.0
-FLAGGED_AGENTS = Gauge("reputation_flagged_agents", "Agents currently flagged (their votes weigh 0 in trending)")
+FLAGGED_AGENTS = Gauge("reputation_flagged_agents", "Agents currently flagged (their votes weigh 0 in every ranking)")
 
 
 async def setup(server: grpc.aio.Server, resources: Resources[ReputationSettings]) -> Registration:
     settings = resources.settings
     agent_store = AgentStore(resources.engine)
     announcements = Announcements(resources.engine, resources.redis)
-    agents = Agents(agent_store, VoteProjection(resources.engine), announcements, TrendingWeights(resources.redis))
+    agents = Agents(
+        agent_store,
+        VoteProjection(resources.engine),
+        Standings(resources.engine),
+        announcements,
+        VoteWeights(resources.redis),
+        StandingPolicy.from_settings(settings),
+    )
     auth = Authenticator(
         settings.admin_key, agents.verify_key, settings.auth_cache_ttl_s, cache_grace_s=settings.cache_grace_s
     )
@@ -80,7 +88,8 @@ def background_jobs(
         )
 
     async def recompute_reputation() -> None:
-        # At start and then periodically: corrects drift, republishes every weight.
+        # At start and then periodically: corrects drift, graduates agents
+        # from probation, republishes every weight.
         await every(settings.reputation_recompute_interval_s, "reputation recompute", agents.recompute_all)
 
     async def prune_processed_events() -> None:

@@ -1,25 +1,39 @@
 """Agents and API keys: the reputation service's rules, free of gRPC.
 
-`Agents` reaches storage only through the ports below (narrow Protocols that
-services/reputation/store implements), so it is unit-tested against
-in-memory fakes (tests/unit/reputation/fakes.py).
+`Agents` reaches storage only through its ports (services/reputation/ports.py,
+narrow Protocols that services/reputation/store implements), so it is
+unit-tested against in-memory fakes (tests/unit/reputation/fakes.py). Weights
+are published and announced through weighing.Weighing; standing follows the
+rule in standing.py.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.common import pagination, validation
 from services.common.auth import RESERVED_AGENT_IDS, Caller, hash_api_key
 from services.common.errors import InvalidArgument, PermissionDenied
-from services.reputation.formula import MAX_REPUTATION, trending_weight
+from services.reputation.formula import MAX_REPUTATION
+from services.reputation.ports import (
+    AgentRecords,
+    ChangeAnnouncer,
+    ReputationProjection,
+    StandingRecords,
+    WeightPublisher,
+)
+from services.reputation.standing import StandingPolicy, standing_of
 from services.reputation.store.rows import AgentRow, AgentScore
 from services.reputation.tables import TIERS
+from services.reputation.weighing import Weighing
+
+log = logging.getLogger("reputation")
 
 API_KEY_PREFIX = "ams_"
 # Longer than any key this service issues: not worth a lookup.
@@ -33,44 +47,8 @@ def new_api_key() -> str:
     return API_KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-class AgentRecords(Protocol):
-    """Agent rows and their API keys (store.AgentStore)."""
-
-    async def create_agent(self, agent_id: str, name: str, key_hash: bytes) -> AgentRow: ...
-    async def get_agent(self, agent_id: str) -> AgentRow: ...
-    async def agent_for_key(self, key_hash: bytes) -> AgentRow | None: ...
-    async def update_agent(
-        self, agent_id: str, tier: str | None, flagged: bool | None, flag_reason: str
-    ) -> AgentRow: ...
-    async def replace_key(self, agent_id: str, new_hash: bytes) -> bytes | None: ...
-    async def flag(self, agent_id: str, reason: str) -> bool: ...
-    async def leaderboard(self, limit: int, after: tuple[int, str] | None) -> list[AgentRow]: ...
-    async def all_scores(self) -> list[AgentScore]: ...
-
-
-class ReputationProjection(Protocol):
-    """The vote projection and the reputation computed from it (store.VoteProjection)."""
-
-    async def apply_events(self, events: Iterable[VoteEvent], now: datetime) -> list[AgentScore]: ...
-    async def recompute_agents(self, agent_ids: list[str], now: datetime) -> list[AgentScore]: ...
-    async def recompute_all(self, now: datetime) -> list[AgentScore]: ...
-
-
-class ChangeAnnouncer(Protocol):
-    """Tells the other services' caches (store.Announcements)."""
-
-    async def announce_key_revoked(self, key_hash: bytes) -> bool: ...
-    async def announce_agent_changed(self, agent_id: str, *, flag_cleared: bool = False) -> None: ...
-
-
-class WeightPublisher(Protocol):
-    """The trending weights the ranking service reads (store.TrendingWeights)."""
-
-    async def publish_weights(self, weights: dict[str, float]) -> None: ...
-
-
-def _weights(scores: Iterable[AgentScore]) -> dict[str, float]:
-    return {agent: trending_weight(score, flagged) for agent, score, flagged in scores}
+def _score(agent: AgentRow) -> AgentScore:
+    return AgentScore(agent.id, agent.reputation_score, agent.flagged, agent.trusted)
 
 
 class Agents:
@@ -78,14 +56,18 @@ class Agents:
         self,
         records: AgentRecords,
         projection: ReputationProjection,
+        standings: StandingRecords,
         announcer: ChangeAnnouncer,
         weights: WeightPublisher,
+        policy: StandingPolicy,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.records = records
         self.projection = projection
+        self.standings = standings
         self.announcer = announcer
-        self.weights = weights
+        self.policy = policy
+        self.weighing = Weighing(policy, weights, announcer)
         self.clock = clock  # injectable: tests build multi-day histories
 
     async def register(self, agent_id: str, name: str) -> tuple[AgentRow, str]:
@@ -99,6 +81,11 @@ class Agents:
 
     async def get(self, agent_id: str) -> AgentRow:
         return await self.records.get_agent(validation.identifier("agent_id", agent_id))
+
+    def standing(self, agent: AgentRow) -> tuple[str, float]:
+        """The agent's standing and chart weight (what one of its votes counts)."""
+        standing = standing_of(agent.flagged, agent.trusted)
+        return standing, self.policy.chart_weight(standing)
 
     async def verify_key(self, api_key: str) -> Caller | None:
         if not api_key.startswith(API_KEY_PREFIX) or len(api_key) > MAX_API_KEY_LENGTH:
@@ -115,14 +102,17 @@ class Agents:
         if tier is not None:
             validation.choice("tier", tier, TIERS)
         agent = await self.records.update_agent(agent_id, tier, flagged, ADMIN_FLAG_REASON)
-        if flagged is not None:
-            if not flagged:
-                # Cleared: catch up on what its earning votes are worth now.
-                changed = await self.projection.recompute_agents([agent_id], self.clock())
-                agent = await self.records.get_agent(agent_id) if changed else agent
-            # Weight first: the announcement makes other services read it.
-            await self.weights.publish_weights({agent.id: trending_weight(agent.reputation_score, agent.flagged)})
-        await self.announcer.announce_agent_changed(agent_id, flag_cleared=flagged is False)
+        if flagged is None:
+            await self.announcer.announce_agent_changed(agent_id)
+            return agent
+        if not flagged:
+            # Cleared: catch up on what its earning votes are worth now, and
+            # let the rule say whether it is trusted (a flag ended its trust).
+            now = self.clock()
+            changed = await self.projection.recompute_agents([agent_id], now)
+            graduated = await self._graduate([agent_id], now)
+            agent = await self.records.get_agent(agent_id) if changed or graduated else agent
+        await self.weighing.standing_changed(_score(agent), flag_cleared=not flagged)
         return agent
 
     async def rotate_key(self, caller: Caller, agent_id: str) -> tuple[str, bytes | None]:
@@ -140,20 +130,55 @@ class Agents:
         reason = validation.text("reason", reason, min_len=1, max_len=500)
         newly = await self.records.flag(agent_id, reason)
         if newly:
-            # Weight first: the announcement makes other services read it.
-            await self.weights.publish_weights({agent_id: trending_weight(0, flagged=True)})
-            await self.announcer.announce_agent_changed(agent_id)
+            # A flagged agent's weights are 0 whatever its reputation and trust.
+            await self.weighing.standing_changed(AgentScore(agent_id, 0, flagged=True, trusted=False))
         return newly
 
     async def apply_vote_events(self, events: list[VoteEvent]) -> None:
         changed = await self.projection.apply_events(events, self.clock())
-        await self.weights.publish_weights(_weights(changed))
+        await self.weighing.reputation_moved(changed)
 
     async def recompute_all(self) -> int:
-        """The periodic pass: corrects drift and republishes every weight."""
-        changed = await self.projection.recompute_all(self.clock())
-        await self.weights.publish_weights(_weights(await self.records.all_scores()))
+        """The periodic pass: corrects drift in reputation, grants trust to
+        the agents on probation that now meet the rule, republishes every
+        weight and announces the agents whose standing changed. Returns how
+        many reputations moved."""
+        now = self.clock()
+        changed = await self.projection.recompute_all(now)
+        graduated = await self._graduate(None, now)
+        if graduated:
+            log.info("%d agents left probation: trusted", len(graduated))
+        await self.weighing.republish_all(self.records.all_scores, graduated)
         return len(changed)
+
+    async def _graduate(self, only: list[str] | None, now: datetime) -> list[str]:
+        """Trusts the agents on probation (all, or those in `only`) that meet
+        the graduation rule; returns those that became trusted."""
+        rule = self.policy.graduation
+        activity = await self.standings.probation_activity(rule.candidates(now), only)
+        return await self.standings.mark_trusted([a.agent_id for a in activity if rule.graduates(a, now)])
+
+    async def list_agents(
+        self, caller: Caller, flagged: bool | None, page_size: int, page_token: str
+    ) -> tuple[list[AgentRow], str]:
+        """Admin only. flagged=True: the moderation queue, newest flag first;
+        otherwise agents newest first (unflagged only with False)."""
+        if not caller.is_admin:
+            raise PermissionDenied("listing agents needs the admin key")
+        flag_queue = flagged is True
+
+        def position(agent: AgentRow) -> list[Any]:
+            at = agent.flagged_at if flag_queue and agent.flagged_at is not None else agent.created_at
+            return [at.isoformat(), agent.id]
+
+        return await pagination.paginate(
+            page_size,
+            page_token,
+            lambda limit, after: self.records.list_agents(flagged, limit, after),
+            position,
+            _time_position,
+            scope=pagination.list_scope("agents", flagged=flagged),
+        )
 
     async def leaderboard(self, page_size: int, page_token: str) -> tuple[list[AgentRow], str]:
         return await pagination.paginate(
@@ -164,6 +189,13 @@ class Agents:
             _leaderboard_position,
             scope=pagination.list_scope("leaderboard"),
         )
+
+
+def _time_position(position: list[Any]) -> tuple[datetime, str]:
+    at, last_id = position
+    if not isinstance(last_id, str):
+        raise TypeError("not an agent id")
+    return pagination.position_time(at), last_id
 
 
 def _leaderboard_position(position: list[Any]) -> tuple[int, str]:

@@ -1,5 +1,6 @@
 """The reputation service's rules, as pure functions: the reputation formula,
-which votes earn, when an item's sign flips, and the trending weight.
+which votes earn, when an item's sign flips, and the trending weight (the
+standing weight, services/reputation/standing.py, times the reputation factor).
 
 API.md: reputation = min(1000, int(votes_cast + agreements + min(0.1 * days_active, 100)))
 where agreements counts the agent's votes whose direction matches the sign of
@@ -54,10 +55,15 @@ def sign_flipped(score_before: int, score_after: int) -> bool:
     return sign(score_before) != sign(score_after)
 
 
-def trending_weight(reputation_score: int, flagged: bool) -> float:
-    """How much one vote of this agent moves trending: 0 while flagged, else
-    1 for a new agent rising linearly to 5 at the maximum reputation.
-    Monotonic in reputation; bounded so no single agent dominates."""
-    if flagged:
-        return 0.0
+def reputation_factor(reputation_score: int) -> float:
+    """How much reputation multiplies a vote in trending: 1 for a new agent,
+    rising linearly to 5 at the maximum reputation. Monotonic in reputation;
+    bounded so no single agent dominates."""
     return 1.0 + 4.0 * min(max(reputation_score, 0), MAX_REPUTATION) / MAX_REPUTATION
+
+
+def trending_weight(chart_weight: float, reputation_score: int) -> float:
+    """How much one vote of this agent moves trending: its standing weight
+    (services/reputation/standing.py: 0 while flagged) times the reputation
+    factor."""
+    return chart_weight * reputation_factor(reputation_score)

@@ -22,7 +22,8 @@ from services.reputation.agents import Agents
 from services.reputation.store import AgentRow
 
 
-def agent_proto(row: AgentRow) -> agent_pb2.Agent:
+def agent_proto(row: AgentRow, agents: Agents) -> agent_pb2.Agent:
+    standing, weight = agents.standing(row)
     return agent_pb2.Agent(
         id=row.id,
         name=row.name,
@@ -33,6 +34,8 @@ def agent_proto(row: AgentRow) -> agent_pb2.Agent:
         last_vote_at=timestamp(row.last_vote_at),
         flagged=row.flagged,
         flag_reason=row.flag_reason,
+        standing=standing,
+        weight=weight,
     )
 
 
@@ -43,10 +46,10 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
 
     async def RegisterAgent(self, request: pb.RegisterAgentRequest, context: Context) -> pb.RegisterAgentResponse:
         agent, api_key = await self.agents.register(request.agent.id, request.agent.name)
-        return pb.RegisterAgentResponse(agent=agent_proto(agent), api_key=api_key)
+        return pb.RegisterAgentResponse(agent=agent_proto(agent, self.agents), api_key=api_key)
 
     async def GetAgent(self, request: pb.GetAgentRequest, context: Context) -> agent_pb2.Agent:
-        return agent_proto(await self.agents.get(request.agent_id))
+        return agent_proto(await self.agents.get(request.agent_id), self.agents)
 
     async def UpdateAgent(self, request: pb.UpdateAgentRequest, context: Context) -> agent_pb2.Agent:
         caller = await self.auth.caller(context)
@@ -56,7 +59,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
             tier=request.tier if request.HasField("tier") else None,
             flagged=request.flagged if request.HasField("flagged") else None,
         )
-        return agent_proto(agent)
+        return agent_proto(agent, self.agents)
 
     async def RotateKey(self, request: pb.RotateKeyRequest, context: Context) -> pb.RotateKeyResponse:
         caller = await self.auth.caller(context)
@@ -65,9 +68,21 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
             self.auth.forget(old_hash)
         return pb.RotateKeyResponse(api_key=api_key)
 
+    async def ListAgents(self, request: pb.ListAgentsRequest, context: Context) -> pb.ListAgentsResponse:
+        caller = await self.auth.caller(context)
+        rows, next_token = await self.agents.list_agents(
+            caller,
+            request.flagged if request.HasField("flagged") else None,
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListAgentsResponse(agents=[agent_proto(r, self.agents) for r in rows], next_page_token=next_token)
+
     async def ListLeaderboard(self, request: pb.ListLeaderboardRequest, context: Context) -> pb.ListLeaderboardResponse:
         rows, next_token = await self.agents.leaderboard(request.page_size, request.page_token)
-        return pb.ListLeaderboardResponse(agents=[agent_proto(r) for r in rows], next_page_token=next_token)
+        return pb.ListLeaderboardResponse(
+            agents=[agent_proto(r, self.agents) for r in rows], next_page_token=next_token
+        )
 
 
 class ApiKeyService(api_key_service_pb2_grpc.ApiKeyServiceServicer):

@@ -40,10 +40,22 @@ agents = Table(
     Column("flagged", Boolean, nullable=False, server_default=text("false")),
     Column("flag_reason", Text, nullable=False, server_default=""),
     Column("flagged_at", DateTime(timezone=True)),
+    # Standing (services/reputation/standing.py): trusted since trusted_at
+    # (NULL: on probation, or flagged, which ends trust); flag_cleared_at is
+    # when an admin last cleared a flag, which starts the flag cooldown.
+    Column("trusted_at", DateTime(timezone=True)),
+    Column("flag_cleared_at", DateTime(timezone=True)),
     CheckConstraint("tier IN ('free', 'pro', 'enterprise')", name="agents_tier_valid"),
     CheckConstraint("reputation_score BETWEEN 0 AND 1000", name="agents_reputation_range"),
+    # The moderation queue is ordered by flagged_at.
+    CheckConstraint("NOT flagged OR flagged_at IS NOT NULL", name="agents_flag_has_time"),
     # The leaderboard walks this index: highest reputation first, id breaks ties.
     Index("agents_leaderboard_idx", text("reputation_score DESC"), "id"),
+    # ListAgents: newest agent first, and the moderation queue, newest flag first.
+    Index("agents_newest_idx", text("created_at DESC"), "id"),
+    Index("agents_flag_queue_idx", text("flagged_at DESC"), "id", postgresql_where=text("flagged")),
+    # The graduation pass looks only at agents on probation, oldest first.
+    Index("agents_probation_idx", "created_at", postgresql_where=text("trusted_at IS NULL AND NOT flagged")),
 )
 
 # Only SHA-256 hashes of keys are stored. A rotated key gets revoked_at and

@@ -1,4 +1,5 @@
-"""Votes and identity: retraction, reviews, agent lists, keys, tiers, quotas and flags."""
+"""Votes and identity: retraction, reviews, agent lists, keys, tiers, quotas,
+flags, standing and the moderation queue."""
 
 from __future__ import annotations
 
@@ -178,6 +179,27 @@ def test_a_burst_flags_the_agent_and_its_votes_still_count(
         eventually(lambda: cache.exists(f"vote:recent:{agent['id']}:up") == 0, timeout_s=2)
     assert vote(api, agent["key"], songs[12]).status_code == 200
     assert api.get(f"/api/v1/agents/{agent['id']}").json()["flagged"] is False
+
+
+def test_standing_weight_and_the_moderation_queue_through_the_api(
+    api: httpx.Client, stack: Stack, agent: dict[str, Any]
+) -> None:
+    path = f"/api/v1/agents/{agent['id']}"
+    fresh = api.get(path).json()
+    assert (fresh["standing"], fresh["weight"]) == ("probation", 0.25)
+    flagged = api.patch(path, json={"flagged": True}, headers=auth(stack.admin_key)).json()
+    assert (flagged["standing"], flagged["weight"]) == ("flagged", 0)
+
+    queue = api.get("/api/v1/agents", params={"flagged": "true", "page_size": 1}, headers=auth(stack.admin_key))
+    assert queue.status_code == 200, queue.text
+    [newest] = queue.json()["agents"]  # newest flag first
+    assert (newest["id"], newest["flag_reason"], newest["standing"]) == (agent["id"], "flagged by an admin", "flagged")
+    assert queue.json()["next_page_token"]
+    assert api.get("/api/v1/agents", params={"flagged": "true"}, headers=auth(agent["key"])).status_code == 403
+    assert api.get("/api/v1/agents", params={"flagged": "true"}).status_code == 401
+
+    cleared = api.patch(path, json={"flagged": False}, headers=auth(stack.admin_key)).json()
+    assert (cleared["standing"], cleared["weight"], cleared["flag_reason"]) == ("probation", 0.25, "")
 
 
 def test_vote_count_and_last_vote_at_follow_votes(api: httpx.Client, agent: dict[str, Any]) -> None:

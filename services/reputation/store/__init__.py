@@ -5,16 +5,18 @@
   the vote event stream, and the reputation recomputed from them;
 - announcements.Announcements: telling other services (Redis pub/sub and
   markers) that a key was revoked or an agent changed;
-- weights.TrendingWeights: the trending weights the ranking service reads.
+- standing.Standings: the activity the graduation rule reads, and the trust it grants;
+- weights.VoteWeights: the chart and trending weights the ranking service reads.
 
-They count and store; the rules they apply are in services/reputation/formula.py
-and the domain class services/reputation/agents.py.
+They count and store; the rules they apply are in services/reputation/formula.py,
+services/reputation/standing.py and the domain classes (agents.py, weighing.py).
 """
 
 from services.reputation.store.agents import AgentStore
 from services.reputation.store.announcements import Announcements
 from services.reputation.store.projection import VoteProjection
 from services.reputation.store.rows import AgentRow, AgentScore
-from services.reputation.store.weights import TrendingWeights
+from services.reputation.store.standing import Standings
+from services.reputation.store.weights import VoteWeights
 
-__all__ = ["AgentRow", "AgentScore", "AgentStore", "Announcements", "TrendingWeights", "VoteProjection"]
+__all__ = ["AgentRow", "AgentScore", "AgentStore", "Announcements", "Standings", "VoteProjection", "VoteWeights"]

@@ -1,8 +1,11 @@
-"""Agent rows and their API keys: registration, lookups, tier and flag, the leaderboard."""
+"""Agent rows and their API keys: registration, lookups, tier and flag, the
+leaderboard and the agent lists."""
 
 from __future__ import annotations
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from datetime import datetime
+
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -60,9 +63,12 @@ class AgentStore:
                 # Keep the reason and time of an automatic flag; otherwise say who.
                 values["flag_reason"] = func.coalesce(func.nullif(agents.c.flag_reason, ""), flag_reason)
                 values["flagged_at"] = func.coalesce(agents.c.flagged_at, func.now())
+                values["trusted_at"] = None  # a flag ends trust
             else:
                 values["flag_reason"] = ""
                 values["flagged_at"] = None
+                # Only clearing an actual flag starts the flag cooldown.
+                values["flag_cleared_at"] = case((agents.c.flagged, func.now()), else_=agents.c.flag_cleared_at)
         statement = update(agents).where(agents.c.id == agent_id).returning(*_AGENT_COLUMNS)
         # Nothing to change: still answer with the agent (a no-op SET).
         statement = statement.values(**values) if values else statement.values(id=agents.c.id)
@@ -98,7 +104,7 @@ class AgentStore:
                 await conn.execute(
                     update(agents)
                     .where(agents.c.id == agent_id, agents.c.flagged.is_(False))
-                    .values(flagged=True, flag_reason=reason, flagged_at=func.now())
+                    .values(flagged=True, flag_reason=reason, flagged_at=func.now(), trusted_at=None)
                     .returning(agents.c.id)
                 )
             ).one_or_none()
@@ -118,10 +124,27 @@ class AgentStore:
         async with self.reads.connect() as conn:
             return [AgentRow(*row) for row in await conn.execute(query)]
 
-    async def all_scores(self) -> list[AgentScore]:
-        """Every agent's reputation and flag (for republishing every trending weight)."""
+    async def list_agents(self, flagged: bool | None, limit: int, after: tuple[datetime, str] | None) -> list[AgentRow]:
+        """flagged=True: the flagged agents, newest flag first; otherwise the
+        agents (unflagged only with False), newest first; id breaks ties.
+        `after` is the last (flagged_at or created_at, id) seen."""
+        at = agents.c.flagged_at if flagged else agents.c.created_at
+        query = select(*_AGENT_COLUMNS).order_by(at.desc(), agents.c.id).limit(limit)
+        if flagged is not None:
+            # Plain `flagged`, not `IS true`: the queue's partial index is WHERE flagged.
+            query = query.where(agents.c.flagged if flagged else ~agents.c.flagged)
+        if after is not None:
+            time, agent_id = after
+            query = query.where(or_(at < time, and_(at == time, agents.c.id > agent_id)))
         async with self.reads.connect() as conn:
-            result = await conn.execute(select(agents.c.id, agents.c.reputation_score, agents.c.flagged))
+            return [AgentRow(*row) for row in await conn.execute(query)]
+
+    async def all_scores(self) -> list[AgentScore]:
+        """Every agent's reputation, flag and trust (for republishing every weight)."""
+        async with self.reads.connect() as conn:
+            result = await conn.execute(
+                select(agents.c.id, agents.c.reputation_score, agents.c.flagged, agents.c.trusted_at.is_not(None))
+            )
             return [AgentScore(*row) for row in result]
 
     async def count_flagged(self) -> int:

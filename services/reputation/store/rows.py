@@ -18,11 +18,20 @@ class AgentRow:
     last_vote_at: datetime | None
     flagged: bool
     flag_reason: str
+    # Set while flagged (the moderation queue's order).
+    flagged_at: datetime | None
+    # Set once the agent met the graduation rule; a flag clears it.
+    trusted_at: datetime | None
+
+    @property
+    def trusted(self) -> bool:
+        return self.trusted_at is not None
 
 
 class AgentScore(NamedTuple):
-    """An agent's reputation and flag: what its trending weight derives from."""
+    """An agent's reputation, flag and trust: what its weights derive from."""
 
     agent_id: str
     reputation_score: int
     flagged: bool
+    trusted: bool

@@ -1,38 +1,67 @@
 """In-memory fakes of the ports services.reputation.agents.Agents depends on.
 
 They keep the stores' observable contract (errors, keyset order, a flag that
-keeps its first reason, flagged agents frozen, votes cast while flagged never
-earning) so the domain's tests assert real outcomes. `calls` records, in
-order, what reached Redis in the real service (weights and announcements)."""
+keeps its first reason and ends trust, flagged agents frozen, votes cast while
+flagged never earning, activity counted from earning votes) so the domain's
+tests assert real outcomes. `calls` records, in order, what reached Redis in
+the real service (weights and announcements). The fakes' "database time"
+(created_at, flagged_at, trusted_at...) is the domain's clock."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.common.errors import AlreadyExists, NotFound
 from services.reputation.agents import Agents
 from services.reputation.formula import agrees, days_active, reputation, vote_earns
+from services.reputation.standing import Activity, CandidateFilter, GraduationRule, StandingPolicy
 from services.reputation.store.rows import AgentRow, AgentScore
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+# The rule the unit tests use (the service's come from its settings).
+RULE = GraduationRule(min_age_days=7, min_votes=4, min_active_days=3, flag_cooldown_days=7)
+POLICY = StandingPolicy(probation_weight=0.25, graduation=RULE)
 
 
 class FakeAgentRecords:
     def __init__(self) -> None:
         self.agents: dict[str, AgentRow] = {}
         self.first_vote_at: dict[str, datetime] = {}
+        self.flag_cleared_at: dict[str, datetime] = {}
         # key hash -> (agent id, revoked)
         self.keys: dict[bytes, tuple[str, bool]] = {}
         self.key_lookups = 0
+        self.now: Callable[[], datetime] = lambda: T0  # the database's now(): world() sets the domain's clock
 
     def put(
-        self, agent_id: str, *, name: str = "", score: int = 0, flagged: bool = False, tier: str = "free"
+        self,
+        agent_id: str,
+        *,
+        name: str = "",
+        score: int = 0,
+        flagged: bool = False,
+        tier: str = "free",
+        created_at: datetime | None = None,
+        trusted: bool = False,
     ) -> AgentRow:
         """An agent as a test needs it (no key)."""
-        row = AgentRow(agent_id, name or agent_id, tier, score, 0, T0, None, flagged, "a rule" if flagged else "")
+        created_at = created_at or self.now()
+        row = AgentRow(
+            agent_id,
+            name or agent_id,
+            tier,
+            score,
+            0,
+            created_at,
+            None,
+            flagged,
+            "a rule" if flagged else "",
+            created_at if flagged else None,
+            created_at if trusted and not flagged else None,
+        )
         self.agents[agent_id] = row
         return row
 
@@ -60,9 +89,17 @@ class FakeAgentRecords:
         if tier is not None:
             row = replace(row, tier=tier)
         if flagged is True:
-            row = replace(row, flagged=True, flag_reason=row.flag_reason or flag_reason)
+            row = replace(
+                row,
+                flagged=True,
+                flag_reason=row.flag_reason or flag_reason,
+                flagged_at=row.flagged_at or self.now(),
+                trusted_at=None,
+            )
         elif flagged is False:
-            row = replace(row, flagged=False, flag_reason="")
+            if row.flagged:
+                self.flag_cleared_at[agent_id] = self.now()
+            row = replace(row, flagged=False, flag_reason="", flagged_at=None)
         self.agents[agent_id] = row
         return row
 
@@ -78,7 +115,7 @@ class FakeAgentRecords:
         row = self.agents.get(agent_id)
         if row is None or row.flagged:
             return False
-        self.agents[agent_id] = replace(row, flagged=True, flag_reason=reason)
+        self.agents[agent_id] = replace(row, flagged=True, flag_reason=reason, flagged_at=self.now(), trusted_at=None)
         return True
 
     async def leaderboard(self, limit: int, after: tuple[int, str] | None) -> list[AgentRow]:
@@ -87,14 +124,26 @@ class FakeAgentRecords:
             ordered = [a for a in ordered if (-a.reputation_score, a.id) > (-after[0], after[1])]
         return ordered[:limit]
 
+    async def list_agents(self, flagged: bool | None, limit: int, after: tuple[datetime, str] | None) -> list[AgentRow]:
+        def at(a: AgentRow) -> datetime:
+            return (a.flagged_at if flagged else a.created_at) or a.created_at
+
+        rows = [a for a in self.agents.values() if flagged is None or a.flagged == flagged]
+        # Newest first, id breaks ties: sort by (-time, id) through a key that negates time.
+        ordered = sorted(rows, key=lambda a: (-at(a).timestamp(), a.id))
+        if after is not None:
+            ordered = [a for a in ordered if (-at(a).timestamp(), a.id) > (-after[0].timestamp(), after[1])]
+        return ordered[:limit]
+
     async def all_scores(self) -> list[AgentScore]:
-        return [AgentScore(a.id, a.reputation_score, a.flagged) for a in self.agents.values()]
+        return [AgentScore(a.id, a.reputation_score, a.flagged, a.trusted) for a in self.agents.values()]
 
 
 @dataclass
 class FakeVote:
     direction: int
     earns: bool
+    cast_at: datetime = T0
 
 
 class FakeProjection:
@@ -119,7 +168,8 @@ class FakeProjection:
             key = (event.agent_id, event.item_type, event.item_id)
             if event.type == "vote":
                 flagged = self.records.agents[event.agent_id].flagged
-                self.votes[key] = FakeVote(event.direction, vote_earns(flagged))
+                cast_at = event.voted_at.ToDatetime(tzinfo=UTC)
+                self.votes[key] = FakeVote(event.direction, vote_earns(flagged), cast_at)
                 self.records.first_vote_at.setdefault(event.agent_id, event.voted_at.ToDatetime(tzinfo=UTC))
             else:
                 self.votes.pop(key, None)
@@ -140,11 +190,49 @@ class FakeProjection:
             score = reputation(len(earning), agreements, days)
             if score != row.reputation_score:
                 self.records.agents[agent_id] = replace(row, reputation_score=score)
-                changed.append(AgentScore(agent_id, score, False))
+                changed.append(AgentScore(agent_id, score, False, row.trusted))
         return changed
 
     async def recompute_all(self, now: datetime) -> list[AgentScore]:
         return await self.recompute_agents(sorted(self.records.agents), now)
+
+
+class FakeStandings:
+    """Activity counted from the fake projection's earning votes."""
+
+    def __init__(self, records: FakeAgentRecords, projection: FakeProjection) -> None:
+        self.records = records
+        self.projection = projection
+
+    def activity(self, agent_id: str) -> Activity:
+        row = self.records.agents[agent_id]
+        earning = [v for (agent, _, _), v in self.projection.votes.items() if agent == agent_id and v.earns]
+        days = {v.cast_at.astimezone(UTC).date() for v in earning}
+        return Activity(
+            agent_id, row.created_at, len(earning), len(days), row.flagged, self.records.flag_cleared_at.get(agent_id)
+        )
+
+    async def probation_activity(self, candidates: CandidateFilter, only: list[str] | None = None) -> list[Activity]:
+        # Only the necessary conditions the real store filters on.
+        return [
+            self.activity(a.id)
+            for a in self.records.agents.values()
+            if not a.trusted
+            and not a.flagged
+            and a.created_at <= candidates.created_before
+            and (only is None or a.id in only)
+            and self.activity(a.id).votes >= candidates.min_votes
+            and self.records.flag_cleared_at.get(a.id, candidates.cleared_before) <= candidates.cleared_before
+        ]
+
+    async def mark_trusted(self, agent_ids: list[str]) -> list[str]:
+        done = []
+        for agent_id in agent_ids:
+            row = self.records.agents[agent_id]
+            if not row.trusted and not row.flagged:
+                self.records.agents[agent_id] = replace(row, trusted_at=self.records.now())
+                done.append(agent_id)
+        return done
 
 
 class FakeAnnouncer:
@@ -160,14 +248,21 @@ class FakeAnnouncer:
 
 
 class FakeWeights:
+    """The two hashes; `calls` gets ("chart", ...) and ("trending", ...) for each non-empty write."""
+
     def __init__(self, calls: list[tuple[str, object]]) -> None:
         self.calls = calls
-        self.published: dict[str, float] = {}
+        self.chart: dict[str, float] = {}
+        self.trending: dict[str, float] = {}
 
-    async def publish_weights(self, weights: dict[str, float]) -> None:
-        if weights:
-            self.calls.append(("weights", dict(weights)))
-        self.published.update(weights)
+    async def publish_weights(self, chart: Mapping[str, float], trending: Mapping[str, float]) -> None:
+        for name, published, weights in (("chart", self.chart, chart), ("trending", self.trending, trending)):
+            if weights:
+                self.calls.append((name, dict(weights)))
+            published.update(weights)
+
+    async def published_chart_weights(self) -> dict[str, float] | None:
+        return dict(self.chart) or None
 
 
 @dataclass
@@ -175,14 +270,23 @@ class World:
     agents: Agents
     records: FakeAgentRecords
     projection: FakeProjection
+    standings: FakeStandings
     weights: FakeWeights
     calls: list[tuple[str, object]]
 
+    def later(self, **delta: float) -> datetime:
+        """Moves the clock (the domain's and the fake database's) forward."""
+        now = self.agents.clock() + timedelta(**delta)
+        self.agents.clock = lambda: now
+        return now
 
-def world(now: datetime = T0) -> World:
+
+def world(now: datetime = T0, policy: StandingPolicy = POLICY) -> World:
     calls: list[tuple[str, object]] = []
     records = FakeAgentRecords()
     projection = FakeProjection(records)
+    standings = FakeStandings(records, projection)
     weights = FakeWeights(calls)
-    agents = Agents(records, projection, FakeAnnouncer(calls), weights, clock=lambda: now)
-    return World(agents, records, projection, weights, calls)
+    agents = Agents(records, projection, standings, FakeAnnouncer(calls), weights, policy, clock=lambda: now)
+    records.now = lambda: agents.clock()
+    return World(agents, records, projection, standings, weights, calls)

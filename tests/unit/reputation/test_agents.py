@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from services.common.auth import ADMIN, Caller, hash_api_key
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from services.reputation.agents import ADMIN_FLAG_REASON, API_KEY_PREFIX
 from services.reputation.tables import TIERS
-from tests.unit.reputation.fakes import T0, World, world
+from tests.unit.reputation.fakes import POLICY, RULE, T0, World, world
 
 _event_ids = itertools.count(1)
 
@@ -172,7 +173,7 @@ async def test_admin_flag_weighs_zero_before_it_is_announced(w: World) -> None:
     await w.agents.register("a", "")
     agent = await w.agents.update(ADMIN, "a", tier=None, flagged=True)
     assert (agent.flagged, agent.flag_reason) == (True, ADMIN_FLAG_REASON)
-    assert w.calls == [("weights", {"a": 0.0}), ("agent changed", "a")]
+    assert w.calls == [("chart", {"a": 0.0}), ("trending", {"a": 0.0}), ("agent changed", "a")]
 
 
 async def test_admin_flag_keeps_the_reason_of_a_rule(w: World) -> None:
@@ -193,9 +194,14 @@ async def test_clearing_a_flag_recomputes_then_publishes_then_forgives(w: World)
 
     agent = await w.agents.update(ADMIN, "a", tier=None, flagged=False)
 
-    # Votes cast while flagged never earn, even once cleared.
+    # Votes cast while flagged never earn, even once cleared; a new agent is back on probation.
     assert (agent.flagged, agent.flag_reason, agent.reputation_score) == (False, "", 2)
-    assert w.calls == [("weights", {"a": pytest.approx(1.008)}), ("flag cleared", "a")]
+    assert w.agents.standing(agent) == ("probation", 0.25)
+    assert w.calls == [
+        ("chart", {"a": 0.25}),
+        ("trending", {"a": pytest.approx(0.25 * 1.008)}),
+        ("flag cleared", "a"),
+    ]
 
 
 async def test_clearing_a_flag_answers_with_the_recomputed_score(w: World) -> None:
@@ -204,7 +210,7 @@ async def test_clearing_a_flag_answers_with_the_recomputed_score(w: World) -> No
     w.projection.votes[("a", "song", "x")].earns = True  # cast before the flag
     agent = await w.agents.update(ADMIN, "a", tier=None, flagged=False)
     assert agent.reputation_score == 2 == (await w.agents.get("a")).reputation_score
-    assert w.weights.published == {"a": pytest.approx(1.008)}
+    assert w.weights.trending == {"a": pytest.approx(0.25 * 1.008)}
 
 
 # rotate_key
@@ -253,7 +259,7 @@ async def test_flag_once_weighs_zero_then_announces(w: World) -> None:
     assert await w.agents.flag("a", "  more than 50 votes within 300 seconds  ") is True
     agent = await w.agents.get("a")
     assert (agent.flagged, agent.flag_reason) == (True, "more than 50 votes within 300 seconds")
-    assert w.calls == [("weights", {"a": 0.0}), ("agent changed", "a")]
+    assert w.calls == [("chart", {"a": 0.0}), ("trending", {"a": 0.0}), ("agent changed", "a")]
 
 
 async def test_flagging_again_keeps_the_first_reason_and_says_nothing(w: World) -> None:
@@ -329,19 +335,24 @@ async def test_leaderboard_refuses_garbage_and_a_negative_size(w: World) -> None
 # vote events and recompute
 
 
-async def test_vote_events_publish_the_weight_of_every_agent_whose_reputation_moved(w: World) -> None:
+async def test_vote_events_publish_the_trending_weight_of_every_agent_whose_reputation_moved(w: World) -> None:
     for agent_id in "abc":
         w.records.put(agent_id)
+    w.records.put("t", trusted=True)
     await w.agents.apply_vote_events(votes(("vote", "a", "x", 1)))
-    assert w.weights.published == {"a": pytest.approx(1.008)}  # one vote + one agreement = 2
+    # one vote + one agreement = 2; on probation: 0.25 x the reputation factor
+    assert w.weights.trending == {"a": pytest.approx(0.25 * 1.008)}
     # b and c push x negative: a no longer agrees, so a's weight moves too.
-    await w.agents.apply_vote_events(votes(("vote", "b", "x", -1), ("vote", "c", "x", -1)))
+    await w.agents.apply_vote_events(votes(("vote", "b", "x", -1), ("vote", "c", "x", -1), ("vote", "t", "y", 1)))
     assert (await w.agents.get("a")).reputation_score == 1
-    assert w.weights.published == {
-        "a": pytest.approx(1.004),
-        "b": pytest.approx(1.008),
-        "c": pytest.approx(1.008),
+    assert w.weights.trending == {
+        "a": pytest.approx(0.25 * 1.004),
+        "b": pytest.approx(0.25 * 1.008),
+        "c": pytest.approx(0.25 * 1.008),
+        "t": pytest.approx(1.008),  # trusted: the reputation factor alone
     }
+    # Votes never change standing: no chart weight, nothing announced.
+    assert w.weights.chart == {} and [c for c in w.calls if c[0] != "trending"] == []
 
 
 async def test_vote_events_that_change_no_reputation_publish_nothing(w: World) -> None:
@@ -364,6 +375,205 @@ async def test_recompute_all_uses_the_clock_and_republishes_every_weight(w: Worl
     assert await w.agents.recompute_all() == 1  # a: + int(0.1 * 35)
     assert (await w.agents.get("a")).reputation_score == 7
     assert (await w.agents.get("flagged")).reputation_score == 300  # frozen while flagged
-    assert w.calls == [("weights", {"a": pytest.approx(1.028), "flagged": 0.0})]
+    assert w.calls == [
+        ("chart", {"a": 0.25, "flagged": 0.0}),
+        ("trending", {"a": pytest.approx(0.25 * 1.028), "flagged": 0.0}),
+    ]
     assert await w.agents.recompute_all() == 0  # nothing moved, yet every weight is republished
-    assert len(w.calls) == 2
+    assert [c[0] for c in w.calls] == ["chart", "trending"] * 2  # and nothing changed to announce
+
+
+# standing and weights
+
+
+def no_cooldown() -> World:
+    return world(policy=replace(POLICY, graduation=replace(RULE, flag_cooldown_days=0)))
+
+
+async def vote_on_days(w: World, agent_id: str, days: dict[int, str]) -> None:
+    """Votes of the agent on each day (days after T0) on each item named."""
+    for day, items in days.items():
+        await w.agents.apply_vote_events(votes(*[("vote", agent_id, i, 1) for i in items], at=T0 + timedelta(days=day)))
+
+
+async def test_a_new_agent_is_on_probation_with_the_probation_weight(w: World) -> None:
+    agent, _ = await w.agents.register("a", "")
+    assert w.agents.standing(agent) == ("probation", 0.25)
+
+
+async def test_the_pass_trusts_an_aged_agent_active_on_enough_days_and_announces_it_once(w: World) -> None:
+    await w.agents.register("a", "")
+    await vote_on_days(w, "a", {0: "pq", 1: "r", 3: "s"})
+    w.later(days=6, hours=23)  # active enough, not old enough
+    await w.agents.recompute_all()
+    assert w.agents.standing(await w.agents.get("a")) == ("probation", 0.25)
+    assert ("agent changed", "a") not in w.calls
+
+    w.later(hours=1)
+    del w.calls[:]
+    await w.agents.recompute_all()
+    assert w.agents.standing(await w.agents.get("a")) == ("trusted", 1.0)
+    # Published first, then announced: the ranking service re-weighs on the announcement.
+    assert [c[0] for c in w.calls] == ["chart", "trending", "agent changed"]
+    assert w.weights.chart["a"] == 1.0 and w.weights.trending["a"] > 1.0
+    assert w.calls[-1] == ("agent changed", "a")
+
+    del w.calls[:]
+    await w.agents.recompute_all()
+    assert "agent changed" not in [c[0] for c in w.calls]
+
+
+@pytest.mark.parametrize(
+    "days",
+    [
+        {0: "pqrs"},  # a burst: one day, however old the account
+        {0: "p", 1: "q", 3: "r"},  # too few votes
+    ],
+)
+async def test_the_pass_leaves_on_probation_an_agent_without_enough_activity(w: World, days: dict[int, str]) -> None:
+    await w.agents.register("a", "")
+    await vote_on_days(w, "a", days)
+    w.later(days=60)
+    await w.agents.recompute_all()
+    assert w.agents.standing(await w.agents.get("a")) == ("probation", 0.25)
+
+
+async def test_votes_cast_while_flagged_never_count_toward_trust() -> None:
+    w = no_cooldown()
+    await w.agents.register("a", "")
+    await vote_on_days(w, "a", {0: "p", 1: "q"})
+    await w.agents.flag("a", "a rule")
+    await vote_on_days(w, "a", {2: "r", 3: "s"})
+    w.later(days=30)
+    await w.agents.update(ADMIN, "a", tier=None, flagged=False)
+    await w.agents.recompute_all()
+    assert w.agents.standing(await w.agents.get("a")) == ("probation", 0.25)
+
+
+async def test_a_flag_ends_trust_and_weighs_zero_in_both_hashes(w: World) -> None:
+    w.records.put("t", trusted=True)
+    await w.agents.apply_vote_events(votes(("vote", "t", "x", 1)))
+    await w.agents.recompute_all()
+    assert (w.weights.chart["t"], w.weights.trending["t"]) == (1.0, pytest.approx(1.008))
+    del w.calls[:]
+
+    assert await w.agents.flag("t", "coordinated voting: group g-1")
+    agent = await w.agents.get("t")
+    assert w.agents.standing(agent) == ("flagged", 0.0) and agent.trusted_at is None
+    assert w.calls == [("chart", {"t": 0.0}), ("trending", {"t": 0.0}), ("agent changed", "t")]
+
+
+async def test_clearing_a_flag_puts_the_agent_on_probation_until_the_cooldown_ends(w: World) -> None:
+    await w.agents.register("a", "")
+    await vote_on_days(w, "a", {0: "pq", 1: "r", 3: "s"})
+    w.later(days=10)
+    await w.agents.recompute_all()
+    assert w.agents.standing(await w.agents.get("a")) == ("trusted", 1.0)
+    await w.agents.update(ADMIN, "a", tier=None, flagged=True)
+    del w.calls[:]
+
+    cleared = await w.agents.update(ADMIN, "a", tier=None, flagged=False)
+    assert w.agents.standing(cleared) == ("probation", 0.25)
+    assert [c[0] for c in w.calls] == ["chart", "trending", "flag cleared"] and w.weights.chart["a"] == 0.25
+
+    w.later(days=6)
+    await w.agents.recompute_all()
+    assert w.agents.standing(await w.agents.get("a")) == ("probation", 0.25)
+    w.later(days=1)
+    del w.calls[:]
+    await w.agents.recompute_all()
+    assert w.agents.standing(await w.agents.get("a")) == ("trusted", 1.0)
+    assert w.calls[-1] == ("agent changed", "a")
+
+
+async def test_without_a_cooldown_clearing_a_flag_restores_trust_at_once() -> None:
+    w = no_cooldown()
+    await w.agents.register("a", "")
+    await vote_on_days(w, "a", {0: "pq", 1: "r", 3: "s"})
+    w.later(days=10)
+    await w.agents.flag("a", "a rule")
+    del w.calls[:]
+    cleared = await w.agents.update(ADMIN, "a", tier=None, flagged=False)
+    assert w.agents.standing(cleared) == ("trusted", 1.0)
+    assert w.calls[0] == ("chart", {"a": 1.0}) and w.calls[-1] == ("flag cleared", "a")
+
+
+async def test_the_pass_announces_an_agent_whose_published_chart_weight_is_stale(w: World) -> None:
+    w.records.put("f", flagged=True)
+    w.records.put("p")
+    w.weights.chart.update({"f": 1.0, "p": 0.25})  # the flag's announcement was lost, say
+    await w.agents.recompute_all()
+    assert w.weights.chart == {"f": 0.0, "p": 0.25}
+    assert [c for c in w.calls if c[0] == "agent changed"] == [("agent changed", "f")]
+
+
+async def test_the_pass_announces_nothing_but_graduates_when_nothing_was_published(w: World) -> None:
+    # After a Redis flush the hash is gone: what ranking holds is unknown, so
+    # the pass does not announce every trusted and flagged agent at once.
+    w.records.put("f", flagged=True)
+    w.records.put("t", trusted=True)
+    await w.agents.recompute_all()
+    assert w.weights.chart == {"f": 0.0, "t": 1.0}
+    assert [c for c in w.calls if c[0] == "agent changed"] == []
+
+
+# list_agents
+
+
+@pytest.mark.parametrize("flagged", [True, False, None])
+async def test_listing_agents_is_for_the_admin_only(w: World, flagged: bool | None) -> None:
+    w.records.put("a", flagged=True)
+    with pytest.raises(PermissionDenied):
+        await w.agents.list_agents(agent_caller("a"), flagged, 10, "")
+
+
+async def walk(w: World, flagged: bool | None, page_size: int) -> list[str]:
+    seen, token = [], ""
+    while True:
+        rows, token = await w.agents.list_agents(ADMIN, flagged, page_size, token)
+        seen += [row.id for row in rows]
+        if not token:
+            return seen
+
+
+async def test_agents_are_listed_newest_first_in_pages(w: World) -> None:
+    for agent_id, hours in (("old", 0), ("mid-b", 2), ("mid-a", 2), ("new", 3), ("flagged", 1)):
+        w.records.put(agent_id, created_at=T0 + timedelta(hours=hours), flagged=agent_id == "flagged")
+    assert await walk(w, None, 2) == ["new", "mid-a", "mid-b", "flagged", "old"]
+    assert await walk(w, False, 1) == ["new", "mid-a", "mid-b", "old"]
+
+
+async def test_the_moderation_queue_lists_flagged_agents_newest_flag_first_with_reasons(w: World) -> None:
+    for agent_id in ("a", "b", "c", "clean"):
+        w.records.put(agent_id, created_at=T0 - timedelta(days=1))
+    for agent_id, hours in (("b", 1), ("a", 2), ("c", 3)):
+        w.later(hours=hours)
+        await w.agents.flag(agent_id, f"coordinated voting: group {agent_id}")
+    rows, token = await w.agents.list_agents(ADMIN, True, 2, "")
+    assert [(r.id, r.flag_reason) for r in rows] == [
+        ("c", "coordinated voting: group c"),
+        ("a", "coordinated voting: group a"),
+    ]
+    rest, last = await w.agents.list_agents(ADMIN, True, 2, token)
+    assert [r.id for r in rest] == ["b"] and last == ""
+    # A token is for the list it came from.
+    with pytest.raises(InvalidArgument) as other_list:
+        await w.agents.list_agents(ADMIN, None, 2, token)
+    assert other_list.value.field == "page_token"
+
+
+@pytest.mark.parametrize(
+    "position",
+    [
+        ["not a time", "a"],
+        ["0001-01-01T00:00:00+00:00", "a"],
+        ["2026-03-01T12:00:00", "a"],  # no offset
+        ["2026-03-01T12:00:00+00:00", 7],
+        [5, "a"],
+    ],
+)
+async def test_the_agent_list_refuses_a_forged_position(w: World, position: list[object]) -> None:
+    token = pagination.encode_token(position, pagination.list_scope("agents", flagged=True))
+    with pytest.raises(InvalidArgument) as refused:
+        await w.agents.list_agents(ADMIN, True, 2, token)
+    assert refused.value.field == "page_token"

@@ -9,6 +9,7 @@ from services.reputation.formula import (
     agrees,
     days_active,
     reputation,
+    reputation_factor,
     sign_flipped,
     trending_weight,
     vote_earns,
@@ -39,16 +40,18 @@ def test_days_active_counts_whole_days() -> None:
     assert days_active(first, first + timedelta(days=35, hours=5)) == 35
 
 
-def test_trending_weight_is_monotonic_and_zero_when_flagged() -> None:
-    weights = [trending_weight(score, flagged=False) for score in range(0, 1001, 50)]
-    assert weights == sorted(weights) and weights[0] == 1.0 and weights[-1] == 5.0
-    assert trending_weight(1000, flagged=True) == 0.0
+def test_the_reputation_factor_is_monotonic_and_bounded() -> None:
+    factors = [reputation_factor(score) for score in range(0, 1001, 50)]
+    assert factors == sorted(factors) and factors[0] == 1.0 and factors[-1] == 5.0
+    assert reputation_factor(-5) == 1.0
+    assert reputation_factor(MAX_REPUTATION * 2) == 5.0
 
 
-def test_trending_weight_is_bounded_outside_the_reputation_range() -> None:
-    assert trending_weight(-5, flagged=False) == 1.0
-    assert trending_weight(MAX_REPUTATION * 2, flagged=False) == 5.0
-    assert trending_weight(0, flagged=True) == 0.0
+def test_trending_weight_is_the_chart_weight_times_the_reputation_factor() -> None:
+    assert trending_weight(1.0, 0) == 1.0
+    assert trending_weight(1.0, 1000) == 5.0
+    assert trending_weight(0.25, 500) == pytest.approx(0.25 * 3.0)
+    assert trending_weight(0.0, 1000) == 0.0  # flagged: 0 whatever the reputation
 
 
 def test_a_vote_agrees_with_the_sign_of_the_items_score() -> None:
