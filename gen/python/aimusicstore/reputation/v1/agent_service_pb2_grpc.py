@@ -110,8 +110,8 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListAgents(self, request, context):
-        """Agents, newest first; with `flagged`, only those (admin only): the
-        moderation queue, with each flag's reason.
+        """Agents, newest first. Admin only. With `flagged=true`: the moderation
+        queue, newest flag first, with each flag's reason.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
