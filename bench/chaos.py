@@ -48,6 +48,7 @@ PROMISES_S = {"ranking": 2.0, "reputation": 5.0}
 # Limits raised so that the load itself is never refused: this measures faults, not rules.
 RAISED_LIMITS = {
     "AIMUSICSTORE_QUOTA_FREE": "10000000",
+    "AIMUSICSTORE_SONG_QUOTA_FREE": "10000000",
     "AIMUSICSTORE_ABUSE_MAX_VOTES": "10000000",
     "AIMUSICSTORE_ABUSE_ONE_DIRECTION_MIN": "10000000",
     "AIMUSICSTORE_ABUSE_BURST_MAX": "10000000",

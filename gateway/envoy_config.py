@@ -3,7 +3,8 @@
 `python -m gateway.envoy_config OUT.json` writes it from the environment
 (GatewaySettings). One listener serves the JSON API (transcoded to gRPC),
 native gRPC for every public service, /health (via the sidecar),
-/openapi.json and /docs (files generated from the protos). What the protos
+/openapi.json and /docs (files generated from the protos), with rate limits
+per client address (gateway/rate_limits.py). What the protos
 say (public services, streaming methods, http rules, cache rules) comes from
 their descriptor set, through gateway/descriptors.py.
 """
@@ -535,7 +536,7 @@ def _hcm(
     xff_trusted_hops: int | None = None,
 ) -> dict[str, Any]:
     """`xff_trusted_hops`: on the public listener, the client address (access
-    log, rate limits) is the peer's, or that many X-Forwarded-For entries
+    log, rate limits) is the peer's (0), or the N-th X-Forwarded-For entry
     from the right; None: a listener only the gateway itself calls."""
     router = {
         "name": "envoy.filters.http.router",
