@@ -40,7 +40,7 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 
 from devstack.faultproxy import FaultProxy
-from devstack.stack import Stack, free_port
+from devstack.stack import RATE_LIMITS_RAISED, Stack, free_port
 from services.common.stream_progress import lag_seconds, read_position
 
 PROMISES_S = {"ranking": 2.0, "reputation": 5.0}
@@ -48,11 +48,12 @@ PROMISES_S = {"ranking": 2.0, "reputation": 5.0}
 # Limits raised so that the load itself is never refused: this measures faults, not rules.
 RAISED_LIMITS = {
     "AIMUSICSTORE_QUOTA_FREE": "10000000",
+    "AIMUSICSTORE_SONG_QUOTA_FREE": "10000000",
     "AIMUSICSTORE_ABUSE_MAX_VOTES": "10000000",
     "AIMUSICSTORE_ABUSE_ONE_DIRECTION_MIN": "10000000",
     "AIMUSICSTORE_ABUSE_BURST_MAX": "10000000",
     "AIMUSICSTORE_RECONCILE_INTERVAL_S": "1",
-}
+} | RATE_LIMITS_RAISED
 
 
 @dataclass

@@ -33,6 +33,17 @@ ARG AIMUSICSTORE_SIDECAR_TARGET_HOST=gateway-sidecar
 ARG AIMUSICSTORE_SIDECAR_GRPC_PORT=50061
 ARG AIMUSICSTORE_SIDECAR_HTTP_PORT=50062
 ARG AIMUSICSTORE_MAX_REQUEST_BYTES=65536
+# Rate limits per client address, and the proxies in front whose
+# X-Forwarded-For is trusted (docs/integrity.md, "Rate limits"): unless given,
+# GatewaySettings' defaults. Behind a load balancer or ingress that appends
+# X-Forwarded-For, pass AIMUSICSTORE_XFF_TRUSTED_HOPS=1, or every client
+# has the proxy's address.
+ARG AIMUSICSTORE_XFF_TRUSTED_HOPS
+ARG AIMUSICSTORE_RATE_LIMIT_REGISTRATIONS_PER_MIN
+ARG AIMUSICSTORE_RATE_LIMIT_SUBMISSIONS_PER_MIN
+ARG AIMUSICSTORE_RATE_LIMIT_VOTES_PER_MIN
+ARG AIMUSICSTORE_RATE_LIMIT_READS_PER_MIN
+ARG AIMUSICSTORE_RATE_LIMIT_ADDRESSES
 # The config names the generated files (descriptor set, OpenAPI, docs) by
 # absolute path: gateway.envoy_config.GENERATED. PYTHONPATH=/app makes that
 # /app/gateway/generated (the source tree here, not site-packages, which has

@@ -3,7 +3,8 @@
 `python -m gateway.envoy_config OUT.json` writes it from the environment
 (GatewaySettings). One listener serves the JSON API (transcoded to gRPC),
 native gRPC for every public service, /health (via the sidecar),
-/openapi.json and /docs (files generated from the protos). What the protos
+/openapi.json and /docs (files generated from the protos), with rate limits
+per client address (gateway/rate_limits.py). What the protos
 say (public services, streaming methods, http rules, cache rules) comes from
 their descriptor set, through gateway/descriptors.py.
 """
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway import descriptors
+from gateway import descriptors, rate_limits
 from services.common import vocabulary
 from services.common.config import GatewaySettings
 from services.common.credentials import SERVICE_CREDENTIAL_KEY
@@ -238,7 +239,8 @@ def _local_reply_config() -> dict[str, Any]:
             _json_error(405, 12, body),
             _json_error(413, 3, "request body is too large"),
             _json_error(415, 3, body),
-            _json_error(429, 8, body),
+            # Past a rate limit (the only 429 Envoy makes itself).
+            *rate_limits.local_reply_mappers(),
             _json_error(431, 3, "request headers are too large"),
             _json_error(500, 13, body),
             _json_error(502, 14, "a backend service is unavailable; retry shortly"),
@@ -531,7 +533,11 @@ def _hcm(
     *,
     access_log: bool = False,
     tracing: bool = False,
+    xff_trusted_hops: int | None = None,
 ) -> dict[str, Any]:
+    """`xff_trusted_hops`: on the public listener, the client address (access
+    log, rate limits) is the peer's (0), or the N-th X-Forwarded-For entry
+    from the right; None: a listener only the gateway itself calls."""
     router = {
         "name": "envoy.filters.http.router",
         "typed_config": {_TYPE: "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
@@ -560,6 +566,13 @@ def _hcm(
         },
         "http_filters": [*filters, router],
     }
+    if xff_trusted_hops is not None:
+        hcm["use_remote_address"] = True
+        hcm["xff_num_trusted_hops"] = xff_trusted_hops
+        # An edge connection manager makes a new X-Request-Id for outside
+        # requests unless told to keep the client's: the services log the
+        # client's, as before (docs/operations.md).
+        hcm["preserve_external_request_id"] = True
     if access_log:
         hcm["access_log"] = _access_log()
     if tracing:
@@ -692,6 +705,11 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
             },
         },
     }
+    # Rate limits per client address (gateway/rate_limits.py): the one on
+    # every request goes first, before the edge cache can answer; the write
+    # limits right after the transcoder, which has given every JSON call
+    # its gRPC method by then.
+    every_request, writes = rate_limits.filters(settings, API)
     limit = settings.max_requests_per_service
     targets = settings.targets()
     clusters = [_cluster(name, target, limit, health_checked=True) for name, target in targets.items()]
@@ -731,9 +749,10 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
                     _hcm(
                         "gateway",
                         _gateway_routes(generated),
-                        [body_limit, one_host, cache, transcoder],
+                        [every_request, body_limit, one_host, cache, transcoder, *writes],
                         access_log=settings.access_log,
                         tracing=bool(settings.otlp_endpoint),
+                        xff_trusted_hops=settings.xff_trusted_hops,
                     ),
                 ),
                 _listener("api", "127.0.0.1", settings.api_port, _hcm("api", _api_routes(), [transcoder])),

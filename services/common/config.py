@@ -284,6 +284,19 @@ class RankingSettings(Settings):
     snapshot_interval_s: float = setting(
         "AIMUSICSTORE_SNAPSHOT_INTERVAL_S", 60.0, "how often finished days' charts are frozen into snapshots"
     )
+    # The daily song quota (services/ranking/submission_quota.py; docs/integrity.md).
+    song_quota_free: int = setting(
+        "AIMUSICSTORE_SONG_QUOTA_FREE",
+        20,
+        "songs an agent may submit per UTC day on the free tier (past it: RESOURCE_EXHAUSTED, HTTP 429)",
+        minimum=0,
+    )
+    song_quota_pro: int = setting(
+        "AIMUSICSTORE_SONG_QUOTA_PRO",
+        200,
+        "songs an agent may submit per UTC day on the pro tier (enterprise and the admin key: unlimited)",
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -395,6 +408,48 @@ class GatewaySettings(_Section):
         shown="on",
     )
     otlp_endpoint: str = setting("OTEL_EXPORTER_OTLP_ENDPOINT", "", shown="off")
+    # Rate limits per client address (gateway/rate_limits.py; docs/integrity.md,
+    # "Rate limits", says why these numbers): each replica of the gateway
+    # counts on its own. Test suites and benchmarks raise them here.
+    xff_trusted_hops: int = setting(
+        "AIMUSICSTORE_XFF_TRUSTED_HOPS",
+        0,
+        "proxies in front of the gateway that append to `X-Forwarded-For`: with N, the client address (rate "
+        "limits, access log) is the N-th entry from the right; with 0 it is the connection's peer and the header "
+        "is never trusted",
+        minimum=0,
+    )
+    rate_limit_registrations_per_min: int = setting(
+        "AIMUSICSTORE_RATE_LIMIT_REGISTRATIONS_PER_MIN",
+        10,
+        "agent registrations a minute per client address (as many at once); past it 429 with `Retry-After`",
+        minimum=1,
+    )
+    rate_limit_submissions_per_min: int = setting(
+        "AIMUSICSTORE_RATE_LIMIT_SUBMISSIONS_PER_MIN",
+        30,
+        "song and tool submissions a minute per client address (as many at once)",
+        minimum=1,
+    )
+    rate_limit_votes_per_min: int = setting(
+        "AIMUSICSTORE_RATE_LIMIT_VOTES_PER_MIN",
+        600,
+        "votes and retractions a minute per client address (as many at once)",
+        minimum=1,
+    )
+    rate_limit_reads_per_min: int = setting(
+        "AIMUSICSTORE_RATE_LIMIT_READS_PER_MIN",
+        6000,
+        "requests of any kind a minute per client address, edge-cached reads included (writes count here too, "
+        "besides their own limit)",
+        minimum=1,
+    )
+    rate_limit_addresses: int = setting(
+        "AIMUSICSTORE_RATE_LIMIT_ADDRESSES",
+        10_000,
+        "client addresses each limit tracks at once; the least recently seen one is forgotten past it",
+        minimum=1,
+    )
 
     def targets(self) -> dict[str, str]:
         return {"vote": self.vote_target, "ranking": self.ranking_target, "reputation": self.reputation_target}

@@ -66,7 +66,14 @@ class AlreadyExists(DomainError):
 
 
 class ResourceExhausted(DomainError):
+    """`retry_after_s`: when a retry can succeed, sent as `retry-after`
+    metadata (through the gateway, the 429's Retry-After header)."""
+
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class Unavailable(DomainError):

@@ -24,6 +24,7 @@ from services.ranking.catalog import Catalog
 from services.ranking.rankings import Rankings
 from services.ranking.servicer import CatalogService, RankingService
 from services.ranking.store import RankingStores
+from services.ranking.submission_quota import SubmissionQuotas
 from services.ranking.tables import processed_events
 
 CONSUMER_GROUP = "ranking"
@@ -49,7 +50,9 @@ async def setup(server: grpc.aio.Server, resources: Resources[RankingSettings]) 
         revocations=resources.redis,
         cache_grace_s=settings.cache_grace_s,
     )
-    catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogService(Catalog(stores.catalog), auth), server)
+    quotas = SubmissionQuotas(free=settings.song_quota_free, pro=settings.song_quota_pro)
+    catalog = Catalog(stores.catalog, quotas)
+    catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogService(catalog, auth), server)
     ranking_service_pb2_grpc.add_RankingServiceServicer_to_server(
         RankingService(rankings.trending, rankings.charts, rankings.history), server
     )
@@ -58,13 +61,13 @@ async def setup(server: grpc.aio.Server, resources: Resources[RankingSettings]) 
             catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
             ranking_service_pb2.DESCRIPTOR.services_by_name["RankingService"].full_name,
         ],
-        background=background_jobs(resources, rankings, auth),
+        background=background_jobs(resources, rankings, auth, stores),
         on_close=[reputation.close],
     )
 
 
 def background_jobs(
-    resources: Resources[RankingSettings], rankings: Rankings, auth: Authenticator
+    resources: Resources[RankingSettings], rankings: Rankings, auth: Authenticator, stores: RankingStores
 ) -> list[Callable[[], Coroutine[Any, Any, None]]]:
     settings = resources.settings
 
@@ -98,6 +101,9 @@ def background_jobs(
     async def prune_processed_events() -> None:
         await every(3600, "prune processed events", lambda: prune_processed(resources.engine, processed_events))
 
+    async def prune_submission_counts() -> None:
+        await every(3600, "prune daily submission counts", stores.catalog.prune_submission_counts)
+
     return [
         apply_vote_events,
         watch_consumer_progress,
@@ -105,6 +111,7 @@ def background_jobs(
         rebuild_trending,
         snapshot_days,
         prune_processed_events,
+        prune_submission_counts,
     ]
 
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from services.common import pagination, validation
 from services.common.auth import Caller
-from services.common.errors import InvalidArgument, PermissionDenied
+from services.common.errors import InvalidArgument, PermissionDenied, ResourceExhausted
 from services.common.singleflight import SingleFlight
+from services.ranking import submission_quota
 from services.ranking.items import ItemT, Song, Tool
 from services.ranking.search import prefix_query, searchable
+from services.ranking.submission_quota import Charge, SubmissionQuotas
 
 PLATFORM_PATTERN = re.compile(r"[a-z0-9_]{1,100}")
 MAX_FEATURES = 50
@@ -64,10 +68,12 @@ def validate_tool(fields: dict[str, Any]) -> dict[str, Any]:
 class CatalogStorePort(Protocol):
     """What Catalog needs of the catalog store (services/ranking/store/catalog.py).
 
-    create_item raises AlreadyExists for an id in use or once deleted;
-    get_item and delete_item raise NotFound for an unknown id."""
+    create_item raises AlreadyExists for an id in use or once deleted, and
+    counts the item against the charge's day in the same transaction (see
+    submission_quota.Charge); get_item and delete_item raise NotFound for an
+    unknown id."""
 
-    async def create_item(self, kind: type[ItemT], values: dict[str, Any]) -> ItemT: ...
+    async def create_item(self, kind: type[ItemT], values: dict[str, Any], charge: Charge | None = None) -> ItemT: ...
 
     async def get_item(self, kind: type[ItemT], item_id: str) -> ItemT: ...
 
@@ -84,8 +90,16 @@ class CatalogStorePort(Protocol):
 
 
 class Catalog:
-    def __init__(self, store: CatalogStorePort) -> None:
+    def __init__(
+        self,
+        store: CatalogStorePort,
+        quotas: SubmissionQuotas | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),  # injectable for tests
+    ) -> None:
+        """`quotas`: songs per agent per UTC day by tier (None: no quota)."""
         self.store = store
+        self.quotas = quotas
+        self.clock = clock
         # Concurrent reads of one item share a Redis round trip (a hot song
         # polled by many clients); nothing is cached, so none is staler than
         # the read already in flight.
@@ -95,7 +109,22 @@ class Catalog:
         values = validate_song(fields)
         values["submitted_by"] = caller.agent_id
         values["search_text"] = searchable(values["title"], values["artist"])
-        return await self.store.create_item(Song, values)
+        return await self.store.create_item(Song, values, self._charge(caller))
+
+    def _charge(self, caller: Caller) -> Charge | None:
+        """What a song costs the caller: one submission of its day, refused
+        past its tier's quota. The admin's are not counted."""
+        if self.quotas is None or caller.is_admin:
+            return None
+        now = self.clock()
+        limit = self.quotas.limit(caller.tier)
+
+        def admit(used: int) -> None:
+            refused = submission_quota.refusal(caller.tier, limit, used, now)
+            if refused is not None:
+                raise ResourceExhausted(refused.message, retry_after_s=refused.retry_after_s)
+
+        return Charge(caller.agent_id, submission_quota.utc_day(now)[0], admit)
 
     async def create_tool(self, caller: Caller, fields: dict[str, Any]) -> Tool:
         if not caller.is_admin:

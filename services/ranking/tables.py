@@ -100,6 +100,19 @@ deleted_items = Table(
     PrimaryKeyConstraint("item_type", "item_id"),
 )
 
+# Songs each agent submitted per UTC day, for the daily quota: a song adds
+# one in the transaction that stores it (its row lock makes one agent's
+# concurrent submissions count in turn), and a deletion takes nothing back.
+# Rows older than a week are pruned.
+daily_submissions = Table(
+    "daily_submissions",
+    metadata,
+    Column("agent_id", Text, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("used", Integer, nullable=False),
+    PrimaryKeyConstraint("agent_id", "day"),
+)
+
 daily_tallies = Table(
     "daily_tallies",
     metadata,

@@ -24,7 +24,7 @@ import httpx
 import psycopg
 import pytest
 
-from devstack.stack import Stack, free_port
+from devstack.stack import RATE_LIMITS_RAISED, Stack, free_port
 from tests.backing import ADMIN_KEY, fresh_database
 
 _LOG_DIRS: list[Path] = []
@@ -57,6 +57,14 @@ TEST_STACK_ENV = {
     "AIMUSICSTORE_REPUTATION_RECOMPUTE_INTERVAL_S": "3600",
     # Small enough for a test to reach the gateway's stream limit.
     "AIMUSICSTORE_GATEWAY_MAX_STREAMS": str(GATEWAY_MAX_STREAMS),
+    # Every test's traffic comes from 127.0.0.1 and many register agents and
+    # submit songs by the dozen: the per-address rate limits and the daily
+    # song quota are raised out of their way. test_rate_limits.py starts
+    # stacks of its own with small limits; the quota is tested in
+    # tests/service/test_submission_quota.py.
+    **RATE_LIMITS_RAISED,
+    "AIMUSICSTORE_SONG_QUOTA_FREE": "1000000",
+    "AIMUSICSTORE_SONG_QUOTA_PRO": "1000000",
 }
 
 

@@ -44,10 +44,16 @@ def test_public_listener_caches_reads_and_transcodes_the_rest_itself() -> None:
     config = build(SETTINGS, Path("/gen"))
     gateway = _listeners(config)["gateway"]
     assert [f["name"] for f in gateway["http_filters"]] == [
+        # Every request counts, edge-cached reads included (tests/unit/test_rate_limits.py).
+        "aimusicstore.rate_limit_reads",
         "envoy.filters.http.buffer",
         "envoy.filters.http.lua",
         "envoy.filters.http.cache_v2",
         "envoy.filters.http.grpc_json_transcoder",
+        # Writes, by the gRPC method the transcoder has turned each call into.
+        "aimusicstore.rate_limit_registrations",
+        "aimusicstore.rate_limit_submissions",
+        "aimusicstore.rate_limit_votes",
         "envoy.filters.http.router",
     ]
     routes = _routes(gateway)
@@ -343,6 +349,14 @@ def test_the_binary_accepts_every_variant_of_the_config(tmp_path: Path) -> None:
         "default": SETTINGS,
         "traced, admin on TCP": _with(otlp_endpoint="http://127.0.0.1:4317", admin_port=9901),
         "bare": _with(metrics_port=0, access_log=False),
+        "behind two proxies, small limits": _with(
+            xff_trusted_hops=2,
+            rate_limit_registrations_per_min=1,
+            rate_limit_submissions_per_min=7,
+            rate_limit_votes_per_min=100_000,
+            rate_limit_reads_per_min=1_000_000,
+            rate_limit_addresses=1,
+        ),
     }
     for name, settings in variants.items():
         path = tmp_path / "envoy.json"

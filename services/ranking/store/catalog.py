@@ -9,6 +9,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import Table, and_, cast, delete, func, insert, literal, or_, select
+from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -17,7 +18,16 @@ from services.common.pubsub import CATALOG_CHANNEL
 from services.ranking import trending
 from services.ranking.items import ITEM_CLASSES, Item, ItemT
 from services.ranking.store.item_cache import ItemCache, item_key
-from services.ranking.tables import chart_snapshots, daily_tallies, deleted_items, songs, tools, votes
+from services.ranking.submission_quota import Charge
+from services.ranking.tables import (
+    chart_snapshots,
+    daily_submissions,
+    daily_tallies,
+    deleted_items,
+    songs,
+    tools,
+    votes,
+)
 
 TABLES: dict[str, Table] = {"song": songs, "tool": tools}
 
@@ -56,10 +66,14 @@ class CatalogStore:
         self.redis = redis
         self.item_cache = item_cache
 
-    async def create_item(self, kind: type[ItemT], values: dict[str, Any]) -> ItemT:
+    async def create_item(self, kind: type[ItemT], values: dict[str, Any], charge: Charge | None = None) -> ItemT:
+        """Stores the item; with a charge, counts it against the agent's day
+        first and lets the charge refuse it (then nothing is stored or counted)."""
         item_type = kind.item_type
         try:
             async with self.engine.begin() as conn:
+                if charge is not None:
+                    charge.admit(await self._count_submission(conn, charge))
                 row = (
                     await conn.execute(insert(TABLES[item_type]).values(**values).returning(*COLUMNS[item_type]))
                 ).one()
@@ -74,6 +88,30 @@ class CatalogStore:
         except IntegrityError:
             raise AlreadyExists(f"{item_type} {values['id']!r} already exists; choose another id") from None
         return kind(**row._mapping)
+
+    async def _count_submission(self, conn: AsyncConnection, charge: Charge) -> int:
+        """Adds one to the agent's day and returns its count. The row stays
+        locked until the transaction ends: the agent's concurrent submissions
+        are counted one after the other, and a refused or failed one
+        (rolled back) is not counted at all."""
+        statement = (
+            upsert(daily_submissions)
+            .values(agent_id=charge.agent_id, day=charge.day, used=1)
+            .on_conflict_do_update(
+                index_elements=[daily_submissions.c.agent_id, daily_submissions.c.day],
+                set_={"used": daily_submissions.c.used + 1},
+            )
+            .returning(daily_submissions.c.used)
+        )
+        return int((await conn.execute(statement)).scalar_one())
+
+    async def prune_submission_counts(self, keep_days: int = 7) -> int:
+        """Drops the daily counts older than a week (the quota reads today's)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                delete(daily_submissions).where(daily_submissions.c.day < func.current_date() - keep_days)
+            )
+        return int(result.rowcount)
 
     async def _was_deleted(self, conn: AsyncConnection, item_type: str, item_id: str) -> bool:
         found = await conn.execute(

@@ -19,6 +19,7 @@ from services.common.errors import AlreadyExists, NotFound
 from services.ranking import trending
 from services.ranking.charts import HistoryPoint, Tally
 from services.ranking.items import Item, ItemT, Song, Tool
+from services.ranking.submission_quota import Charge
 from services.ranking.trending import TrendClock
 
 _COUNTS = {"up_votes": 0, "down_votes": 0, "score": 0, "rating_sum": 0, "rating_count": 0, "review_count": 0}
@@ -59,10 +60,13 @@ def tool(item_id: str, category: str = "", **values: Any) -> Tool:
 
 
 class FakeCatalogStore:
-    """Songs and tools by type and id; created_at advances one second per create."""
+    """Songs and tools by type and id; created_at advances one second per create.
+    Submissions charged to an agent's day are counted as the real store does:
+    only when the item is stored."""
 
     def __init__(self) -> None:
         self.items: dict[str, dict[str, Item]] = {"song": {}, "tool": {}}
+        self.submissions: dict[tuple[str, date], int] = {}
         self.search_text: dict[tuple[str, str], str] = {}
         self.deleted: set[tuple[str, str]] = set()
         self.reads = 0
@@ -73,7 +77,10 @@ class FakeCatalogStore:
         self.search_text[(item.item_type, item.id)] = search_text
         return item
 
-    async def create_item(self, kind: type[ItemT], values: dict[str, Any]) -> ItemT:
+    async def create_item(self, kind: type[ItemT], values: dict[str, Any], charge: Charge | None = None) -> ItemT:
+        if charge is not None:
+            used = self.submissions.get((charge.agent_id, charge.day), 0) + 1
+            charge.admit(used)
         key = (kind.item_type, values["id"])
         if key in self.deleted or values["id"] in self.items[kind.item_type]:
             raise AlreadyExists(f"{kind.item_type} {values['id']!r} already exists or was deleted")
@@ -84,6 +91,8 @@ class FakeCatalogStore:
         row["created_at"] = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=next(self._ticks))
         item = kind(**row)
         self.put(item, search_text)
+        if charge is not None:
+            self.submissions[(charge.agent_id, charge.day)] = used
         return item
 
     async def get_item(self, kind: type[ItemT], item_id: str) -> ItemT:

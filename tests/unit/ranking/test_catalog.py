@@ -4,13 +4,15 @@ store: validation, who may do what, paging and search."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from services.common.auth import ADMIN, Caller
-from services.common.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from services.common.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from services.ranking.catalog import Catalog
 from services.ranking.items import Song, Tool
+from services.ranking.submission_quota import SubmissionQuotas
 from tests.unit.ranking.fakes import FakeCatalogStore
 
 AGENT = Caller(agent_id="agent-7")
@@ -158,3 +160,50 @@ async def test_lists_filter_and_search(catalog: Catalog) -> None:
     with pytest.raises(InvalidArgument) as error:
         await catalog.list(Song, {}, "x" * 201, 0, "")
     assert error.value.field == "q"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 6, 23, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_songs_past_the_tiers_daily_quota_are_refused_until_the_next_utc_day(store: FakeCatalogStore) -> None:
+    clock = Clock()
+    catalog = Catalog(store, SubmissionQuotas(free=2, pro=3), clock)
+    for n in range(2):
+        await catalog.create_song(AGENT, SONG | {"id": f"s{n}"})
+    with pytest.raises(ResourceExhausted, match=r"quota of 2 for the free tier .* resets at 2026-12-07T00:00:00Z"):
+        await catalog.create_song(AGENT, SONG | {"id": "s2"})
+    # Refused: neither stored nor counted.
+    assert "s2" not in store.items["song"] and store.submissions == {("agent-7", date(2026, 12, 6)): 2}
+    # Others have their own count, by their own tier.
+    pro = Caller(agent_id="agent-8", tier="pro")
+    for n in range(3):
+        await catalog.create_song(pro, SONG | {"id": f"p{n}"})
+    with pytest.raises(ResourceExhausted, match="quota of 3 for the pro tier"):
+        await catalog.create_song(pro, SONG | {"id": "p3"})
+    clock.now += timedelta(hours=1)
+    assert (await catalog.create_song(AGENT, SONG | {"id": "s2"})).id == "s2"
+
+
+async def test_a_failed_submission_is_not_counted(store: FakeCatalogStore) -> None:
+    catalog = Catalog(store, SubmissionQuotas(free=1, pro=1), Clock())
+    await catalog.delete(ADMIN, Song, (await catalog.create_song(ADMIN, SONG | {"id": "gone"})).id)
+    with pytest.raises(AlreadyExists):
+        await catalog.create_song(AGENT, SONG | {"id": "gone"})
+    assert (await catalog.create_song(AGENT, SONG | {"id": "first"})).id == "first"
+
+
+async def test_the_admin_and_enterprise_agents_are_unlimited(store: FakeCatalogStore) -> None:
+    catalog = Catalog(store, SubmissionQuotas(free=0, pro=0), Clock())
+    enterprise = Caller(agent_id="big", tier="enterprise")
+    for n in range(5):
+        await catalog.create_song(ADMIN, SONG | {"id": f"a{n}"})
+        await catalog.create_song(enterprise, SONG | {"id": f"e{n}"})
+    # The admin's are not even counted; an enterprise agent's are.
+    assert store.submissions == {("big", date(2026, 12, 6)): 5}
+    with pytest.raises(ResourceExhausted):
+        await catalog.create_song(AGENT, SONG)

@@ -1,0 +1,138 @@
+"""The gateway's rate limits per client address, through the real Envoy
+(gateway/rate_limits.py): 429 with Retry-After and the JSON error body,
+RESOURCE_EXHAUSTED for gRPC, one bucket per client address (taken from
+X-Forwarded-For only through the trusted hops), edge-cached reads counted.
+
+One stack of its own, with small limits and one trusted proxy hop; the
+hops=0 case restarts its Envoy with the default."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import grpc
+import httpx
+import pytest
+
+from aimusicstore.reputation.v1 import agent_service_pb2, agent_service_pb2_grpc
+from devstack.stack import Stack
+from tests.integration.conftest import running_stack
+
+REGISTRATIONS_PER_MIN = 3
+READS_PER_MIN = 20
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(
+        tmp_path_factory.mktemp("limited"),
+        redis_db=6,
+        AIMUSICSTORE_XFF_TRUSTED_HOPS="1",
+        AIMUSICSTORE_RATE_LIMIT_REGISTRATIONS_PER_MIN=str(REGISTRATIONS_PER_MIN),
+        AIMUSICSTORE_RATE_LIMIT_READS_PER_MIN=str(READS_PER_MIN),
+        AIMUSICSTORE_SONG_QUOTA_FREE="1",
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def api(limited: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=limited.gateway_url, timeout=10) as client:
+        yield client
+
+
+def client_address() -> str:
+    """An address of the TEST-NET-3 block no other test uses: a fresh bucket."""
+    return f"203.0.113.{uuid.uuid4().int % 254 + 1}"
+
+
+def register(api: httpx.Client, forwarded_for: str) -> httpx.Response:
+    return api.post("/api/v1/agents", json={}, headers={"x-forwarded-for": forwarded_for})
+
+
+def test_registrations_past_the_limit_are_429_with_retry_after_and_the_json_error(api: httpx.Client) -> None:
+    address = client_address()
+    for _ in range(REGISTRATIONS_PER_MIN):
+        assert register(api, address).status_code == 200
+    refused = register(api, address)
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "20"  # one registration every 60/3 s
+    assert refused.headers["content-type"] == "application/json"
+    assert refused.json() == {
+        "code": 8,
+        "message": "too many requests: the limit is 3 registrations a minute per client address; retry in 20 s",
+    }
+    # Per class: the same address still reads.
+    assert api.get("/api/v1/songs", headers={"x-forwarded-for": address}).status_code == 200
+
+
+def test_each_client_address_has_its_own_bucket(api: httpx.Client) -> None:
+    first, second = client_address(), client_address()
+    for _ in range(REGISTRATIONS_PER_MIN):
+        assert register(api, first).status_code == 200
+    assert register(api, first).status_code == 429
+    # With one trusted hop the client address is X-Forwarded-For's last
+    # entry, the one our proxy appended: what the client put before it is
+    # not trusted.
+    assert register(api, second).status_code == 200
+    assert register(api, f"{second}, {first}").status_code == 429
+    assert register(api, f"{first}, {second}").status_code == 200
+
+
+def test_grpc_calls_share_the_bucket_and_get_resource_exhausted(limited: Stack, api: httpx.Client) -> None:
+    address = client_address()
+    for _ in range(REGISTRATIONS_PER_MIN - 1):
+        assert register(api, address).status_code == 200
+    with grpc.insecure_channel(f"127.0.0.1:{limited.gateway_port}") as channel:
+        agents = agent_service_pb2_grpc.AgentServiceStub(channel)
+        request = agent_service_pb2.RegisterAgentRequest()
+        agents.RegisterAgent(request, metadata=[("x-forwarded-for", address)], timeout=5)
+        with pytest.raises(grpc.RpcError) as refused:
+            agents.RegisterAgent(request, metadata=[("x-forwarded-for", address)], timeout=5)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert refused.value.details() == (
+        "too many requests: the limit is 3 registrations a minute per client address; retry in 20 s"
+    )
+    assert register(api, address).status_code == 429
+
+
+def test_edge_cached_reads_count_against_the_read_limit(api: httpx.Client) -> None:
+    address = client_address()
+    replies = [api.get("/api/v1/trending", headers={"x-forwarded-for": address}) for _ in range(READS_PER_MIN)]
+    assert [r.status_code for r in replies] == [200] * READS_PER_MIN
+    # Most were answered by the edge cache, before any service saw them.
+    assert any("age" in r.headers for r in replies)
+    refused = api.get("/api/v1/trending", headers={"x-forwarded-for": address})
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "3"
+    assert refused.json()["message"].startswith("too many requests: the limit is 20 requests a minute")
+    assert api.get("/api/v1/trending", headers={"x-forwarded-for": client_address()}).status_code == 200
+
+
+def test_without_trusted_hops_a_forged_x_forwarded_for_buys_no_bucket(limited: Stack, api: httpx.Client) -> None:
+    limited.env_overrides["AIMUSICSTORE_XFF_TRUSTED_HOPS"] = "0"  # the default
+    try:
+        limited.restart("envoy")  # and fresh buckets
+        limited.wait_healthy()
+        for _ in range(REGISTRATIONS_PER_MIN):
+            assert register(api, client_address()).status_code == 200
+        # Every request came from 127.0.0.1, whatever the header said.
+        assert register(api, client_address()).status_code == 429
+        assert api.post("/api/v1/agents", json={}).status_code == 429
+    finally:
+        limited.env_overrides["AIMUSICSTORE_XFF_TRUSTED_HOPS"] = "1"
+        limited.restart("envoy")
+        limited.wait_healthy()
+
+
+def test_the_daily_song_quota_is_a_429_of_its_own_with_retry_after_the_reset(api: httpx.Client) -> None:
+    address = client_address()
+    key = register(api, address).json()["api_key"]
+    headers = {"x-forwarded-for": address, "authorization": f"Bearer {key}"}
+    song = {"title": "One a day", "artist": "A", "platform": "udio"}
+    assert api.post("/api/v1/songs", json=song, headers=headers).status_code == 200
+    refused = api.post("/api/v1/songs", json=song, headers=headers)
+    assert refused.status_code == 429
+    assert refused.json()["code"] == 8
+    assert refused.json()["message"].startswith("daily song submission quota of 1 for the free tier is used up")
+    assert 0 < int(refused.headers["retry-after"]) <= 86400
