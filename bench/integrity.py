@@ -43,8 +43,10 @@ import psycopg
 from devstack.stack import Stack, free_port
 
 # The gateway takes the client address from one X-Forwarded-For hop: the
-# harness plays many clients from one machine. Everything else is default.
-STACK_ENV = {"AIMUSICSTORE_GATEWAY_XFF_TRUSTED_HOPS": "1"}
+# harness plays many clients from one machine. The reputation pass (which
+# graduates agents) runs every 10 s instead of 300 s, so that the seeded
+# history takes effect in seconds. Every limit and rule is at its default.
+STACK_ENV = {"AIMUSICSTORE_XFF_TRUSTED_HOPS": "1", "AIMUSICSTORE_REPUTATION_RECOMPUTE_INTERVAL_S": "10"}
 TOP = 10
 # Seeded: a run is reproducible (`--seed`), apart from the timing of the stack itself.
 RNG = random.Random(7)  # noqa: S311 - simulation, not secrecy
@@ -93,8 +95,12 @@ class Harness:
         return True
 
     async def song(self, title: str, genre: str = "pop") -> str:
+        """A song the admin submits (the honest catalogue, the attacks'
+        targets), each from an address of its own: past the per-address
+        submission limit otherwise."""
         body = {"title": title, "artist": "Integrity", "platform": "suno_ai", "genre": genre}
-        reply = await self.api.post("/api/v1/songs", json=body, headers=self.admin)
+        headers = self.admin | {"X-Forwarded-For": new_address()}
+        reply = await self.api.post("/api/v1/songs", json=body, headers=headers)
         reply.raise_for_status()
         return str(reply.json()["id"])
 
@@ -166,7 +172,7 @@ def age(database_url: str, agent_ids: list[str], days: int) -> None:
         )
         # Each vote moved back by a whole number of days chosen per vote.
         conn.execute(
-            "UPDATE reputation.votes SET voted_at = voted_at - make_interval(days => (random() * %s)::int)"
+            "UPDATE reputation.votes SET cast_at = cast_at - make_interval(days => (random() * %s)::int)"
             " WHERE agent_id = ANY(%s)",
             (days - 1, agent_ids),
         )
@@ -366,7 +372,7 @@ def main() -> None:
     parser.add_argument("--attacks", default=",".join(ATTACKS))
     parser.add_argument("--honest", type=int, default=300)
     parser.add_argument("--songs", type=int, default=200)
-    parser.add_argument("--votes-each", type=int, default=20)
+    parser.add_argument("--votes-each", type=int, default=24)
     parser.add_argument("--watch-s", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
