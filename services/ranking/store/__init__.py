@@ -3,10 +3,12 @@
 - catalog.py: songs and tools rows (create, read, list, delete) and the
   markers of deleted ids;
 - item_cache.py: the Redis copy of items read on the vote path, and its counts;
-- projection.py: vote events into counters, daily tallies and the projection
-  of live votes (the consumer's hot path); re-weighing an agent's votes;
+- projection.py: vote events into counters, daily tallies (raw and weighted)
+  and the projection of live votes (the consumer's hot path); re-weighing an
+  agent's past votes;
 - trending_sets.py: the trending sorted sets, their epoch and their rebuild;
-- charts.py: window tallies, daily snapshots and history.
+- charts.py: window tallies, daily snapshots and history, and the all-time
+  weighted scores trending shows.
 """
 
 from __future__ import annotations
@@ -40,16 +42,19 @@ class RankingStores:
         redis: Redis,
         redis_at_most_once: Redis | None = None,
         redis_hot_path: Redis | None = None,
+        *,
+        probation_weight: float,
     ) -> RankingStores:
         """The stores over one engine and Redis: `redis_at_most_once` for the
         trending ZINCRBYs (never re-sent), `redis_hot_path` for item reads on
-        the vote path (short timeout, circuit breaker); both default to `redis`."""
+        the vote path (short timeout, circuit breaker); both default to `redis`.
+        `probation_weight`: the weights of an agent with none published."""
         item_cache = ItemCache(redis, redis_hot_path)
         trending_sets = TrendingSets(engine, redis, redis_at_most_once)
         return cls(
             catalog=CatalogStore(engine, redis, item_cache),
             item_cache=item_cache,
-            projection=VoteProjection(engine, redis, item_cache, trending_sets),
+            projection=VoteProjection(engine, redis, item_cache, trending_sets, probation_weight=probation_weight),
             trending_sets=trending_sets,
             charts=ChartStore(engine),
         )
