@@ -6,6 +6,7 @@
 - projection.py: vote events into counters, daily tallies (raw and weighted)
   and the projection of live votes (the consumer's hot path); re-weighing an
   agent's past votes;
+- vote_weights.py: the voters' trending and chart weights, as published;
 - trending_sets.py: the trending sorted sets, their epoch and their rebuild;
 - charts.py: window tallies, daily snapshots and history, and the all-time
   weighted scores trending shows.
@@ -23,8 +24,17 @@ from services.ranking.store.charts import ChartStore
 from services.ranking.store.item_cache import ItemCache
 from services.ranking.store.projection import VoteProjection
 from services.ranking.store.trending_sets import TrendingSets
+from services.ranking.store.vote_weights import VoteWeights
 
-__all__ = ["CatalogStore", "ChartStore", "ItemCache", "RankingStores", "TrendingSets", "VoteProjection"]
+__all__ = [
+    "CatalogStore",
+    "ChartStore",
+    "ItemCache",
+    "RankingStores",
+    "TrendingSets",
+    "VoteProjection",
+    "VoteWeights",
+]
 
 
 @dataclass(frozen=True)
@@ -54,7 +64,7 @@ class RankingStores:
         return cls(
             catalog=CatalogStore(engine, redis, item_cache),
             item_cache=item_cache,
-            projection=VoteProjection(engine, redis, item_cache, trending_sets, probation_weight=probation_weight),
+            projection=VoteProjection(engine, VoteWeights(redis, probation_weight), item_cache, trending_sets),
             trending_sets=trending_sets,
             charts=ChartStore(engine),
         )

@@ -7,31 +7,24 @@ this module writes it."""
 from __future__ import annotations
 
 import json
-import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import delete, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.common.processed_events import only_new
-from services.common.weights import CHART_WEIGHTS_KEY, WEIGHTS_KEY
 from services.ranking import vote_batch
 from services.ranking.store.catalog import trending_attributes
 from services.ranking.store.item_cache import COUNT_FIELDS, ItemCache, NewCounts
 from services.ranking.store.trending_sets import TrendingSets
+from services.ranking.store.vote_weights import VoteWeights
 from services.ranking.tables import processed_events, votes
 from services.ranking.trending import TrendClock
 from services.ranking.vote_batch import AgentWeights, CountChange, DayKey, ProjectedVote, VoteKey
-
-log = logging.getLogger("ranking.store")
 
 # A consumer batch's changes go to PostgreSQL as one JSON document per
 # statement: one statement for PostgreSQL to plan and run, where an
@@ -140,19 +133,12 @@ def _projected(row: Any, chart_weight: float) -> ProjectedVote:
 
 class VoteProjection:
     def __init__(
-        self,
-        engine: AsyncEngine,
-        redis: Redis,
-        item_cache: ItemCache,
-        trending_sets: TrendingSets,
-        *,
-        probation_weight: float,
+        self, engine: AsyncEngine, weights: VoteWeights, item_cache: ItemCache, trending_sets: TrendingSets
     ) -> None:
         self.engine = engine
-        self.redis = redis
+        self.weights = weights
         self.item_cache = item_cache
         self.trending_sets = trending_sets
-        self.probation_weight = probation_weight
 
     async def apply_events(self, events: Iterable[VoteEvent], trend: TrendClock) -> int:
         """Applies a batch of vote events exactly once; returns how many were new.
@@ -169,7 +155,7 @@ class VoteProjection:
         events = list(events)
         if not events:
             return 0
-        weights = await self._weights({e.agent_id for e in events if e.type == "vote"})
+        weights = await self.weights.for_batch({e.agent_id for e in events if e.type == "vote"})
         async with self.engine.begin() as conn:
             fresh = await only_new(conn, processed_events, events)
             attributes = await trending_attributes(conn, {(e.item_type, e.item_id) for e in fresh})
@@ -181,34 +167,6 @@ class VoteProjection:
         await self.item_cache.copy_counts(counts)
         await self.trending_sets.move(trend_deltas, attributes)
         return len(fresh)
-
-    async def _weights(self, agent_ids: set[str]) -> dict[str, AgentWeights]:
-        """Each agent's trending and chart weight, as the reputation service
-        publishes them. Redis away: the batch is retried whole (as when
-        PostgreSQL is away) rather than a flagged agent's vote being counted
-        at a guessed weight for good; any other Redis error counts the
-        batch's voters on probation."""
-        try:
-            return await self._read_weights(agent_ids)
-        except (RedisConnectionError, RedisTimeoutError):
-            raise
-        except RedisError:
-            log.warning("could not read the weights of %d agents; counting them on probation", len(agent_ids))
-            return {a: vote_batch.agent_weights(None, None, self.probation_weight) for a in agent_ids}
-
-    async def _read_weights(self, agent_ids: set[str]) -> dict[str, AgentWeights]:
-        """Both weights of each agent, in one round trip."""
-        if not agent_ids:
-            return {}
-        ordered = sorted(agent_ids)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hmget(WEIGHTS_KEY, ordered)
-        pipe.hmget(CHART_WEIGHTS_KEY, ordered)
-        trending, chart = await pipe.execute()
-        return {
-            agent: vote_batch.agent_weights(t, c, self.probation_weight)
-            for agent, t, c in zip(ordered, trending, chart, strict=True)
-        }
 
     async def _apply_counts(
         self,
@@ -309,7 +267,7 @@ class VoteProjection:
         adds to `changed_days` each (item type, day) tallied anew as its
         chunk commits (whose frozen charts must follow); returns the votes
         changed. Any Redis error is raised: a weight is never guessed here."""
-        weights = (await self._read_weights({agent_id}))[agent_id]
+        weights = (await self.weights.of({agent_id}))[agent_id]
         changed = 0
         while True:
             async with self.engine.begin() as conn:
