@@ -16,6 +16,3 @@ auth channel, and the ranking service re-weighs the agent's past votes.
 
 WEIGHTS_KEY = "reputation:weights"
 CHART_WEIGHTS_KEY = "reputation:chart-weights"
-# Transitional: what the ranking service still assumes for an unpublished
-# agent until it reads Settings.probation_weight (issue 13).
-DEFAULT_WEIGHT = 1.0

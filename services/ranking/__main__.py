@@ -33,7 +33,11 @@ CONSUMER_GROUP = "ranking"
 async def setup(server: grpc.aio.Server, resources: Resources[RankingSettings]) -> Registration:
     settings = resources.settings
     stores = RankingStores.open(
-        resources.engine, resources.redis, resources.redis_at_most_once, resources.redis_hot_path
+        resources.engine,
+        resources.redis,
+        resources.redis_at_most_once,
+        resources.redis_hot_path,
+        probation_weight=settings.probation_weight,
     )
     rankings = Rankings.over(
         stores.projection,
@@ -89,8 +93,9 @@ def background_jobs(
         await stream_progress.watch_group(resources.redis, CONSUMER_GROUP, events.dead_letter_stream(CONSUMER_GROUP))
 
     async def follow_agent_changes() -> None:
-        # Key revocations for the cache, and flag changes for trending weights.
-        await auth.listen(resources.redis, on_agent_changed=rankings.scale.agent_changed)
+        # Key revocations for the cache, and changes of an agent's weights
+        # (flagged, cleared, graduated): its past votes are re-weighed.
+        await auth.listen(resources.redis, on_agent_changed=rankings.agent_changed)
 
     async def rebuild_trending() -> None:
         await every(settings.trending_rebuild_interval_s, "trending rebuild", rankings.scale.rebuild_trending)

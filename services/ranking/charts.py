@@ -2,8 +2,12 @@
 
 - daily: the day itself; weekly: the 7 days ending on the date; monthly: the
   30 days ending on it; all_time: everything up to it.
-- sort=score: net score of the votes cast in the window; ties by more up
-  votes, then by id.
+- Every vote counts with its agent's chart weight (trusted 1, probation a
+  configured fraction, flagged 0): up and down below are the weighted sums,
+  and an item is on a chart when the votes it got in the window weigh
+  anything. The raw counts are shown, never ranked by.
+- sort=score: weighted score (up - down); ties by more (weighted) up votes,
+  then by id.
 - sort=best: the Wilson score interval's lower bound (95%) of up/(up+down).
 - sort=controversial: (up+down) ** (min/max): many votes, split evenly.
 - previous_rank/movement compare with the same chart one period earlier
@@ -22,6 +26,11 @@ PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 30}
 PERIODS = vocabulary.CHART_PERIODS
 SORTS = vocabulary.CHART_SORTS
 Z_95 = 1.959963984540054
+# Weighted sums are floats: added and taken back vote by vote, a weight like
+# 0.1 leaves a residue of about 1e-16. Below this, a sum is nothing, and
+# ranking keys are compared at this precision (so equal sums tie).
+NO_WEIGHT = 1e-9
+_DIGITS = 9
 
 
 def window(period: str, day: date) -> tuple[date | None, date]:
@@ -35,9 +44,10 @@ def previous_date(period: str, day: date) -> date:
     return day - timedelta(days=PERIOD_DAYS.get(period, 1))
 
 
-def wilson_lower_bound(up: int, down: int, z: float = Z_95) -> float:
+def wilson_lower_bound(up: float, down: float, z: float = Z_95) -> float:
+    """Of weighted votes too: a probation vote is that fraction of the evidence."""
     n = up + down
-    if n == 0:
+    if n <= NO_WEIGHT:
         return 0.0
     p = up / n
     centre = p + z * z / (2 * n)
@@ -45,23 +55,37 @@ def wilson_lower_bound(up: int, down: int, z: float = Z_95) -> float:
     return (centre - margin) / (1 + z * z / n)
 
 
-def controversy(up: int, down: int) -> float:
-    if up == 0 or down == 0:
+def controversy(up: float, down: float) -> float:
+    """magnitude ** balance. Weighted votes can weigh less than one vote in
+    all, where a power would shrink as the split evens: there it is
+    magnitude * balance, which grows with both and stays below any item
+    weighing one vote or more (whole votes are scored as before)."""
+    if up <= NO_WEIGHT or down <= NO_WEIGHT:
         return 0.0
     magnitude = up + down
     balance = min(up, down) / max(up, down)
+    if magnitude < 1:
+        return magnitude * balance
     return float(magnitude**balance)
 
 
 @dataclass(frozen=True)
 class Tally:
+    """An item's votes in a window: raw counts (shown) and weighted sums (ranked by)."""
+
     item_id: str
     up: int
     down: int
+    weighted_up: float
+    weighted_down: float
 
     @property
     def score(self) -> int:
         return self.up - self.down
+
+    @property
+    def weighted_score(self) -> float:
+        return round(self.weighted_up - self.weighted_down, _DIGITS)
 
 
 @dataclass(frozen=True)
@@ -75,14 +99,28 @@ class HistoryPoint:
     down_votes: int
 
 
-def rank(tallies: list[Tally], sort: str) -> list[Tally]:
+def counted(tallies: list[Tally]) -> list[Tally]:
+    """The tallies whose votes weigh something: an item voted on only by
+    flagged agents is off the chart, as if nobody had voted."""
+    return [t for t in tallies if t.weighted_up + t.weighted_down > NO_WEIGHT]
+
+
+def _settled(value: float) -> float:
+    return round(value, _DIGITS)
+
+
+def _sort_key(sort: str, t: Tally) -> tuple[float, float, str]:
     if sort == "best":
-        key = lambda t: (-wilson_lower_bound(t.up, t.down), -t.up, t.item_id)  # noqa: E731
-    elif sort == "controversial":
-        key = lambda t: (-controversy(t.up, t.down), -(t.up + t.down), t.item_id)  # noqa: E731
-    else:
-        key = lambda t: (-t.score, -t.up, t.item_id)  # noqa: E731
-    return sorted(tallies, key=key)
+        return -_settled(wilson_lower_bound(t.weighted_up, t.weighted_down)), -_settled(t.weighted_up), t.item_id
+    if sort == "controversial":
+        weight = t.weighted_up + t.weighted_down
+        return -_settled(controversy(t.weighted_up, t.weighted_down)), -_settled(weight), t.item_id
+    return -t.weighted_score, -_settled(t.weighted_up), t.item_id
+
+
+def rank(tallies: list[Tally], sort: str) -> list[Tally]:
+    """By the weighted votes; ties as the sort says, then by id."""
+    return sorted(tallies, key=lambda t: _sort_key(sort, t))
 
 
 def movement(rank_now: int, previous: int | None) -> str:

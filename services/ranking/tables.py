@@ -2,8 +2,9 @@
 
 Counters on songs and tools are applied from vote events in batches (one
 UPDATE per item per batch, never one per vote). daily_tallies keeps per-day
-up/down counts per item, so any chart window is a sum over days, and
-chart_snapshots freezes each finished day's chart for history and movement.
+up/down counts per item, raw and weighted by the voters' chart weights, so
+any chart window is a sum over days, and chart_snapshots freezes each
+finished day's chart for history and movement.
 """
 
 from sqlalchemy import (
@@ -121,6 +122,10 @@ daily_tallies = Table(
     Column("day", Date, nullable=False),
     Column("up_votes", Integer, nullable=False, server_default="0"),
     Column("down_votes", Integer, nullable=False, server_default="0"),
+    # The sums of the chart weights of the day's live votes (what charts
+    # rank by); the raw counts above are what they show.
+    Column("weighted_up", Float, nullable=False, server_default="0"),
+    Column("weighted_down", Float, nullable=False, server_default="0"),
     PrimaryKeyConstraint("item_type", "item_id", "day"),
     Index("daily_tallies_day_idx", "item_type", "day"),
 )
@@ -143,8 +148,8 @@ chart_snapshots = Table(
 processed_events = processed_events_table(metadata)
 
 # The ranking service's projection of live votes (from vote events), with
-# the trending weight each vote was applied with, so a retraction or a flag
-# change removes exactly what was added.
+# the trending weight and the chart weight each vote was applied with, so a
+# retraction or a flag change removes exactly what was added.
 votes = Table(
     "votes",
     metadata,
@@ -154,6 +159,7 @@ votes = Table(
     Column("direction", SmallInteger, nullable=False),
     Column("voted_at", DateTime(timezone=True), nullable=False),
     Column("weight", Float, nullable=False),
+    Column("chart_weight", Float, nullable=False),
     PrimaryKeyConstraint("agent_id", "item_type", "item_id"),
     Index("ranking_votes_recent_idx", "voted_at"),
     Index("ranking_votes_item_idx", "item_type", "item_id"),

@@ -3,9 +3,11 @@
     trending(item, now) = sum over the item's live votes of
         weight(voter) * direction * 2 ** (-(now - voted_at) / half_life)
 
-- direction is +1 or -1; weight is published by the reputation service
-  (1 for a new agent up to 5 at reputation 1000, 0 while flagged), taken
-  when the vote is applied and re-applied if the agent's flag changes;
+- direction is +1 or -1; weight is the trending weight the reputation
+  service publishes (services/common/weights.py: the standing weight times
+  the reputation factor, 0 while flagged; `probation_weight` for an agent
+  it has not published), taken when the vote is applied and re-applied
+  when the agent's weights change;
 - a vote's influence halves every half_life (AIMUSICSTORE_TRENDING_HALF_LIFE_H,
   default 24 h), so among items with equal votes the more recent rank higher.
 

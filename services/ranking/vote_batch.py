@@ -5,6 +5,10 @@ tallies and the projection of live votes.
   vote back: its up or down, its rating and its review, with a minus sign.
 - A daily tally counts a vote on the (UTC) day it was cast, whichever day
   the event is applied on.
+- A daily tally also sums the chart weights of the day's live votes, as the
+  projection holds them: a vote the projection took in adds its weight, one
+  it gave up takes back the weight it was held with (so a flag's re-weighing
+  in between is taken back exactly), and re-weighing adds the difference.
 - Per agent and item, the batch's last event stands. A retraction in the
   batch removes the item's projected vote; a vote cast after it in the same
   batch is then projected anew.
@@ -18,7 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from operator import itemgetter
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
@@ -37,12 +41,48 @@ class CountChange:
     rating_sum: int = 0
     rating_count: int = 0
     reviews: int = 0
+    weighted_up: float = 0.0
+    weighted_down: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectedVote:
+    """A live vote as the projection holds it: where it counts, and its chart weight."""
+
+    item_type: str
+    item_id: str
+    direction: int
+    voted_at: datetime  # aware (PostgreSQL gives it in the session's time zone)
+    chart_weight: float
+
+    @property
+    def day(self) -> DayKey:
+        """The tally it counts in: its (UTC) day, as the event's raw count."""
+        return (self.item_type, self.item_id, self.voted_at.astimezone(UTC).date())
+
+
+@dataclass(frozen=True, slots=True)
+class AgentWeights:
+    """What one vote of an agent counts: in trending, and in the charts."""
+
+    trending: float
+    chart: float
+
+
+def agent_weights(trending: str | None, chart: str | None, probation_weight: float) -> AgentWeights:
+    """The agent's weights as the reputation service published them
+    (services/common/weights.py); one it has not published is on probation."""
+    return AgentWeights(
+        trending=probation_weight if trending is None else float(trending),
+        chart=probation_weight if chart is None else float(chart),
+    )
 
 
 def count_changes(
-    events: Iterable[VoteEvent],
+    events: Iterable[VoteEvent], removed: Iterable[ProjectedVote] = (), added: Iterable[ProjectedVote] = ()
 ) -> tuple[list[tuple[ItemKey, CountChange]], list[tuple[DayKey, CountChange]]]:
-    """Per item, then per item and day: the change of its counts, sorted by key."""
+    """Per item, then per item and day: the change of its counts, sorted by
+    key; `removed` and `added` are the batch's changes of the projection."""
     items: dict[ItemKey, CountChange] = defaultdict(CountChange)
     days: dict[DayKey, CountChange] = defaultdict(CountChange)
     for event in events:
@@ -59,7 +99,31 @@ def count_changes(
         day = days[(event.item_type, event.item_id, event.voted_at.ToDatetime().date())]
         day.up += up
         day.down += down
+    _add_weights(days, removed, -1.0)
+    _add_weights(days, added, 1.0)
     return sorted(items.items(), key=itemgetter(0)), sorted(days.items(), key=itemgetter(0))
+
+
+def reweighed_days(old: Iterable[ProjectedVote], new_chart_weight: float) -> list[tuple[DayKey, CountChange]]:
+    """Per item and day, what re-weighing these votes to `new_chart_weight`
+    changes (weighted sums only), sorted by key; days left unchanged are left out."""
+    days: dict[DayKey, CountChange] = defaultdict(CountChange)
+    for vote in old:
+        if vote.chart_weight != new_chart_weight:
+            _add_weight(days[vote.day], vote.direction, new_chart_weight - vote.chart_weight)
+    return sorted(days.items(), key=itemgetter(0))
+
+
+def _add_weights(days: dict[DayKey, CountChange], votes: Iterable[ProjectedVote], sign: float) -> None:
+    for vote in votes:
+        _add_weight(days[vote.day], vote.direction, sign * vote.chart_weight)
+
+
+def _add_weight(change: CountChange, direction: int, weight: float) -> None:
+    if direction > 0:
+        change.weighted_up += weight
+    else:
+        change.weighted_down += weight
 
 
 def live_vote_changes(events: Iterable[VoteEvent]) -> tuple[list[VoteKey], list[tuple[VoteKey, VoteEvent]]]:

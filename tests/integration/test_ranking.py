@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from aimusicstore.vote.v1 import vote_service_pb2, vote_service_pb2_grpc
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from devstack.stack import Stack
-from services.common.config import to_sqlalchemy_url
+from services.common.config import RankingSettings, to_sqlalchemy_url
 from services.ranking.rankings import Rankings
 from services.ranking.store import RankingStores
 from tests.integration.conftest import GATEWAY_MAX_STREAMS, auth, eventually, eventually_equal, unique, vote
@@ -308,7 +308,8 @@ class Days:
         async def main() -> None:
             engine = create_async_engine(to_sqlalchemy_url(self.stack.database_url or ""))
             redis = Redis.from_url(self.stack.redis_url or "", decode_responses=True)
-            stores = RankingStores.open(engine, redis)
+            probation_weight = RankingSettings.from_env(self.stack.env()).probation_weight
+            stores = RankingStores.open(engine, redis, probation_weight=probation_weight)
             rankings = Rankings.over(
                 stores.projection,
                 stores.trending_sets,

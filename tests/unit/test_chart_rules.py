@@ -13,6 +13,11 @@ from services.vote.live import MAX_BACKLOG, WATCHERS, LiveEvent, VoteFeed
 from services.vote.model import Counts
 
 
+def whole(item_id: str, up: int, down: int) -> Tally:
+    """Votes of agents weighing 1 (trusted)."""
+    return Tally(item_id, up, down, float(up), float(down))
+
+
 def test_windows() -> None:
     day = date(2026, 11, 22)
     assert charts.window("daily", day) == (day, day)
@@ -24,7 +29,7 @@ def test_windows() -> None:
 
 
 def test_score_ranking_breaks_ties_by_up_votes_then_id() -> None:
-    tallies = [Tally("b", 3, 1), Tally("a", 3, 1), Tally("c", 4, 2), Tally("d", 1, 0)]
+    tallies = [whole("b", 3, 1), whole("a", 3, 1), whole("c", 4, 2), whole("d", 1, 0)]
     assert [t.item_id for t in charts.rank(tallies, "score")] == ["c", "a", "b", "d"]
 
 
@@ -34,12 +39,12 @@ def test_wilson_lower_bound_known_values() -> None:
     assert charts.wilson_lower_bound(10, 0) == pytest.approx(0.7225, abs=1e-4)
     assert charts.wilson_lower_bound(60, 40) == pytest.approx(0.5020, abs=1e-4)
     # Few perfect votes rank below many mostly-positive ones.
-    ranked = charts.rank([Tally("few", 2, 0), Tally("many", 90, 10)], "best")
+    ranked = charts.rank([whole("few", 2, 0), whole("many", 90, 10)], "best")
     assert [t.item_id for t in ranked] == ["many", "few"]
 
 
 def test_controversial_favours_many_votes_split_evenly() -> None:
-    ranked = charts.rank([Tally("one-sided", 100, 1), Tally("split", 50, 50), Tally("small", 2, 2)], "controversial")
+    ranked = charts.rank([whole("one-sided", 100, 1), whole("split", 50, 50), whole("small", 2, 2)], "controversial")
     assert [t.item_id for t in ranked] == ["split", "small", "one-sided"]
     assert charts.controversy(5, 0) == 0.0
 

@@ -7,7 +7,8 @@ and services/ranking/charts.py):
 - trending_lists.py: `Trending`, the live trending lists;
 - period_charts.py: `Charts`, period charts with movement, new entries and peaks;
 - history.py: `History`, an item's daily ranks, frozen days then today;
-- snapshots.py: `Snapshots`, the job freezing each finished day's chart;
+- snapshots.py: `Snapshots`, the job freezing each finished day's chart, and
+  their re-freezing after an agent's votes are re-weighed;
 - chart_rows.py: window rankings and chart entries they share;
 - short_cache.py: the brief answer caches with single flight;
 - ports.py: what they need of the stores (services/ranking/store/).
@@ -15,9 +16,11 @@ and services/ranking/charts.py):
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Protocol
 
 from services.ranking.rankings.history import History
@@ -31,17 +34,24 @@ from services.ranking.rankings.ports import (
     TrendEpochPort,
     TrendingTopPort,
     TrendScoresPort,
+    WeightedScoresPort,
 )
 from services.ranking.rankings.snapshots import Snapshots
 from services.ranking.rankings.trend_scale import TrendScale
 from services.ranking.rankings.trending_lists import Trending
+
+log = logging.getLogger("rankings")
+
+# Tries of a re-weigh after an agent's change, and the pause before the
+# next one (times the attempt number).
+REWEIGH_ATTEMPTS, REWEIGH_RETRY_S = 3, 0.25
 
 
 class TrendingSetsPort(TrendEpochPort, TrendingTopPort, TrendScoresPort, Protocol):
     pass
 
 
-class ChartStorePort(ChartStatsPort, HistoryPort, SnapshotsPort, Protocol):
+class ChartStorePort(ChartStatsPort, HistoryPort, SnapshotsPort, WeightedScoresPort, Protocol):
     pass
 
 
@@ -54,6 +64,28 @@ class Rankings:
     charts: Charts
     history: History
     snapshots: Snapshots
+
+    async def agent_changed(self, agent_id: str) -> None:
+        """An agent's weights may have changed (the reputation service
+        announced it): its past votes are re-weighed in trending and the
+        tallies (so every live chart follows at once), then the finished
+        days they were cast on are frozen again (so history ranks follow).
+
+        Both steps are idempotent, so a failure (a deadlock, PostgreSQL
+        away) is retried; the days a first attempt re-weighed are kept for
+        the re-freeze. Never raised: the announcement listener would drop
+        its subscription, and the announcements sent meanwhile with it."""
+        changed_days: set[tuple[str, date]] = set()
+        for attempt in range(1, REWEIGH_ATTEMPTS + 1):
+            try:
+                await self.scale.agent_changed(agent_id, changed_days)
+                await self.snapshots.refreeze(changed_days)
+                return
+            except Exception:
+                if attempt == REWEIGH_ATTEMPTS:
+                    log.exception("could not re-weigh the votes of agent %s", agent_id)
+                    return
+                await asyncio.sleep(REWEIGH_RETRY_S * attempt)
 
     @classmethod
     def over(

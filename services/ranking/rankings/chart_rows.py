@@ -15,9 +15,15 @@ from services.ranking.rankings.ports import WindowTalliesPort
 async def ranked(
     store: WindowTalliesPort, period: str, day: date, item_type: str, sort: str, filters: dict[str, str]
 ) -> list[Tally]:
+    """The chart's items (those whose votes in the window weigh anything), in chart order."""
     first, last = charts.window(period, day)
     filters = {k: v for k, v in filters.items() if v} if item_type == "song" else {}
-    return charts.rank(await store.window_tallies(item_type, first, last, filters), sort)
+    return charts.rank(charts.counted(await store.window_tallies(item_type, first, last, filters)), sort)
+
+
+def daily_chart(day_tallies: list[Tally]) -> list[Tally]:
+    """A day's daily chart as the snapshots freeze it (sort=score, no filters)."""
+    return charts.rank(charts.counted(day_tallies), "score")
 
 
 async def daily_ranks(store: WindowTalliesPort, item_type: str, day: date) -> dict[str, int]:
@@ -39,6 +45,7 @@ class Entry:
     down_votes: int
     score: int
     trending_score: float
+    weighted_score: float
     previous_rank: int
     movement: str
     peak_rank: int
@@ -51,11 +58,13 @@ def entry(
     item_id: str,
     item: Item | None,
     votes: tuple[int, int],
+    weighted_score: float,
     trending_score: float,
     previous: int | None,
     peak_and_days: tuple[int, int],
 ) -> Entry:
-    """One ChartEntry's fields, for trending and period charts alike."""
+    """One ChartEntry's fields, for trending and period charts alike: the raw
+    counts, and the score with each vote at its agent's chart weight."""
     up, down = votes
     title, artist = title_and_artist(item)
     return Entry(
@@ -68,6 +77,7 @@ def entry(
         down_votes=down,
         score=up - down,
         trending_score=trending_score,
+        weighted_score=round(weighted_score, 6),
         previous_rank=previous or 0,
         movement=charts.movement(rank, previous),
         peak_rank=peak_and_days[0],

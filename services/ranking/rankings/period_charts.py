@@ -113,6 +113,7 @@ class Charts:
                     tally.item_id,
                     rows.get(tally.item_id),
                     (tally.up, tally.down),
+                    tally.weighted_score,
                     trend_scores.get(tally.item_id, 0.0),
                     previous.get(tally.item_id),
                     (peak, days),

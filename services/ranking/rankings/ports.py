@@ -17,7 +17,10 @@ from services.ranking.trending import TrendClock
 class ProjectionPort(Protocol):
     async def apply_events(self, events: Iterable[VoteEvent], trend: TrendClock) -> int: ...
 
-    async def reweigh_agent(self, agent_id: str, trend: TrendClock) -> int: ...
+    async def reweigh_agent(self, agent_id: str, trend: TrendClock, changed_days: set[tuple[str, date]]) -> int:
+        """Re-weighs the agent's live votes; adds the (item type, day) tallies
+        it changed to `changed_days` as they commit; returns the votes changed."""
+        ...
 
 
 class TrendEpochPort(Protocol):
@@ -52,12 +55,24 @@ class ChartStatsPort(WindowTalliesPort, Protocol):
     async def snapshot_stats(self, item_type: str, ids: list[str], until: date) -> dict[str, tuple[int, int]]: ...
 
 
-class SnapshotsPort(WindowTalliesPort, Protocol):
+class WeightedScoresPort(Protocol):
+    async def weighted_scores(self, item_type: str, ids: list[str]) -> dict[str, float]:
+        """All-time weighted score of each item (those with votes)."""
+        ...
+
+
+class SnapshotsPort(Protocol):
     async def snapshotted_days(self, item_type: str) -> set[date]: ...
 
     async def tally_days(self, item_type: str, before: date) -> set[date]: ...
 
-    async def save_snapshot(self, item_type: str, day: date, ranked: list[Tally]) -> None: ...
+    async def day_tallies(self, item_type: str, days: list[date]) -> dict[date, list[Tally]]:
+        """Each day's per-item tallies (the days' daily charts, unranked)."""
+        ...
+
+    async def save_snapshots(self, item_type: str, ranked_days: dict[date, list[Tally]]) -> None:
+        """Replaces each day's frozen chart with its ranking (rank 1 first)."""
+        ...
 
 
 class HistoryPort(WindowTalliesPort, Protocol):

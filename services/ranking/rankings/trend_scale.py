@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.ranking import trending
@@ -48,10 +48,12 @@ class TrendScale:
         async with self._weights_lock:
             await self.projection.apply_events(events, self.trend())
 
-    async def agent_changed(self, agent_id: str) -> None:
-        """The agent's weight may have changed (flagged, cleared): re-weigh its votes."""
+    async def agent_changed(self, agent_id: str, changed_days: set[tuple[str, date]]) -> None:
+        """The agent's weights may have changed (flagged, cleared, graduated):
+        re-weigh its votes, adding the (item type, day) tallies that changed
+        to `changed_days`."""
         async with self._weights_lock:
-            await self.projection.reweigh_agent(agent_id, self.trend())
+            await self.projection.reweigh_agent(agent_id, self.trend(), changed_days)
 
     async def rebuild_trending(self) -> int:
         """Recomputes the trending sets from the vote projection; moves the

@@ -5,15 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from services.common import validation
 from services.ranking import trending
 from services.ranking.rankings.chart_rows import Entry, daily_ranks, entry
-from services.ranking.rankings.ports import ChartStatsPort, ItemsPort, TrendingTopPort
+from services.ranking.rankings.ports import ChartStatsPort, ItemsPort, TrendingTopPort, WeightedScoresPort
 from services.ranking.rankings.short_cache import ShortCache
 from services.ranking.rankings.trend_scale import TrendScale
 
 TRENDING_DEFAULT, TRENDING_MAX = 10, 50
+
+
+class TrendingChartsPort(ChartStatsPort, WeightedScoresPort, Protocol):
+    pass
 
 
 @dataclass(frozen=True)
@@ -25,14 +30,15 @@ class TrendingLists:
 
 class Trending:
     """Reads the trending sorted sets; movement, peak and days on chart are
-    against the daily charts up to yesterday."""
+    against the daily charts up to yesterday; the votes shown are the item's
+    all-time ones, raw and weighted."""
 
     def __init__(
         self,
         scale: TrendScale,
         trending_sets: TrendingTopPort,
         items: ItemsPort,
-        chart_store: ChartStatsPort,
+        chart_store: TrendingChartsPort,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.scale = scale
@@ -76,6 +82,7 @@ class Trending:
         yesterday = now.date() - timedelta(days=1)
         stats = await self.chart_store.snapshot_stats(item_type, [m for m, _ in members], yesterday)
         previous = await daily_ranks(self.chart_store, item_type, yesterday)
+        weighted = await self.chart_store.weighted_scores(item_type, [m for m, _ in members])
         return [
             entry(
                 rank,
@@ -83,6 +90,7 @@ class Trending:
                 item_id,
                 rows[item_id],
                 (rows[item_id].up_votes, rows[item_id].down_votes),
+                weighted.get(item_id, 0.0),
                 self.scale.unscale(stored, now),
                 previous.get(item_id),
                 stats.get(item_id, (0, 0)),

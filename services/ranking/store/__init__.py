@@ -3,10 +3,13 @@
 - catalog.py: songs and tools rows (create, read, list, delete) and the
   markers of deleted ids;
 - item_cache.py: the Redis copy of items read on the vote path, and its counts;
-- projection.py: vote events into counters, daily tallies and the projection
-  of live votes (the consumer's hot path); re-weighing an agent's votes;
+- projection.py: vote events into counters, daily tallies (raw and weighted)
+  and the projection of live votes (the consumer's hot path); re-weighing an
+  agent's past votes;
+- vote_weights.py: the voters' trending and chart weights, as published;
 - trending_sets.py: the trending sorted sets, their epoch and their rebuild;
-- charts.py: window tallies, daily snapshots and history.
+- charts.py: window tallies, daily snapshots and history, and the all-time
+  weighted scores trending shows.
 """
 
 from __future__ import annotations
@@ -21,8 +24,17 @@ from services.ranking.store.charts import ChartStore
 from services.ranking.store.item_cache import ItemCache
 from services.ranking.store.projection import VoteProjection
 from services.ranking.store.trending_sets import TrendingSets
+from services.ranking.store.vote_weights import VoteWeights
 
-__all__ = ["CatalogStore", "ChartStore", "ItemCache", "RankingStores", "TrendingSets", "VoteProjection"]
+__all__ = [
+    "CatalogStore",
+    "ChartStore",
+    "ItemCache",
+    "RankingStores",
+    "TrendingSets",
+    "VoteProjection",
+    "VoteWeights",
+]
 
 
 @dataclass(frozen=True)
@@ -40,16 +52,19 @@ class RankingStores:
         redis: Redis,
         redis_at_most_once: Redis | None = None,
         redis_hot_path: Redis | None = None,
+        *,
+        probation_weight: float,
     ) -> RankingStores:
         """The stores over one engine and Redis: `redis_at_most_once` for the
         trending ZINCRBYs (never re-sent), `redis_hot_path` for item reads on
-        the vote path (short timeout, circuit breaker); both default to `redis`."""
+        the vote path (short timeout, circuit breaker); both default to `redis`.
+        `probation_weight`: the weights of an agent with none published."""
         item_cache = ItemCache(redis, redis_hot_path)
         trending_sets = TrendingSets(engine, redis, redis_at_most_once)
         return cls(
             catalog=CatalogStore(engine, redis, item_cache),
             item_cache=item_cache,
-            projection=VoteProjection(engine, redis, item_cache, trending_sets),
+            projection=VoteProjection(engine, VoteWeights(redis, probation_weight), item_cache, trending_sets),
             trending_sets=trending_sets,
             charts=ChartStore(engine),
         )

@@ -1,14 +1,16 @@
-"""Chart data in PostgreSQL: per-window sums of the daily tallies, and the
-daily snapshots (frozen charts) behind movement, peaks and history."""
+"""Chart data in PostgreSQL: per-window sums of the daily tallies (raw and
+weighted), and the daily snapshots (frozen charts) behind movement, peaks
+and history."""
 
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.ranking.charts import HistoryPoint, Tally
+from services.ranking.charts import NO_WEIGHT, HistoryPoint, Tally
 from services.ranking.store.catalog import TABLES
 from services.ranking.tables import chart_snapshots, daily_tallies
 
@@ -23,26 +25,64 @@ class ChartStore:
     async def window_tallies(
         self, item_type: str, first: date | None, last: date, filters: dict[str, str]
     ) -> list[Tally]:
-        """Per-item up/down of the votes cast in [first, last] (items with votes only)."""
+        """Per-item votes cast in [first, last], raw and weighted (items with votes only)."""
         table = TABLES[item_type]
+        t = daily_tallies.c
         query = (
             select(
-                daily_tallies.c.item_id,
-                func.sum(daily_tallies.c.up_votes).label("up"),
-                func.sum(daily_tallies.c.down_votes).label("down"),
+                t.item_id,
+                func.sum(t.up_votes).label("up"),
+                func.sum(t.down_votes).label("down"),
+                func.sum(t.weighted_up).label("weighted_up"),
+                func.sum(t.weighted_down).label("weighted_down"),
             )
-            .join(table, table.c.id == daily_tallies.c.item_id)
-            .where(daily_tallies.c.item_type == item_type, daily_tallies.c.day <= last)
-            .group_by(daily_tallies.c.item_id)
-            .having(func.sum(daily_tallies.c.up_votes) + func.sum(daily_tallies.c.down_votes) > 0)
+            .join(table, table.c.id == t.item_id)
+            .where(t.item_type == item_type, t.day <= last)
+            .group_by(t.item_id)
+            .having(func.sum(t.up_votes) + func.sum(t.down_votes) > 0)
         )
         if first is not None:
-            query = query.where(daily_tallies.c.day >= first)
+            query = query.where(t.day >= first)
         for name, value in filters.items():
             if value:
                 query = query.where(table.c[name] == value)
         async with self.reads.connect() as conn:
-            return [Tally(row.item_id, int(row.up), int(row.down)) for row in await conn.execute(query)]
+            return [_tally(row) for row in await conn.execute(query)]
+
+    async def day_tallies(self, item_type: str, days: list[date]) -> dict[date, list[Tally]]:
+        """Each day's per-item votes (items with votes only), in one query."""
+        table = TABLES[item_type]
+        t = daily_tallies.c
+        query = (
+            select(
+                t.day,
+                t.item_id,
+                t.up_votes.label("up"),
+                t.down_votes.label("down"),
+                t.weighted_up,
+                t.weighted_down,
+            )
+            .join(table, table.c.id == t.item_id)
+            .where(t.item_type == item_type, t.day.in_(days), t.up_votes + t.down_votes > 0)
+        )
+        found: dict[date, list[Tally]] = {}
+        async with self.reads.connect() as conn:
+            for row in await conn.execute(query):
+                found.setdefault(row.day, []).append(_tally(row))
+        return found
+
+    async def weighted_scores(self, item_type: str, ids: list[str]) -> dict[str, float]:
+        """All-time weighted score of each item among `ids` that has votes."""
+        if not ids:
+            return {}
+        t = daily_tallies.c
+        query = (
+            select(t.item_id, func.sum(t.weighted_up - t.weighted_down))
+            .where(t.item_type == item_type, t.item_id.in_(ids))
+            .group_by(t.item_id)
+        )
+        async with self.reads.connect() as conn:
+            return {row[0]: float(row[1]) for row in await conn.execute(query)}
 
     async def snapshot_stats(self, item_type: str, ids: list[str], until: date) -> dict[str, tuple[int, int]]:
         """(best rank, days on chart) from the daily snapshots up to `until`."""
@@ -69,38 +109,43 @@ class ChartStore:
 
     async def tally_days(self, item_type: str, before: date) -> set[date]:
         """Days before `before` with at least one counted vote (a day whose
-        votes were all retracted has an empty chart: nothing to freeze)."""
+        votes were all retracted, or weigh nothing, has an empty chart:
+        nothing to freeze)."""
+        t = daily_tallies.c
         async with self.reads.connect() as conn:
             rows = await conn.execute(
-                select(daily_tallies.c.day)
-                .where(daily_tallies.c.item_type == item_type, daily_tallies.c.day < before)
-                .group_by(daily_tallies.c.day)
-                .having(func.sum(daily_tallies.c.up_votes + daily_tallies.c.down_votes) > 0)
+                select(t.day)
+                .where(t.item_type == item_type, t.day < before)
+                .group_by(t.day)
+                .having(func.sum(t.weighted_up + t.weighted_down) > NO_WEIGHT)
             )
             return {row[0] for row in rows}
 
-    async def save_snapshot(self, item_type: str, day: date, ranked: list[Tally]) -> None:
-        """Replaces the day's frozen chart with `ranked` (rank 1 first)."""
+    async def save_snapshots(self, item_type: str, ranked_days: dict[date, list[Tally]]) -> None:
+        """Replaces each day's frozen chart with its ranking (rank 1 first), in one transaction."""
+        if not ranked_days:
+            return
+        rows = [
+            {
+                "day": day,
+                "item_type": item_type,
+                "item_id": t.item_id,
+                "rank": n,
+                "score": t.score,
+                "up_votes": t.up,
+                "down_votes": t.down,
+            }
+            for day, ranked in ranked_days.items()
+            for n, t in enumerate(ranked, start=1)
+        ]
         async with self.engine.begin() as conn:
             await conn.execute(
-                delete(chart_snapshots).where(chart_snapshots.c.item_type == item_type, chart_snapshots.c.day == day)
-            )
-            if ranked:
-                await conn.execute(
-                    insert(chart_snapshots),
-                    [
-                        {
-                            "day": day,
-                            "item_type": item_type,
-                            "item_id": t.item_id,
-                            "rank": n,
-                            "score": t.score,
-                            "up_votes": t.up,
-                            "down_votes": t.down,
-                        }
-                        for n, t in enumerate(ranked, start=1)
-                    ],
+                delete(chart_snapshots).where(
+                    chart_snapshots.c.item_type == item_type, chart_snapshots.c.day.in_(list(ranked_days))
                 )
+            )
+            if rows:
+                await conn.execute(insert(chart_snapshots), rows)
 
     async def history(self, item_type: str, item_id: str, first: date, last: date) -> list[HistoryPoint]:
         """The item's frozen daily ranks in [first, last], oldest first."""
@@ -112,3 +157,7 @@ class ChartStore:
         )
         async with self.reads.connect() as conn:
             return [HistoryPoint(*row) for row in await conn.execute(query)]
+
+
+def _tally(row: Any) -> Tally:
+    return Tally(row.item_id, int(row.up), int(row.down), float(row.weighted_up), float(row.weighted_down))

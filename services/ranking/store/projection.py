@@ -1,29 +1,30 @@
-"""Vote events into PostgreSQL: item counters, daily tallies and the
-projection of live votes (ranking.votes), then the Redis copies and the
-trending sets. What a batch changes is decided in services/ranking/vote_batch.py;
+"""Vote events into PostgreSQL: item counters, daily tallies (raw counts and
+chart-weighted sums) and the projection of live votes (ranking.votes), then
+the Redis copies and the trending sets; and the re-weighing of an agent's
+past votes. What a batch changes is decided in services/ranking/vote_batch.py;
 this module writes it."""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
-from datetime import UTC
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date
+from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy import delete, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.common.processed_events import only_new
-from services.common.weights import DEFAULT_WEIGHT, WEIGHTS_KEY
 from services.ranking import vote_batch
 from services.ranking.store.catalog import trending_attributes
 from services.ranking.store.item_cache import COUNT_FIELDS, ItemCache, NewCounts
 from services.ranking.store.trending_sets import TrendingSets
+from services.ranking.store.vote_weights import VoteWeights
 from services.ranking.tables import processed_events, votes
 from services.ranking.trending import TrendClock
+from services.ranking.vote_batch import AgentWeights, CountChange, DayKey, ProjectedVote, VoteKey
 
 # A consumer batch's changes go to PostgreSQL as one JSON document per
 # statement: one statement for PostgreSQL to plan and run, where an
@@ -55,39 +56,87 @@ _ADD_COUNTS = {
 }
 _ADD_DAILY_TALLIES = text(
     """
-    INSERT INTO ranking.daily_tallies AS t (item_type, item_id, day, up_votes, down_votes)
-    SELECT item_type, item_id, day, up, down
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS b(item_type text, item_id text, day date, up int, down int)
+    INSERT INTO ranking.daily_tallies AS t (item_type, item_id, day, up_votes, down_votes, weighted_up, weighted_down)
+    SELECT item_type, item_id, day, up, down, wup, wdown
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+        AS b(item_type text, item_id text, day date, up int, down int, wup float8, wdown float8)
     ON CONFLICT (item_type, item_id, day)
-    DO UPDATE SET up_votes = t.up_votes + EXCLUDED.up_votes, down_votes = t.down_votes + EXCLUDED.down_votes
+    DO UPDATE SET up_votes = t.up_votes + EXCLUDED.up_votes, down_votes = t.down_votes + EXCLUDED.down_votes,
+        weighted_up = t.weighted_up + EXCLUDED.weighted_up, weighted_down = t.weighted_down + EXCLUDED.weighted_down
     """
 )
 _PROJECT_VOTES = text(
     """
-    INSERT INTO ranking.votes (agent_id, item_type, item_id, direction, voted_at, weight)
-    SELECT agent_id, item_type, item_id, direction, voted_at, weight
+    INSERT INTO ranking.votes (agent_id, item_type, item_id, direction, voted_at, weight, chart_weight)
+    SELECT agent_id, item_type, item_id, direction, voted_at, weight, chart_weight
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-        AS b(agent_id text, item_type text, item_id text, direction smallint, voted_at timestamptz, weight float8)
+        AS b(agent_id text, item_type text, item_id text, direction smallint, voted_at timestamptz,
+             weight float8, chart_weight float8)
     ON CONFLICT DO NOTHING
     """
 )
-_REWEIGH_AGENT = text(
+# Which of these votes this transaction projected (inserted): asked only when
+# the insert took in fewer rows than it was given, i.e. a vote was projected
+# already (an event applied out of order by an overlapping consumer), which
+# must not add its weight a second time. Cheaper than RETURNING every row of
+# every batch for a case that should not happen.
+_PROJECTED_HERE = text(
     """
-    UPDATE ranking.votes v SET weight = :w
-    FROM (SELECT agent_id, item_type, item_id, weight AS old_weight
-          FROM ranking.votes WHERE agent_id = :a AND weight <> :w FOR UPDATE) old
-    WHERE v.agent_id = old.agent_id AND v.item_type = old.item_type AND v.item_id = old.item_id
-    RETURNING v.item_type, v.item_id, v.direction, v.voted_at, old.old_weight
+    SELECT v.agent_id, v.item_type, v.item_id
+    FROM ranking.votes v
+    JOIN jsonb_to_recordset(CAST(:rows AS jsonb)) AS b(agent_id text, item_type text, item_id text)
+        ON (v.agent_id, v.item_type, v.item_id) = (b.agent_id, b.item_type, b.item_id)
+    WHERE v.xmin = pg_current_xact_id()::xid
     """
 )
+# One chunk of an agent's votes whose weights differ from its current ones,
+# with the weights they had (locked, so a concurrent re-weigh of the same
+# agent waits and then finds nothing left to change).
+_REWEIGH_AGENT = text(
+    """
+    UPDATE ranking.votes v SET weight = :w, chart_weight = :cw
+    FROM (SELECT agent_id, item_type, item_id, weight AS old_weight, chart_weight AS old_chart_weight
+          FROM ranking.votes WHERE agent_id = :a AND (weight <> :w OR chart_weight <> :cw)
+          ORDER BY item_type, item_id LIMIT :n FOR UPDATE) old
+    WHERE v.agent_id = old.agent_id AND v.item_type = old.item_type AND v.item_id = old.item_id
+    RETURNING v.item_type, v.item_id, v.direction, v.voted_at, old.old_weight, old.old_chart_weight
+    """
+)
+# Votes re-weighed per transaction: an agent with many votes is re-weighed in
+# bounded steps (each one consistent: its votes and their tallies together).
+REWEIGH_CHUNK = 5000
 
 TrendDeltas = dict[tuple[str, str], float]
+ChangedDays = set[tuple[str, date]]  # (item_type, day) whose weighted tallies changed
+
+
+def _tally_rows(day_changes: Iterable[tuple[DayKey, CountChange]]) -> str:
+    return json.dumps(
+        [
+            {
+                "item_type": item_type,
+                "item_id": item_id,
+                "day": day.isoformat(),
+                "up": c.up,
+                "down": c.down,
+                "wup": c.weighted_up,
+                "wdown": c.weighted_down,
+            }
+            for (item_type, item_id, day), c in day_changes
+        ]
+    )
+
+
+def _projected(row: Any, chart_weight: float) -> ProjectedVote:
+    return ProjectedVote(row.item_type, row.item_id, row.direction, row.voted_at, chart_weight)
 
 
 class VoteProjection:
-    def __init__(self, engine: AsyncEngine, redis: Redis, item_cache: ItemCache, trending_sets: TrendingSets) -> None:
+    def __init__(
+        self, engine: AsyncEngine, weights: VoteWeights, item_cache: ItemCache, trending_sets: TrendingSets
+    ) -> None:
         self.engine = engine
-        self.redis = redis
+        self.weights = weights
         self.item_cache = item_cache
         self.trending_sets = trending_sets
 
@@ -95,43 +144,40 @@ class VoteProjection:
         """Applies a batch of vote events exactly once; returns how many were new.
 
         One transaction: record the event ids (skipping ones seen before),
-        drop events of deleted items, then one UPDATE per table, one upsert
-        of daily tallies and one change of the vote projection for the whole
+        drop events of deleted items, then one change of the vote projection,
+        one UPDATE per table and one upsert of daily tallies for the whole
         batch, so a hot item costs one row update per batch, not per vote.
-        The trending sets are moved after the commit (a failure there is
-        repaired by the periodic rebuild from the projection).
+        The tallies' weighted sums follow the projection's change (what it
+        took in and gave up, with the weights it held). The trending sets are
+        moved after the commit (a failure there is repaired by the periodic
+        rebuild from the projection).
         """
         events = list(events)
         if not events:
             return 0
-        weights = await self._weights({e.agent_id for e in events if e.type == "vote"})
+        weights = await self.weights.for_batch({e.agent_id for e in events if e.type == "vote"})
         async with self.engine.begin() as conn:
             fresh = await only_new(conn, processed_events, events)
             attributes = await trending_attributes(conn, {(e.item_type, e.item_id) for e in fresh})
             fresh = [e for e in fresh if (e.item_type, e.item_id) in attributes]
             if not fresh:
                 return 0
-            counts = await self._apply_counts(conn, fresh)
-            trend_deltas = await self._apply_projection(conn, fresh, weights, trend)
+            removed, added, trend_deltas = await self._apply_projection(conn, fresh, weights, trend)
+            counts = await self._apply_counts(conn, fresh, removed, added)
         await self.item_cache.copy_counts(counts)
         await self.trending_sets.move(trend_deltas, attributes)
         return len(fresh)
 
-    async def _weights(self, agent_ids: set[str]) -> dict[str, float]:
-        """The trending weight of each agent, as the reputation service publishes it."""
-        if not agent_ids:
-            return {}
-        ordered = sorted(agent_ids)
-        try:
-            values = await self.redis.hmget(WEIGHTS_KEY, ordered)
-        except RedisError:
-            values = [None] * len(ordered)
-        return {agent: DEFAULT_WEIGHT if v is None else float(v) for agent, v in zip(ordered, values, strict=True)}
-
-    async def _apply_counts(self, conn: AsyncConnection, fresh: list[VoteEvent]) -> NewCounts:
+    async def _apply_counts(
+        self,
+        conn: AsyncConnection,
+        fresh: list[VoteEvent],
+        removed: Sequence[ProjectedVote],
+        added: Sequence[ProjectedVote],
+    ) -> NewCounts:
         """Applies the batch to the counters and daily tallies; returns the new
         absolute counts of every item it changed."""
-        item_changes, day_changes = vote_batch.count_changes(fresh)
+        item_changes, day_changes = vote_batch.count_changes(fresh, removed, added)
         new_counts: NewCounts = {}
         for item_type, statement in _ADD_COUNTS.items():
             rows = [
@@ -151,32 +197,50 @@ class VoteProjection:
             fields = COUNT_FIELDS[item_type]
             for row in await conn.execute(statement, {"rows": json.dumps(rows)}):
                 new_counts[(item_type, row.id)] = {f: int(row._mapping[f]) for f in fields}
-        tally_rows = [
-            {"item_type": item_type, "item_id": item_id, "day": day.isoformat(), "up": c.up, "down": c.down}
-            for (item_type, item_id, day), c in day_changes
-        ]
-        await conn.execute(_ADD_DAILY_TALLIES, {"rows": json.dumps(tally_rows)})
+        await conn.execute(_ADD_DAILY_TALLIES, {"rows": _tally_rows(day_changes)})
         return new_counts
 
     async def _apply_projection(
-        self, conn: AsyncConnection, fresh: list[VoteEvent], weights: dict[str, float], trend: TrendClock
-    ) -> TrendDeltas:
-        """Keeps ranking.votes equal to the live votes; returns the scaled
-        trending change per item (what was added minus what was removed)."""
+        self, conn: AsyncConnection, fresh: list[VoteEvent], weights: dict[str, AgentWeights], trend: TrendClock
+    ) -> tuple[list[ProjectedVote], list[ProjectedVote], TrendDeltas]:
+        """Keeps ranking.votes equal to the live votes; returns the votes it
+        gave up and took in, and the scaled trending change per item (what
+        was added minus what was removed)."""
         retracted, cast = vote_batch.live_vote_changes(fresh)
         deltas: TrendDeltas = defaultdict(float)
-        if retracted:
-            removed = await conn.execute(
-                delete(votes)
-                .where(tuple_(votes.c.agent_id, votes.c.item_type, votes.c.item_id).in_(retracted))
-                .returning(votes.c.item_type, votes.c.item_id, votes.c.direction, votes.c.voted_at, votes.c.weight)
+        removed = await self._take_out(conn, retracted) if retracted else []
+        added = await self._take_in(conn, cast, weights) if cast else []
+        for vote, trending_weight, sign in [(v, w, -1) for v, w in removed] + [(v, w, 1) for v, w in added]:
+            deltas[(vote.item_type, vote.item_id)] += sign * trend.scaled(
+                trending_weight, vote.direction, vote.voted_at
             )
-            for row in removed:
-                deltas[(row.item_type, row.item_id)] -= trend.scaled(row.weight, row.direction, row.voted_at)
-        rows = []
+        return [v for v, _ in removed], [v for v, _ in added], deltas
+
+    async def _take_out(self, conn: AsyncConnection, retracted: list[VoteKey]) -> list[tuple[ProjectedVote, float]]:
+        """Deletes the retracted votes; returns those there were, with the
+        weights they were held with (chart in the vote, trending beside it)."""
+        deleted = await conn.execute(
+            delete(votes)
+            .where(tuple_(votes.c.agent_id, votes.c.item_type, votes.c.item_id).in_(retracted))
+            .returning(
+                votes.c.item_type,
+                votes.c.item_id,
+                votes.c.direction,
+                votes.c.voted_at,
+                votes.c.weight,
+                votes.c.chart_weight,
+            )
+        )
+        return [(_projected(row, row.chart_weight), row.weight) for row in deleted]
+
+    async def _take_in(
+        self, conn: AsyncConnection, cast: list[tuple[VoteKey, VoteEvent]], weights: dict[str, AgentWeights]
+    ) -> list[tuple[ProjectedVote, float]]:
+        """Inserts the cast votes with their agents' weights; returns those it
+        took in, with their trending weights."""
+        rows, taken_in = [], []
         for (agent_id, item_type, item_id), event in cast:
-            voted_at = event.voted_at.ToDatetime(tzinfo=UTC)
-            weight = weights.get(agent_id, DEFAULT_WEIGHT)
+            weight, voted_at = weights[agent_id], event.voted_at.ToDatetime(tzinfo=UTC)
             rows.append(
                 {
                     "agent_id": agent_id,
@@ -184,23 +248,43 @@ class VoteProjection:
                     "item_id": item_id,
                     "direction": event.direction,
                     "voted_at": voted_at.isoformat(),
-                    "weight": weight,
+                    "weight": weight.trending,
+                    "chart_weight": weight.chart,
                 }
             )
-            deltas[(item_type, item_id)] += trend.scaled(weight, event.direction, voted_at)
-        if rows:
-            await conn.execute(_PROJECT_VOTES, {"rows": json.dumps(rows)})
-        return deltas
+            taken_in.append(
+                (ProjectedVote(item_type, item_id, event.direction, voted_at, weight.chart), weight.trending)
+            )
+        if (await conn.execute(_PROJECT_VOTES, {"rows": json.dumps(rows)})).rowcount != len(rows):
+            projected = {tuple(r) for r in await conn.execute(_PROJECTED_HERE, {"rows": json.dumps(rows)})}
+            taken_in = [vote for (key, _), vote in zip(cast, taken_in, strict=True) if key in projected]
+        return taken_in
 
-    async def reweigh_agent(self, agent_id: str, trend: TrendClock) -> int:
-        """Re-applies an agent's live votes with its current weight (0 while
-        flagged), moving trending by the difference; returns votes changed."""
-        weight = (await self._weights({agent_id}))[agent_id]
-        async with self.engine.begin() as conn:
-            rows = (await conn.execute(_REWEIGH_AGENT, {"a": agent_id, "w": weight})).all()
-            attributes = await trending_attributes(conn, {(r.item_type, r.item_id) for r in rows})
-        deltas: TrendDeltas = defaultdict(float)
-        for row in rows:
-            deltas[(row.item_type, row.item_id)] += trend.scaled(weight - row.old_weight, row.direction, row.voted_at)
-        await self.trending_sets.move(deltas, attributes)
-        return len(rows)
+    async def reweigh_agent(self, agent_id: str, trend: TrendClock, changed_days: ChangedDays) -> int:
+        """Re-applies an agent's live votes with its current weights (0 while
+        flagged): moves its daily tallies' weighted sums and trending by the
+        difference, in chunks of REWEIGH_CHUNK votes, one transaction each;
+        adds to `changed_days` each (item type, day) tallied anew as its
+        chunk commits (whose frozen charts must follow); returns the votes
+        changed. Any Redis error is raised: a weight is never guessed here."""
+        weights = (await self.weights.of({agent_id}))[agent_id]
+        changed = 0
+        while True:
+            async with self.engine.begin() as conn:
+                params = {"a": agent_id, "w": weights.trending, "cw": weights.chart, "n": REWEIGH_CHUNK}
+                rows = (await conn.execute(_REWEIGH_AGENT, params)).all()
+                old = [_projected(row, row.old_chart_weight) for row in rows]
+                day_changes = vote_batch.reweighed_days(old, weights.chart)
+                if day_changes:
+                    await conn.execute(_ADD_DAILY_TALLIES, {"rows": _tally_rows(day_changes)})
+                moved = [row for row in rows if row.old_weight != weights.trending]
+                attributes = await trending_attributes(conn, {(r.item_type, r.item_id) for r in moved})
+            changed += len(rows)
+            changed_days.update((item_type, day) for (item_type, _, day), _ in day_changes)
+            deltas: TrendDeltas = defaultdict(float)
+            for row in moved:
+                delta = weights.trending - row.old_weight
+                deltas[(row.item_type, row.item_id)] += trend.scaled(delta, row.direction, row.voted_at)
+            await self.trending_sets.move(deltas, attributes)
+            if len(rows) < REWEIGH_CHUNK:
+                return changed

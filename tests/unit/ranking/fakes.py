@@ -14,10 +14,12 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.common.errors import AlreadyExists, NotFound
 from services.ranking import trending
-from services.ranking.charts import HistoryPoint, Tally
+from services.ranking.charts import NO_WEIGHT, HistoryPoint, Tally
 from services.ranking.items import Item, ItemT, Song, Tool
 from services.ranking.submission_quota import Charge
 from services.ranking.trending import TrendClock
@@ -182,33 +184,59 @@ class FakeTrendingSets:
 
 @dataclass
 class FakeChartStore:
-    """Daily tallies and snapshots; window sums see only items still in `catalog`."""
+    """Daily tallies (raw counts and weighted sums) and snapshots; window
+    sums see only items still in `catalog`."""
 
     catalog: FakeCatalogStore
-    tallies: dict[tuple[str, str, date], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    tallies: dict[tuple[str, str, date], list[float]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0]))
     snapshots: dict[tuple[str, date], list[Tally]] = field(default_factory=dict)
     window_reads: int = 0
 
-    def vote(self, item: Item, day: date, up: int = 0, down: int = 0) -> None:
+    def vote(self, item: Item, day: date, up: int = 0, down: int = 0, weight: float = 1.0) -> None:
+        """`up` and `down` votes of agents whose chart weight is `weight`."""
         tally = self.tallies[(item.item_type, item.id, day)]
         tally[0] += up
         tally[1] += down
+        tally[2] += up * weight
+        tally[3] += down * weight
+
+    def reweigh(self, item: Item, day: date, weighted_up: float = 0.0, weighted_down: float = 0.0) -> None:
+        """What a re-weigh does to a day's tally: its weighted sums move, its counts stay."""
+        tally = self.tallies[(item.item_type, item.id, day)]
+        tally[2] += weighted_up
+        tally[3] += weighted_down
+
+    def _present(self, item_type: str, kind: str, item_id: str) -> Item | None:
+        return self.catalog.items[item_type].get(item_id) if kind == item_type else None
 
     async def window_tallies(
         self, item_type: str, first: date | None, last: date, filters: dict[str, str]
     ) -> list[Tally]:
         self.window_reads += 1
         await asyncio.sleep(0)  # a round trip: concurrent readers overlap
-        sums: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for (kind, item_id, day), (up, down) in self.tallies.items():
-            item = self.catalog.items[item_type].get(item_id)
-            if kind != item_type or item is None or day > last or (first is not None and day < first):
+        sums: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0, 0])
+        for (kind, item_id, day), counts in self.tallies.items():
+            item = self._present(item_type, kind, item_id)
+            if item is None or day > last or (first is not None and day < first):
                 continue
             if any(value and getattr(item, name) != value for name, value in filters.items()):
                 continue
-            sums[item_id][0] += up
-            sums[item_id][1] += down
-        return [Tally(i, up, down) for i, (up, down) in sums.items() if up + down > 0]
+            sums[item_id] = [a + b for a, b in zip(sums[item_id], counts, strict=True)]
+        return [_tally(i, counts) for i, counts in sums.items() if counts[0] + counts[1] > 0]
+
+    async def day_tallies(self, item_type: str, days: list[date]) -> dict[date, list[Tally]]:
+        found: dict[date, list[Tally]] = defaultdict(list)
+        for (kind, item_id, day), counts in self.tallies.items():
+            if self._present(item_type, kind, item_id) and day in days and counts[0] + counts[1] > 0:
+                found[day].append(_tally(item_id, counts))
+        return found
+
+    async def weighted_scores(self, item_type: str, ids: list[str]) -> dict[str, float]:
+        scores: dict[str, float] = {}
+        for (kind, item_id, _), counts in self.tallies.items():
+            if kind == item_type and item_id in ids:
+                scores[item_id] = scores.get(item_id, 0.0) + counts[2] - counts[3]
+        return scores
 
     async def snapshot_stats(self, item_type: str, ids: list[str], until: date) -> dict[str, tuple[int, int]]:
         stats: dict[str, tuple[int, int]] = {}
@@ -225,14 +253,15 @@ class FakeChartStore:
         return {day for kind, day in self.snapshots if kind == item_type}
 
     async def tally_days(self, item_type: str, before: date) -> set[date]:
-        return {
-            day
-            for (kind, _, day), (up, down) in self.tallies.items()
-            if kind == item_type and day < before and up + down > 0
-        }
+        days: dict[date, float] = defaultdict(float)
+        for (kind, _, day), counts in self.tallies.items():
+            if kind == item_type and day < before:
+                days[day] += counts[2] + counts[3]
+        return {day for day, weight in days.items() if weight > NO_WEIGHT}
 
-    async def save_snapshot(self, item_type: str, day: date, ranked: list[Tally]) -> None:
-        self.snapshots[(item_type, day)] = list(ranked)
+    async def save_snapshots(self, item_type: str, ranked_days: dict[date, list[Tally]]) -> None:
+        for day, ranked in ranked_days.items():
+            self.snapshots[(item_type, day)] = list(ranked)
 
     async def history(self, item_type: str, item_id: str, first: date, last: date) -> list[HistoryPoint]:
         points = []
@@ -245,18 +274,31 @@ class FakeChartStore:
         return points
 
 
+def _tally(item_id: str, counts: list[float]) -> Tally:
+    up, down, weighted_up, weighted_down = counts
+    return Tally(item_id, int(up), int(down), weighted_up, weighted_down)
+
+
 class FakeProjection:
     """Records what Rankings hands to the projection."""
 
     def __init__(self) -> None:
         self.applied: list[tuple[list[VoteEvent], TrendClock]] = []
         self.reweighed: list[tuple[str, TrendClock]] = []
+        # What a re-weigh reports as changed (item type, day), per agent.
+        self.changed_days: dict[str, set[tuple[str, date]]] = {}
+        self.failures = 0  # re-weighs to fail before one succeeds
 
     async def apply_events(self, events: Iterable[VoteEvent], trend: TrendClock) -> int:
         events = list(events)
         self.applied.append((events, trend))
         return len(events)
 
-    async def reweigh_agent(self, agent_id: str, trend: TrendClock) -> int:
+    async def reweigh_agent(self, agent_id: str, trend: TrendClock, changed_days: set[tuple[str, date]]) -> int:
         self.reweighed.append((agent_id, trend))
-        return 0
+        if self.failures:
+            self.failures -= 1
+            changed_days.add(("song", date(2000, 1, 1)))  # a first chunk committed, then it failed
+            raise OperationalError("deadlock detected", None, Exception())
+        changed_days.update(self.changed_days.get(agent_id, set()))
+        return len(changed_days)

@@ -14,7 +14,7 @@ from tests.unit.ranking.world import HALF_LIFE_S, NOW, World
 async def test_votes_and_reweighs_are_applied_with_the_current_trend_clock(world: World) -> None:
     event = VoteEvent(event_id=1, type="vote", agent_id="ag", item_type="song", item_id="a", direction=1)
     await world.rankings.scale.apply_vote_events([event])
-    await world.rankings.scale.agent_changed("ag")
+    await world.rankings.scale.agent_changed("ag", set())
     (events, trend), (agent, reweigh_trend) = world.projection.applied[0], world.projection.reweighed[0]
     assert events == [event] and agent == "ag"
     for clock in (trend, reweigh_trend):

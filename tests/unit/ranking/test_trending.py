@@ -76,7 +76,7 @@ async def test_trending_movement_is_against_yesterdays_daily_chart(world: World)
     a, b, c = (world.catalog.put(song(i)) for i in "abc")
     world.charts.vote(b, days_ago(1), up=5)
     world.charts.vote(a, days_ago(1), up=3)
-    await world.charts.save_snapshot("song", days_ago(2), [Tally("a", 3, 0)])  # a was 1st two days ago
+    await world.charts.save_snapshots("song", {days_ago(2): [Tally("a", 3, 0, 3.0, 0.0)]})  # a was 1st two days ago
     for item, stored in ((a, 10.0), (b, 5.0), (c, 1.0)):
         world.trending_sets.add(item, stored)
 

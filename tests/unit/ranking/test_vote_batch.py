@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
-from services.ranking.vote_batch import CountChange, count_changes, live_vote_changes
+from services.ranking.vote_batch import (
+    AgentWeights,
+    CountChange,
+    ProjectedVote,
+    agent_weights,
+    count_changes,
+    live_vote_changes,
+    reweighed_days,
+)
 
 _ids = itertools.count(1)
 
@@ -60,3 +68,52 @@ def test_live_votes_keep_each_agents_last_event() -> None:
     )
     assert retracted == [("a", "tool", "t1"), ("c", "tool", "t2")]
     assert [(key, e.direction) for key, e in cast] == [(("a", "tool", "t1"), -1), (("b", "tool", "t1"), 1)]
+
+
+def projected(item: str, direction: int, weight: float, day: int = 1) -> ProjectedVote:
+    # As PostgreSQL hands it back: in the session's time zone (here UTC+2,
+    # so the vote cast at 23:59 UTC reads as the next day there).
+    voted_at = datetime(2026, 3, day, 23, 59, tzinfo=UTC).astimezone(timezone(timedelta(hours=2)))
+    return ProjectedVote("tool", item, direction, voted_at, weight)
+
+
+def test_weighted_tallies_follow_what_the_projection_took_in_and_gave_up() -> None:
+    _, days = count_changes(
+        [
+            event("vote", "a1", "t1"),
+            event("vote", "a2", "t1", direction=-1),
+            event("retract", "a3", "t1"),  # held at 0.25 (on probation when it was cast)
+            event("vote", "a4", "t1"),  # already projected: the projection took nothing in
+        ],
+        removed=[projected("t1", 1, 0.25)],
+        added=[projected("t1", 1, 1.0), projected("t1", -1, 0.25)],
+    )
+    assert days == [(("tool", "t1", date(2026, 3, 1)), CountChange(up=1, down=1, weighted_up=0.75, weighted_down=0.25))]
+
+
+def test_a_vote_cast_and_retracted_in_one_batch_weighs_nothing() -> None:
+    _, days = count_changes([event("vote", "a1", "t1"), event("retract", "a1", "t1")])
+    assert days == [(("tool", "t1", date(2026, 3, 1)), CountChange())]
+
+
+def test_reweighing_moves_each_days_weighted_sums_by_the_difference() -> None:
+    old = [
+        projected("t1", 1, 1.0),
+        projected("t1", 1, 0.25),
+        projected("t1", -1, 0.25),
+        projected("t2", 1, 0.25, day=2),
+        projected("t3", 1, 0.0, day=3),  # already at the new weight: left out
+    ]
+    assert reweighed_days(old, 0.0) == [
+        (("tool", "t1", date(2026, 3, 1)), CountChange(weighted_up=-1.25, weighted_down=-0.25)),
+        (("tool", "t2", date(2026, 3, 2)), CountChange(weighted_up=-0.25)),
+    ]
+    assert reweighed_days([projected("t1", -1, 0.25)], 1.0) == [
+        (("tool", "t1", date(2026, 3, 1)), CountChange(weighted_down=0.75))
+    ]
+
+
+def test_an_agent_with_no_published_weight_is_on_probation() -> None:
+    assert agent_weights(None, None, 0.25) == AgentWeights(trending=0.25, chart=0.25)
+    assert agent_weights("0", "0", 0.25) == AgentWeights(trending=0.0, chart=0.0)
+    assert agent_weights("1.8", "1", 0.25) == AgentWeights(trending=1.8, chart=1.0)
