@@ -246,11 +246,98 @@ class VoteSettings(Settings):
         "one-way rule: this many votes in the window, all one way",
         minimum=1,
     )
+    abuse_one_direction_tolerance: float = setting(
+        "AIMUSICSTORE_ABUSE_ONE_DIRECTION_TOLERANCE",
+        0.1,
+        "one-way rule: the share of the window's votes that may go the other way (0: all one way)",
+        minimum=0,
+    )
     abuse_burst_window_s: int = setting(
         "AIMUSICSTORE_ABUSE_BURST_WINDOW_S", 10, "window of the burst rule, seconds", minimum=1
     )
     abuse_burst_max: int = setting(
         "AIMUSICSTORE_ABUSE_BURST_MAX", 10, "burst rule: more than this many votes in its window", minimum=1
+    )
+    # Coordinated-voting detection (services/vote/rings.py; docs/integrity.md, "Coordinated voting").
+    ring_interval_s: float = setting(
+        "AIMUSICSTORE_RING_INTERVAL_S", 15.0, "coordinated voting: how often the recent votes are searched for rings"
+    )
+    ring_lookback_s: int = setting(
+        "AIMUSICSTORE_RING_LOOKBACK_S",
+        7200,
+        "coordinated voting: how far back each pass reads votes (the agents' recent votes, the items' history)",
+        minimum=60,
+    )
+    ring_max_votes: int = setting(
+        "AIMUSICSTORE_RING_MAX_VOTES",
+        20_000,
+        "coordinated voting: at most this many of the newest votes are read per pass (bounds its memory and CPU)",
+        minimum=100,
+    )
+    ring_window_s: float = setting(
+        "AIMUSICSTORE_RING_WINDOW_S", 300.0, "coordinated voting: the longest burst of votes on one item, seconds"
+    )
+    ring_settle_s: float = setting(
+        "AIMUSICSTORE_RING_SETTLE_S",
+        30.0,
+        "coordinated voting: a burst is judged once this long has passed after it (the votes after it are part of "
+        "the evidence)",
+    )
+    ring_after_s: float = setting(
+        "AIMUSICSTORE_RING_AFTER_S",
+        90.0,
+        "coordinated voting: how long after a burst its item's votes, and its agents' silence, are taken into account",
+    )
+    ring_judge_s: float = setting(
+        "AIMUSICSTORE_RING_JUDGE_S",
+        300.0,
+        "coordinated voting: a burst is judged again on every pass for this long after it settled",
+    )
+    ring_min_size: int = setting(
+        "AIMUSICSTORE_RING_MIN_SIZE", 5, "coordinated voting: fewest agents in a burst, and in a ring", minimum=2
+    )
+    ring_min_lift: float = setting(
+        "AIMUSICSTORE_RING_MIN_LIFT",
+        2.5,
+        "coordinated voting: a burst takes at least this many times the item's share of the votes around it",
+    )
+    ring_max_chance: float = setting(
+        "AIMUSICSTORE_RING_MAX_CHANCE",
+        1e-7,
+        "coordinated voting: a group is a ring when the chance of its least likely burst is below this",
+    )
+    ring_evidence_votes: float = setting(
+        "AIMUSICSTORE_RING_EVIDENCE_VOTES",
+        50.0,
+        "coordinated voting: a burst of more votes weighs as this many would (honest votes are not independent)",
+    )
+    ring_prior_share: float = setting(
+        "AIMUSICSTORE_RING_PRIOR_SHARE",
+        0.1,
+        "coordinated voting: the share of the votes an item with no history is assumed to take",
+    )
+    ring_prior_votes: float = setting(
+        "AIMUSICSTORE_RING_PRIOR_VOTES",
+        20.0,
+        "coordinated voting: how many votes of history that assumption weighs as",
+    )
+    ring_member_share: float = setting(
+        "AIMUSICSTORE_RING_MEMBER_SHARE",
+        0.5,
+        "coordinated voting: an agent of a ring is flagged when the ring's items are at least this share of its "
+        "recent votes (votes on crowded items aside)",
+    )
+    ring_crowd_voters: int = setting(
+        "AIMUSICSTORE_RING_CROWD_VOTERS",
+        10,
+        "coordinated voting: an item voted by at least this many agents outside a ring, and by the crowd share of "
+        "the others, is crowded: votes on it neither clear nor convict a member",
+        minimum=1,
+    )
+    ring_crowd_share: float = setting(
+        "AIMUSICSTORE_RING_CROWD_SHARE",
+        0.1,
+        "coordinated voting: the share of the recently active agents outside a ring that make an item crowded",
     )
     reconcile_interval_s: float = setting(
         "AIMUSICSTORE_RECONCILE_INTERVAL_S", 5.0, "time between passes that check cached counts against the votes table"

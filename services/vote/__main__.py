@@ -15,6 +15,8 @@ from services.vote import jobs
 from services.vote.clients import AgentClient, CatalogClient, ModerationClient
 from services.vote.live import VoteFeed
 from services.vote.ports import VoteStores
+from services.vote.ring_watch import RingWatch
+from services.vote.rings import RingRules
 from services.vote.rules import Quotas, abuse_rules, windows_of
 from services.vote.servicer import VoteService
 from services.vote.store.admission import QuotaCounters, RuleWindows
@@ -35,11 +37,12 @@ async def setup(server: grpc.aio.Server, resources: Resources[VoteSettings]) -> 
     windows = RuleWindows(redis, hot_path, windows_of(rules))
     relay = OutboxRelay(resources.engine, resources.redis_at_most_once)
     catalog = CatalogClient(ranking, settings.item_cache_ttl_s, settings.cache_grace_s)
+    moderation = ModerationClient(reputation)
     voting = Voting(
         VoteStores(votes_table, QuotaCounters(votes_table, hot_path, resources.redis_at_most_once), windows, counts),
         catalog,
         AgentClient(reputation),
-        ModerationClient(reputation),
+        moderation,
         Quotas(free=settings.quota_free, pro=settings.quota_pro),
         rules,
     )
@@ -54,6 +57,13 @@ async def setup(server: grpc.aio.Server, resources: Resources[VoteSettings]) -> 
         # While Redis is away votes cannot read revocation markers: keys are
         # then re-verified with the reputation service, once a second per key.
         redis_away=lambda: resources.redis_breaker.is_open,
+    )
+    rings = RingWatch(
+        votes_table,
+        moderation,
+        RingRules.from_settings(settings),
+        lookback_s=settings.ring_lookback_s,
+        max_votes=settings.ring_max_votes,
     )
     feed = VoteFeed(redis, votes_table)
     vote_service_pb2_grpc.add_VoteServiceServicer_to_server(VoteService(voting, auth, feed), server)
@@ -71,6 +81,7 @@ async def setup(server: grpc.aio.Server, resources: Resources[VoteSettings]) -> 
             partial(jobs.watch_outbox, relay),
             partial(jobs.prune_daily_usage, votes_table),
             partial(jobs.reconcile_counts, counts, settings.reconcile_interval_s, settings.reconcile_page_size),
+            partial(jobs.watch_rings, rings, settings.ring_interval_s),
             follow_auth_changes,
             partial(catalog.follow_deletions, redis),
             feed.run,

@@ -89,10 +89,14 @@ class ModerationClient:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = moderation_service_pb2_grpc.ModerationServiceStub(channel)
 
-    async def flag(self, agent_id: str, reason: str) -> None:
+    async def flag(self, agent_id: str, reason: str) -> bool:
+        """True once the reputation service answered (flagged, or already was)."""
         try:
             await self._stub.FlagAgent(moderation_service_pb2.FlagAgentRequest(agent_id=agent_id, reason=reason))
             log.info("flagged agent %s: %s", agent_id, reason)
+            return True
         except grpc.aio.AioRpcError as exc:
-            # The agent's next vote breaks the same rule and reports it again.
-            log.warning("could not flag agent %s (%s); will retry on its next vote", agent_id, exc.code().name)
+            # A rule broken by a vote: the agent's next vote reports it again;
+            # a ring: the next pass finds it again.
+            log.warning("could not flag agent %s (%s); will retry", agent_id, exc.code().name)
+            return False

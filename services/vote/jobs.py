@@ -1,5 +1,6 @@
 """The vote service's background jobs: the outbox relay, retention, the
-outbox gauges, count reconciliation and usage pruning."""
+outbox gauges, count reconciliation, usage pruning and the coordinated-voting
+detection."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from redis.asyncio import Redis
 from services.common import stream_progress
 from services.common.jobs import every
 from services.vote import metrics
+from services.vote.ring_watch import RingWatch
 from services.vote.store.counts import CountsCache
 from services.vote.store.outbox import OutboxRelay
 from services.vote.store.votes import VotesTable
@@ -77,3 +79,8 @@ async def reconcile_counts(counts: CountsCache, interval_s: float, page_size: in
 
 async def prune_daily_usage(votes_table: VotesTable) -> None:
     await every(PRUNE_USAGE_INTERVAL_S, "prune daily usage", votes_table.prune_daily_usage)
+
+
+async def watch_rings(watch: RingWatch, interval_s: float) -> None:
+    """Finds groups of agents voting in lockstep and flags them (ring_watch.py)."""
+    await every(interval_s, "coordinated-voting detection", watch.one_pass, run_first=False)

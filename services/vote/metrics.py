@@ -65,3 +65,10 @@ OUTBOX_UNRELAYED = Gauge(
 OUTBOX_OLDEST_UNRELAYED_SECONDS = Gauge(
     "vote_outbox_oldest_unrelayed_seconds", "Age of the oldest vote event waiting in the outbox (0 when none)"
 )
+
+# Coordinated-voting detection (ring_watch.py).
+RINGS_FOUND = Counter("vote_rings_found_total", "Rings of coordinated voters found with members not yet flagged")
+RING_MEMBERS_FLAGGED = Counter("vote_ring_members_flagged_total", "Agents flagged as members of a ring")
+RING_PASS_CPU_SECONDS = Gauge(
+    "vote_ring_pass_cpu_seconds", "CPU seconds the last coordinated-voting search took (in its worker thread)"
+)

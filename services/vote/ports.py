@@ -57,7 +57,9 @@ class AgentsPort(Protocol):
 
 
 class ModerationPort(Protocol):
-    async def flag(self, agent_id: str, reason: str) -> None: ...
+    async def flag(self, agent_id: str, reason: str) -> bool:
+        """True once the reputation service answered (flagged, or already was)."""
+        ...
 
 
 @dataclass(frozen=True)

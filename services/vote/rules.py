@@ -6,10 +6,13 @@ per rule window, how many went up and how many down (store/admission.py);
 the decisions are taken here, and unit-tested with fabricated counts
 (tests/unit/vote/test_rules.py).
 
-Adding an abuse rule: declare it in ABUSE_RULES, add its two settings to
+Adding an abuse rule: declare it in ABUSE_RULES, add its settings to
 services/common/config.py (they document themselves in the README's table),
 and test it. Nothing else changes: the windows the store counts follow from
 the declarations.
+
+The coordinated-voting rules (groups of agents, not one agent's window) are
+in rings.py.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ class Counted(enum.Enum):
 
     # Every vote, either direction; broken past the limit.
     ALL_VOTES = "all votes"
-    # Votes while all of them went one way; broken at the limit.
+    # Votes in the majority direction, while the other direction holds at
+    # most the rule's tolerance (a fraction of all the votes in the window);
+    # broken at the limit. One opposite vote among twenty must not reset it.
     ONE_WAY_VOTES = "one-way votes"
 
 
@@ -40,8 +45,12 @@ class AbuseRuleSpec:
     counts: Counted
     window_setting: str
     limit_setting: str
-    # str.format fields: limit, window_s, count, direction.
+    # str.format fields: limit, window_s, count, direction, majority.
     reason: str
+    # ONE_WAY_VOTES only: the setting holding the share of opposite votes
+    # tolerated, and the reason when there were some.
+    tolerance_setting: str = ""
+    mixed_reason: str = ""
 
 
 ABUSE_RULES: tuple[AbuseRuleSpec, ...] = (
@@ -58,6 +67,8 @@ ABUSE_RULES: tuple[AbuseRuleSpec, ...] = (
         "abuse_window_s",
         "abuse_one_direction_min",
         "{count} votes in {window_s} seconds, all {direction}",
+        tolerance_setting="abuse_one_direction_tolerance",
+        mixed_reason="{count} votes in {window_s} seconds, {majority} of them {direction}",
     ),
     AbuseRuleSpec(
         "burst",
@@ -74,24 +85,39 @@ class AbuseRule:
     spec: AbuseRuleSpec
     window_s: int
     limit: int
+    # ONE_WAY_VOTES: opposite votes tolerated, as a fraction of the window's votes.
+    tolerance: float = 0.0
 
     def broken_by(self, window: WindowCounts, direction: str) -> str:
         """The reason this rule is broken by the agent's votes in its window
         (including the vote just cast, in `direction`), or ''."""
+        reason, majority = self.spec.reason, window.total
         if self.spec.counts is Counted.ALL_VOTES:
-            count, broken = window.total, window.total > self.limit
+            broken = window.total > self.limit
         else:
-            one_way = window.up == 0 or window.down == 0
-            count, broken = window.total, one_way and window.total >= self.limit
+            majority, minority = max(window.up, window.down), min(window.up, window.down)
+            broken = majority >= self.limit and minority <= self.tolerance * window.total
+            # The direction named is the window's, not the vote's: the vote
+            # just cast may be the odd one out.
+            direction = "up" if window.up >= window.down else "down"
+            if minority:
+                reason = self.spec.mixed_reason
         if not broken:
             return ""
-        return self.spec.reason.format(limit=self.limit, window_s=self.window_s, count=count, direction=direction)
+        return reason.format(
+            limit=self.limit, window_s=self.window_s, count=window.total, direction=direction, majority=majority
+        )
 
 
 def abuse_rules(settings: Any, specs: Iterable[AbuseRuleSpec] = ABUSE_RULES) -> tuple[AbuseRule, ...]:
-    """The declared rules with their windows and limits from the settings."""
+    """The declared rules with their windows, limits (and tolerances) from the settings."""
     return tuple(
-        AbuseRule(spec, int(getattr(settings, spec.window_setting)), int(getattr(settings, spec.limit_setting)))
+        AbuseRule(
+            spec,
+            int(getattr(settings, spec.window_setting)),
+            int(getattr(settings, spec.limit_setting)),
+            float(getattr(settings, spec.tolerance_setting)) if spec.tolerance_setting else 0.0,
+        )
         for spec in specs
     )
 

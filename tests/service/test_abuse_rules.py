@@ -61,8 +61,14 @@ def test_twenty_votes_all_one_way_within_five_minutes(backing: Stack) -> None:
 
 
 def test_mixed_directions_do_not_trip_the_one_way_rule(backing: Stack) -> None:
-    plan = [(i * 2.0, -1) for i in range(19)] + [(40.0, 1), (42.0, -1)]
+    plan = [(i * 2.0, -1 if i % 4 else 1) for i in range(24)]  # 18 down, 6 up
     assert all(v == "" for v in _reasons(backing, plan))
+
+
+def test_one_opposite_vote_first_does_not_evade_the_one_way_rule(backing: Stack) -> None:
+    verdicts = _reasons(backing, [(0.0, 1)] + [(2.0 + i * 2.0, -1) for i in range(20)])
+    assert verdicts[:20] == [""] * 20
+    assert verdicts[20] == "21 votes in 300 seconds, 20 of them down"
 
 
 def test_more_than_fifty_votes_within_five_minutes(backing: Stack) -> None:

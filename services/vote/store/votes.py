@@ -11,6 +11,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.vote.model import Counts, VoteRow
+from services.vote.rings import RecentVote
 from services.vote.tables import daily_usage, outbox, votes
 
 # The up and down votes of several items: one index-only count of each
@@ -56,6 +57,20 @@ _INSERT_VOTES_WITH_EVENTS = text(
         SELECT i.event FROM inserted v JOIN input i USING (agent_id, item_type, item_id) ORDER BY v.id
     )
     SELECT agent_id, item_type, item_id, id, created_at FROM inserted
+    """
+)
+
+# The newest votes, for the coordinated-voting detection: at most :limit
+# rows, read as a range of the primary key below its maximum (ids follow
+# insertion; one index lookup finds the maximum), so a pass never scans the
+# table, however old it is, and needs no index on created_at that every
+# vote would pay for. Ids burnt by refused duplicates only make the range
+# hold fewer rows.
+_RECENT_VOTES = text(
+    """
+    SELECT agent_id, item_type, item_id, direction, CAST(extract(epoch FROM created_at) AS float8)
+    FROM vote.votes
+    WHERE id > (SELECT coalesce(max(id), 0) FROM vote.votes) - :limit AND created_at >= :since
     """
 )
 
@@ -172,6 +187,12 @@ class VotesTable:
         unique = list(dict.fromkeys(items))
         found = await self.counts_for(unique)
         return {item: found.get(item, Counts(0, 0)) for item in unique}
+
+    async def recent_votes(self, since: datetime, limit: int) -> list[RecentVote]:
+        """Votes cast since `since`, at most the `limit` newest (see _RECENT_VOTES)."""
+        async with self.reads.connect() as conn:
+            result = await conn.execute(_RECENT_VOTES, {"since": since, "limit": limit})
+            return [RecentVote(*row) for row in result]
 
     async def votes_on_day(self, agents: Sequence[str], day: date) -> dict[str, int]:
         """Votes each agent cast on a UTC day (the append-only usage:

@@ -152,5 +152,6 @@ class FakeAgents:
 class FakeModeration:
     flags: list[tuple[str, str]] = field(default_factory=list)
 
-    async def flag(self, agent_id: str, reason: str) -> None:
+    async def flag(self, agent_id: str, reason: str) -> bool:
         self.flags.append((agent_id, reason))
+        return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from services.common.config import VoteSettings
 from services.vote.rules import (
     ABUSE_RULES,
+    AbuseRule,
     Quotas,
     WindowCounts,
     abuse_rules,
@@ -32,17 +34,20 @@ def limits(**overrides: Any) -> VoteSettings:
 RULES = abuse_rules(limits())
 
 
-def verdict(long: tuple[int, int], short: tuple[int, int], direction: str = "up") -> str:
+def verdict(
+    long: tuple[int, int], short: tuple[int, int], direction: str = "up", rules: Sequence[AbuseRule] = RULES
+) -> str:
     """The rules' verdict with `short` counted in the burst window (10 s)
     and `long` in every other window."""
-    windows = {w: WindowCounts(*(short if w == 10 else long)) for w in windows_of(RULES)}
-    return broken_rule(RULES, windows, direction)
+    windows = {w: WindowCounts(*(short if w == 10 else long)) for w in windows_of(rules)}
+    return broken_rule(rules, windows, direction)
 
 
 def test_every_declared_rule_reads_settings_that_exist() -> None:
     names = {f.name for f in fields(VoteSettings)}
     for spec in ABUSE_RULES:
         assert {spec.window_setting, spec.limit_setting} <= names, spec.name
+        assert not spec.tolerance_setting or spec.tolerance_setting in names, spec.name
     assert windows_of(RULES)[-1] == 10 and 300 in windows_of(RULES)
 
 
@@ -54,7 +59,24 @@ def test_more_than_the_limit_in_the_window_breaks_the_volume_rule() -> None:
 def test_twenty_votes_all_one_way_break_the_one_way_rule() -> None:
     assert verdict((0, 19), (0, 1), "down") == ""
     assert verdict((0, 20), (0, 1), "down") == "20 votes in 300 seconds, all down"
-    assert verdict((1, 20), (0, 1), "down") == ""
+    assert verdict((20, 0), (1, 0), "up") == "20 votes in 300 seconds, all up"
+
+
+def test_one_opposite_vote_does_not_reset_the_one_way_rule() -> None:
+    # Up to a tenth of the window's votes may go the other way (the default tolerance).
+    assert verdict((1, 20), (0, 1), "down") == "21 votes in 300 seconds, 20 of them down"
+    assert verdict((2, 20), (0, 1), "down") == "22 votes in 300 seconds, 20 of them down"
+    assert verdict((3, 20), (0, 1), "down") == ""
+    assert verdict((1, 19), (0, 1), "down") == ""
+    # The direction named is the window's, whichever way the vote just cast went.
+    assert verdict((1, 20), (1, 0), "up") == "21 votes in 300 seconds, 20 of them down"
+    assert verdict((25, 2), (1, 0), "down") == "27 votes in 300 seconds, 25 of them up"
+
+
+def test_no_tolerance_is_the_strict_rule() -> None:
+    strict = abuse_rules(limits(abuse_one_direction_tolerance=0.0))
+    assert verdict((1, 20), (0, 1), "down", strict) == ""
+    assert verdict((0, 20), (0, 1), "down", strict) == "20 votes in 300 seconds, all down"
 
 
 def test_a_burst_breaks_the_burst_rule() -> None:

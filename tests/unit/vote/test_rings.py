@@ -1,0 +1,176 @@
+"""The coordinated-voting detection (services/vote/rings.py) on synthetic
+vote graphs (votegraphs.py): rings are flagged within two minutes of their
+last vote, honest populations are not. No server, no clock: the passes the
+job would make are replayed on the votes cast by then."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from services.vote.rings import RecentVote, Ring, RingRules, find_rings, group_id, log10_binomial_tail
+from tests.unit.vote.votegraphs import T0, flagged, honest, ring, seeded, top_song
+
+RULES = RingRules()
+# Rings must be flagged within two minutes of their last vote.
+DEADLINE_S = 120.0
+
+
+def ring_members(found: dict[str, float], prefix: str = "r") -> set[str]:
+    return {agent for agent in found if agent.startswith(prefix)}
+
+
+def honest_flagged(found: dict[str, float]) -> set[str]:
+    return {agent for agent in found if agent.startswith("h")}
+
+
+@pytest.fixture(scope="module")
+def population() -> list[RecentVote]:
+    """300 honest agents, 200 songs with a popularity skew, about 6,000
+    votes paced 5-60 s apart over an hour."""
+    return honest(seeded(13), session_s=3600.0)
+
+
+ATTACK_AT = T0 + 1800.0
+
+
+def test_fifty_fresh_agents_on_a_fresh_song_within_3_s_are_flagged(population: list[RecentVote]) -> None:
+    votes = population + ring(seeded(1), target="fresh", at=ATTACK_AT)
+    found = flagged(votes, ATTACK_AT, ATTACK_AT + 3 + DEADLINE_S)
+    assert len(ring_members(found)) == 50
+    assert max(found[m] for m in ring_members(found)) <= ATTACK_AT + 3 + 60
+    assert not honest_flagged(found)
+
+
+def test_fifty_agents_over_150_s_with_camouflage_on_popular_songs_are_flagged(population: list[RecentVote]) -> None:
+    votes = population + ring(seeded(2), target="fresh", at=ATTACK_AT, spread_s=150.0, camouflage=3)
+    found = flagged(votes, ATTACK_AT, ATTACK_AT + 150 + DEADLINE_S)
+    assert len(ring_members(found)) >= 48  # 95%
+    assert not honest_flagged(found)
+
+
+def test_a_brigade_of_fifty_downvoting_the_honest_number_one_is_flagged(population: list[RecentVote]) -> None:
+    number_one = top_song([v for v in population if v.at < ATTACK_AT])
+    votes = population + ring(seeded(3), target=number_one, at=ATTACK_AT, direction=-1)
+    found = flagged(votes, ATTACK_AT, ATTACK_AT + 3 + DEADLINE_S)
+    assert len(ring_members(found)) == 50
+    assert not honest_flagged(found)
+
+
+def test_agents_aged_with_crowd_following_votes_are_flagged_for_a_3_s_ring(population: list[RecentVote]) -> None:
+    aged = ring(seeded(4), target="fresh", at=ATTACK_AT, history=(10, ATTACK_AT - 1700, ATTACK_AT - 60))
+    found = flagged(population + aged, ATTACK_AT, ATTACK_AT + 3 + DEADLINE_S)
+    assert len(ring_members(found)) == 50
+    assert not honest_flagged(found)
+
+
+def test_a_ring_with_no_other_traffic_at_all_is_flagged() -> None:
+    # Nothing to compare its timing with: its agents all stopping together gives it away.
+    votes = ring(seeded(5), target="fresh", at=T0, spread_s=150.0, camouflage=3)
+    assert len(ring_members(flagged(votes, T0, T0 + 150 + DEADLINE_S))) >= 48
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        dict(session_s=3600.0),  # arriving over an hour, paced 5-60 s
+        dict(session_s=600.0, gap_s=(5.0, 30.0)),  # ten minutes
+        dict(together=True, gap_s=(5.0, 30.0)),  # all starting at once
+        dict(session_s=900.0, gap_s=(1.1, 5.0), skew=1.5),  # fast voters, steeper skew
+    ],
+    ids=["hour", "ten-minutes", "together", "fast-steep"],
+)
+def test_honest_agents_voting_by_popularity_are_not_flagged(kind: dict[str, object]) -> None:
+    votes = honest(seeded(21), **kind)  # type: ignore[arg-type]
+    last = max(vote.at for vote in votes)
+    # Every window ending in the last judge_s (300 s) is judged on each pass: a pass a minute misses none.
+    assert not flagged(votes, T0, last + 150, every_s=60.0)
+
+
+def test_a_ring_smaller_than_the_minimum_is_not_flagged() -> None:
+    votes = ring(seeded(6), target="fresh", at=T0, size=RULES.min_size - 1)
+    assert not flagged(votes, T0, T0 + 150)
+
+
+def test_a_burst_is_judged_once_settled(population: list[RecentVote]) -> None:
+    votes = [v for v in population if v.at <= ATTACK_AT + 60] + ring(seeded(7), target="fresh", at=ATTACK_AT)
+    assert find_rings(votes, ATTACK_AT + RULES.settle_s - 1, RULES) == []
+    (found,) = find_rings(votes, ATTACK_AT + 3 + RULES.settle_s + 1, RULES)
+    assert len(found.members) == 50
+
+
+def test_a_burst_long_past_is_not_judged_again() -> None:
+    votes = ring(seeded(8), target="fresh", at=T0, spread_s=2.0)
+    assert find_rings(votes, T0 + 2 + RULES.settle_s + RULES.judge_s + 1, RULES) == []
+
+
+def test_an_honest_agent_voting_the_target_among_its_own_votes_is_not_flagged(population: list[RecentVote]) -> None:
+    bystander = [RecentVote("h-bystander", "song", f"niche{n}", 1, ATTACK_AT - 600 + 40 * n) for n in range(8)] + [
+        RecentVote("h-bystander", "song", "fresh", 1, ATTACK_AT + 1)
+    ]
+    votes = population + bystander + ring(seeded(9), target="fresh", at=ATTACK_AT)
+    found = flagged(votes, ATTACK_AT, ATTACK_AT + DEADLINE_S)
+    assert len(ring_members(found)) == 50
+    assert "h-bystander" not in found
+
+
+def test_two_rings_are_two_groups_each_named_in_its_members_reason(population: list[RecentVote]) -> None:
+    rng = seeded(10)
+    votes = (
+        population
+        + ring(rng, target="fresh-a", at=ATTACK_AT, size=30, prefix="ra")
+        + ring(rng, target="fresh-b", at=ATTACK_AT + 5, size=20, direction=-1, prefix="rb")
+    )
+    rings = find_rings(votes, ATTACK_AT + 60, RULES)
+    assert sorted(len(r.members) for r in rings) == [20, 30]
+    for found in rings:
+        assert found.group_id == group_id(reversed(found.members))
+        span = max(1, round(found.end - found.start))
+        assert found.reason == (
+            f"coordinated voting: group {found.group_id} of {len(found.members)} agents on 1 item within {span} s"
+        )
+
+
+def test_a_ring_pushing_several_songs_is_one_group() -> None:
+    rng = seeded(11)
+    votes = honest(rng, session_s=600.0) + [
+        vote for song in ("a", "b", "c") for vote in ring(rng, target=f"fresh-{song}", at=T0 + 300, size=20)
+    ]
+    (found,) = find_rings(votes, T0 + 360, RULES)
+    assert len(found.members) == 20 and found.items == 3
+    assert found.reason.endswith("of 20 agents on 3 items within " + f"{max(1, round(found.end - found.start))} s")
+
+
+def test_the_reason_reads_well() -> None:
+    one = Ring("3f2a9c", tuple(f"a{n}" for n in range(50)), 1, 0.0, 0.4, -30.0)
+    assert one.reason == "coordinated voting: group 3f2a9c of 50 agents on 1 item within 1 s"
+    four = Ring("3f2a9c", ("a", "b", "c", "d", "e"), 4, 10.0, 100.0, -30.0)
+    assert four.reason == "coordinated voting: group 3f2a9c of 5 agents on 4 items within 90 s"
+
+
+def test_no_votes_no_rings() -> None:
+    assert find_rings([], T0, RULES) == []
+
+
+def test_the_chance_bound_is_never_below_the_exact_tail() -> None:
+    # All of n in the window: exactly p ** n.
+    assert log10_binomial_tail(20, 20, 0.5) == pytest.approx(20 * math.log10(0.5))
+    exact = math.log10(sum(math.comb(30, k) * 0.2**k * 0.8 ** (30 - k) for k in range(15, 31)))
+    assert exact <= log10_binomial_tail(15, 30, 0.2) < 0
+    assert log10_binomial_tail(5, 30, 0.2) == 0.0  # the expected side
+    assert log10_binomial_tail(0, 30, 0.5, upper=False) == pytest.approx(30 * math.log10(0.5))
+    assert log10_binomial_tail(0, 300, 0.5, upper=False, at_most=30) == pytest.approx(30 * math.log10(0.5))
+
+
+def test_a_pass_over_ten_thousand_recent_votes_stays_well_under_100_ms_of_cpu() -> None:
+    rng = seeded(12)
+    votes = honest(rng, agents=500, songs=500, session_s=1800.0, gap_s=(2.0, 30.0))
+    votes += ring(rng, target="fresh", at=T0 + 1200, spread_s=150.0, camouflage=3)
+    votes = sorted(votes, key=lambda vote: vote.at)[:10_000]
+    now = votes[-1].at
+    started = time.process_time()
+    find_rings(votes, now, RULES)
+    # ~30 ms on the 2-core dev box; the bound leaves room for a busy machine.
+    assert time.process_time() - started < 0.25
