@@ -251,17 +251,23 @@ async def slow_ring(h: Harness, honest: list[Client], songs: list[str]) -> Outco
 
 
 async def aged_ring(h: Harness, honest: list[Client], songs: list[str]) -> Outcome:
-    """50 sleeper agents, aged with crowd-following votes (the same seeding
-    path as the honest ones: the worst case), then a 3 s ring."""
+    """50 sleeper agents, aged with crowd-following votes (paced like honest
+    ones, then backdated by the same seeding path: the worst case, agents
+    the graduation rule has trusted), then a 3 s ring."""
     members = await ring(h, 50, lambda _: new_address())
-    for m in members:
-        for song in RNG.sample(songs[:30], 8):
+
+    async def follow_the_crowd(m: Client) -> None:
+        for song in RNG.sample(songs[:40], 22):
             await h.vote(m, song, "up")
+            await asyncio.sleep(RNG.uniform(1.2, 2.5))
+
+    await asyncio.gather(*(follow_the_crowd(m) for m in members))
     age(h.database_url, [m.agent_id for m in members], 30)
-    await wait_trusted(h, members, 60)
+    trusted = await wait_trusted(h, members, 60)
+    await asyncio.sleep(RNG.uniform(30, 60))  # sleepers: a quiet spell before the strike
     target = await h.song("Aged ring")
     await asyncio.gather(*(spread(h.vote(m, target, "up"), 3.0) for m in members))
-    return Outcome("aged-ring", target, members, time.monotonic())
+    return Outcome("aged-ring", target, members, time.monotonic(), notes=f"{trusted} trusted before the strike")
 
 
 async def brigade(h: Harness, honest: list[Client], songs: list[str]) -> Outcome:

@@ -243,14 +243,8 @@ class VoteSettings(Settings):
     abuse_one_direction_min: int = setting(
         "AIMUSICSTORE_ABUSE_ONE_DIRECTION_MIN",
         20,
-        "one-way rule: this many votes in the window, all one way",
+        "one-way rule: this many votes in a row in the window, all one way",
         minimum=1,
-    )
-    abuse_one_direction_tolerance: float = setting(
-        "AIMUSICSTORE_ABUSE_ONE_DIRECTION_TOLERANCE",
-        0.1,
-        "one-way rule: the share of the window's votes that may go the other way (0: all one way)",
-        minimum=0,
     )
     abuse_burst_window_s: int = setting(
         "AIMUSICSTORE_ABUSE_BURST_WINDOW_S", 10, "window of the burst rule, seconds", minimum=1

@@ -68,7 +68,12 @@ def test_mixed_directions_do_not_trip_the_one_way_rule(backing: Stack) -> None:
 def test_one_opposite_vote_first_does_not_evade_the_one_way_rule(backing: Stack) -> None:
     verdicts = _reasons(backing, [(0.0, 1)] + [(2.0 + i * 2.0, -1) for i in range(20)])
     assert verdicts[:20] == [""] * 20
-    assert verdicts[20] == "21 votes in 300 seconds, 20 of them down"
+    assert verdicts[20] == "20 votes in a row within 300 seconds, all down"
+
+
+def test_an_opposite_vote_every_few_votes_keeps_the_run_short(backing: Stack) -> None:
+    plan = [(i * 2.0, 1 if i % 10 == 0 else -1) for i in range(40)]  # 36 down, 4 up, runs of 9
+    assert all(v == "" for v in _reasons(backing, plan))
 
 
 def test_more_than_fifty_votes_within_five_minutes(backing: Stack) -> None:

@@ -82,8 +82,10 @@ return #KEYS
 # KEYS: per vote, recent up, recent down.
 # ARGV: the number of windows, then the windows in ms (longest first: the
 # sets keep that long), then per vote: direction (up|down), time ms, member.
-# Returns per vote, per window: {up, down} with times in (now - window, now]
-# for the longest, [now - window, +inf) for the others.
+# Returns per vote, per window: {up, down, run} with times in
+# (now - window, now] for the longest, [now - window, +inf) for the others;
+# run: the vote's direction's votes after the latest opposite one in the
+# window (the rules count runs: rules.Counted.ONE_WAY_VOTES).
 _RECORD_IN_WINDOWS = """
 local n = tonumber(ARGV[1])
 local longest = tonumber(ARGV[2])
@@ -92,15 +94,23 @@ for i = 1, #KEYS / 2 do
   local recent_up, recent_down = KEYS[2 * i - 1], KEYS[2 * i]
   local at = n + 3 * (i - 1) + 2
   local direction, now, member = ARGV[at], tonumber(ARGV[at + 1]), ARGV[at + 2]
-  redis.call('ZADD', (direction == 'up') and recent_up or recent_down, now, member)
+  local same, other = recent_up, recent_down
+  if direction ~= 'up' then same, other = recent_down, recent_up end
+  redis.call('ZADD', same, now, member)
   for _, key in ipairs({recent_up, recent_down}) do
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now - longest)
     redis.call('PEXPIRE', key, longest)
   end
   for w = 1, n do
     local since = now - tonumber(ARGV[w + 1])
-    out[#out + 1] = redis.call('ZCOUNT', recent_up, since, '+inf')
-    out[#out + 1] = redis.call('ZCOUNT', recent_down, since, '+inf')
+    local up = redis.call('ZCOUNT', recent_up, since, '+inf')
+    local down = redis.call('ZCOUNT', recent_down, since, '+inf')
+    local last = redis.call('ZREVRANGEBYSCORE', other, '+inf', since, 'WITHSCORES', 'LIMIT', 0, 1)
+    local run_since = since
+    if #last > 0 then run_since = '(' .. last[2] end
+    out[#out + 1] = up
+    out[#out + 1] = down
+    out[#out + 1] = redis.call('ZCOUNT', same, run_since, '+inf')
   end
 end
 return out
@@ -230,9 +240,10 @@ class RuleWindows:
             return {}  # Redis away: these votes escape the rules (docs/operations.md)
         found = {}
         for i, vote in enumerate(stored):
-            counts = flat[2 * n * i : 2 * n * (i + 1)]
+            counts = flat[3 * n * i : 3 * n * (i + 1)]
             found[vote.key] = {
-                w: WindowCounts(int(counts[2 * j]), int(counts[2 * j + 1])) for j, w in enumerate(self.windows_s)
+                w: WindowCounts(int(counts[3 * j]), int(counts[3 * j + 1]), int(counts[3 * j + 2]))
+                for j, w in enumerate(self.windows_s)
             }
         return found
 

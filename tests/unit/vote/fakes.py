@@ -108,7 +108,10 @@ class FakeWindows:
         for vote in stored:
             directions = self.history.setdefault(vote.agent_id, [])
             directions.append(vote.direction)
-            counts = WindowCounts(directions.count(1), directions.count(-1))
+            run = len(directions) - next(
+                (i + 1 for i in range(len(directions) - 1, -1, -1) if directions[i] != vote.direction), 0
+            )
+            counts = WindowCounts(directions.count(1), directions.count(-1), run)
             out[vote.key] = {w: counts for w in self.windows_s}
         return out
 
