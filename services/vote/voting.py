@@ -94,7 +94,9 @@ class Voting:
         if outcome.status == "revoked":
             raise Unauthenticated("the API key is not valid (revoked, rotated or never issued)")
         if outcome.status == "over_quota":
-            raise ResourceExhausted(quota_message(caller.tier, limit or 0, resets_at, now))
+            # Retry-After: when the quota resets (the next UTC day).
+            retry_after_s = max(1, int((resets_at - now).total_seconds()) + 1)
+            raise ResourceExhausted(quota_message(caller.tier, limit or 0, resets_at, now), retry_after_s)
         if outcome.status == "duplicate":
             raise AlreadyExists("Already voted")
         assert outcome.vote is not None and outcome.counts is not None

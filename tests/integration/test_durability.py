@@ -164,6 +164,7 @@ def test_quota_still_holds_while_redis_is_down(api: httpx.Client, stack: Stack) 
     eventually(lambda: api.get("/health").status_code == 200, timeout_s=30)
     assert refused.status_code == 429, refused.text
     assert "resets at" in refused.json()["message"]
+    assert 0 < int(refused.headers["retry-after"]) <= 86_401  # until the quota's UTC day ends
     assert votes_table_counts(stack, "song", songs[100]) == (0, 0)
 
 

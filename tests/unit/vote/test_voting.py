@@ -104,6 +104,9 @@ async def test_the_daily_quota_names_the_tier_and_the_reset(world: World) -> Non
         await world.cast(item=item)
     with pytest.raises(ResourceExhausted, match=r"quota of 3 for the free tier .* 2026-12-07T00:00:00Z \(in 1h 0m\)"):
         await world.cast(item="s4")
+    with pytest.raises(ResourceExhausted) as refused:
+        await world.cast(item="s5")
+    assert refused.value.retry_after_s == 3601
     assert len(world.votes.rows) == 3
 
 
