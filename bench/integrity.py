@@ -77,6 +77,7 @@ class Harness:
     api: httpx.AsyncClient
     admin_key: str
     database_url: str
+    sleepers: list[Client] = field(default_factory=list)
     admitted_per_address: Counter[str] = field(default_factory=Counter)
     refused_per_address: Counter[str] = field(default_factory=Counter)
 
@@ -141,12 +142,15 @@ class Harness:
 # -- the honest population ---------------------------------------------------------
 
 
-async def honest_population(h: Harness, agents: int, songs: int, votes_each: int) -> tuple[list[Client], list[str]]:
-    clients = [Client(new_address()) for _ in range(agents)]
+async def honest_population(
+    h: Harness, agents: int, sleepers: int, songs: int, votes_each: int
+) -> tuple[list[Client], list[Client], list[str]]:
+    """Honest agents, and sleepers: ring members that behave exactly like
+    honest agents (and age with them) until they strike (aged-ring)."""
+    clients = [Client(new_address()) for _ in range(agents + sleepers)]
     await gather_limited([h.register(c) for c in clients], 32)
-    song_ids = await gather_limited(
-        [h.song(f"Honest track {n}", ["pop", "rock", "lofi"][n % 3]) for n in range(songs)], 16
-    )
+    genres = ["pop", "rock", "lofi"]
+    song_ids = await gather_limited([h.song(f"Honest track {n}", genres[n % 3]) for n in range(songs)], 16)
     # Popularity follows a Zipf-like skew; most votes are up, about one in five down.
     weights = [1 / (rank + 1) ** 0.8 for rank in range(songs)]
 
@@ -154,12 +158,15 @@ async def honest_population(h: Harness, agents: int, songs: int, votes_each: int
         picks: set[str] = set()
         while len(picks) < votes_each:
             picks.add(RNG.choices(song_ids, weights)[0])
+        await asyncio.sleep(RNG.uniform(0, 20))
         for song in picks:
             await h.vote(client, song, "down" if RNG.random() < 0.2 else "up")
-            await asyncio.sleep(RNG.uniform(1.2, 2.5))  # inside every abuse rule
+            # Paced inside the documented rules: 20 votes span more than the
+            # 300 s window, so no run of 20 and no 50 in 300 s; no burst.
+            await asyncio.sleep(RNG.uniform(16, 24))
 
     await asyncio.gather(*(behave(c) for c in clients))
-    return clients, song_ids
+    return clients[:agents], clients[agents:], song_ids
 
 
 def age(database_url: str, agent_ids: list[str], days: int) -> None:
@@ -251,20 +258,11 @@ async def slow_ring(h: Harness, honest: list[Client], songs: list[str]) -> Outco
 
 
 async def aged_ring(h: Harness, honest: list[Client], songs: list[str]) -> Outcome:
-    """50 sleeper agents, aged with crowd-following votes (paced like honest
-    ones, then backdated by the same seeding path: the worst case, agents
-    the graduation rule has trusted), then a 3 s ring."""
-    members = await ring(h, 50, lambda _: new_address())
-
-    async def follow_the_crowd(m: Client) -> None:
-        for song in RNG.sample(songs[:40], 22):
-            await h.vote(m, song, "up")
-            await asyncio.sleep(RNG.uniform(1.2, 2.5))
-
-    await asyncio.gather(*(follow_the_crowd(m) for m in members))
-    age(h.database_url, [m.agent_id for m in members], 30)
-    trusted = await wait_trusted(h, members, 60)
-    await asyncio.sleep(RNG.uniform(30, 60))  # sleepers: a quiet spell before the strike
+    """50 sleepers: registered with the honest population, voting like it
+    and aged with it (trusted before they strike: the worst case), then a
+    3 s ring on a fresh song."""
+    members = h.sleepers
+    trusted = await wait_trusted(h, members, 30)
     target = await h.song("Aged ring")
     await asyncio.gather(*(spread(h.vote(m, target, "up"), 3.0) for m in members))
     return Outcome("aged-ring", target, members, time.monotonic(), notes=f"{trusted} trusted before the strike")
@@ -358,9 +356,9 @@ async def run(url: str, admin_key: str, database_url: str, args: argparse.Namesp
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=64)) as api:
         h = Harness(api, admin_key, database_url)
         started = time.monotonic()
-        honest, songs = await honest_population(h, args.honest, args.songs, args.votes_each)
+        honest, h.sleepers, songs = await honest_population(h, args.honest, 50, args.songs, args.votes_each)
         print(f"honest population: {len(honest)} agents, {len(songs)} songs in {time.monotonic() - started:.0f} s")
-        age(database_url, [c.agent_id for c in honest], 30)
+        age(database_url, [c.agent_id for c in honest + h.sleepers], 30)
         print(f"aged; trusted now (sampled): {await wait_trusted(h, honest, 120)} of {len(honest)}")
         outcomes = []
         for name in args.attacks.split(","):
@@ -369,8 +367,13 @@ async def run(url: str, admin_key: str, database_url: str, args: argparse.Namesp
             outcome = await ATTACKS[name](h, honest, songs)
             outcomes.append(await watch(h, outcome, args.watch_s, honest_one))
         honest_ids = {c.agent_id for c in honest}
-        honest_flagged = len(honest_ids & set(await h.flagged()))
-        print_table(outcomes, honest_flagged, len(honest), h)
+        flagged = await h.flagged()
+        honest_flagged = {a: reason for a, reason in flagged.items() if a in honest_ids}
+        print_table(outcomes, len(honest_flagged), len(honest), h)
+        reasons = Counter(
+            reason.split(":")[0] if reason.startswith("coordinated") else reason for reason in honest_flagged.values()
+        )
+        print(f"honest agents' flag reasons: {dict(reasons)}")
 
 
 def main() -> None:
