@@ -37,8 +37,9 @@ give, and by how much", answered against the votes around:
    recent votes) are at least `member_share` of its recent votes. Votes on
    crowded actions (at least `crowd_voters`, and `crowd_share` of the other
    agents, voted them outside the group: the popular songs rings hide
-   camouflage on, or age their agents with) do not count either way. A
-   ring needs `min_size` such members.
+   camouflage on, or age their agents with) do not count either way; a
+   burst against its item's prevailing direction (a brigade on the #1) is
+   the group's own however crowded. A ring needs `min_size` such members.
 
 A window is judged once `settle_s` seconds have passed after it, while it
 ended at most `judge_s` seconds before that: each pass looks at a bounded
@@ -418,6 +419,12 @@ def _groups(bursts: Sequence[Burst]) -> list[list[Burst]]:
     return list(groups.values())
 
 
+def _against(burst: Burst, voters: dict[Action, int]) -> bool:
+    """Whether the item's other recent votes mostly went the other way."""
+    item_type, item_id, direction = burst.action
+    return voters.get((item_type, item_id, -direction), 0) > voters[burst.action] - len(burst.agents)
+
+
 def _members(
     group: Sequence[Burst], votes_of: dict[str, list[Action]], voters: dict[Action, int], rules: RingRules
 ) -> list[str]:
@@ -439,6 +446,12 @@ def _members(
     # their voters are mostly others, honest agents among them.
     common = max(2, len(agents) / 4)
     own = {action for action, count in in_group.items() if count >= common and 2 * count >= voters[action]}
+    # And its bursts against their item's prevailing direction (a brigade
+    # downvoting a song most recent votes raise): camouflage goes with the
+    # crowd, so this never makes a popular song's up votes the ring's, while
+    # the honest agents who also voted against it (one in five votes down,
+    # spread over their sessions) can outnumber a brigade of 50 on the #1.
+    own |= {burst.action for burst in group if _against(burst, voters)}
     members = []
     for agent in agents:
         counted = group_votes = 0

@@ -59,6 +59,25 @@ def test_a_brigade_of_fifty_downvoting_the_honest_number_one_is_flagged(populati
     assert not honest_flagged(found)
 
 
+@pytest.mark.parametrize("seed", [31, 32, 33])
+def test_a_brigade_after_a_busy_minute_is_flagged_though_the_number_one_is_crowded(seed: int) -> None:
+    # As the integrity bench runs it: every honest agent votes 24 of 200
+    # songs within about a minute, one vote in five down, so the #1 has
+    # more honest downvoters than the brigade has members and is crowded.
+    population = honest(seeded(seed), votes_each=24, session_s=15.0, gap_s=(1.2, 2.5), skew=0.8, down_share=0.2)
+    number_one = top_song(population)
+    honest_downs = sum(1 for v in population if v.item_id == number_one and v.direction < 0)
+    assert honest_downs >= 50
+    at = max(vote.at for vote in population) + 50
+    votes = population + ring(seeded(seed), target=number_one, at=at, direction=-1)
+    found = flagged(votes, at, at + 3 + DEADLINE_S)
+    assert len(ring_members(found)) == 50
+    assert max(found[m] for m in ring_members(found)) <= at + 3 + 60
+    assert not honest_flagged(found)
+    # The honest population alone: its downvotes on the top songs, a minute long, are no brigade.
+    assert not flagged(population, T0, at + 3 + DEADLINE_S, every_s=30.0)
+
+
 def test_agents_aged_with_crowd_following_votes_are_flagged_for_a_3_s_ring(population: list[RecentVote]) -> None:
     aged = ring(seeded(4), target="fresh", at=ATTACK_AT, history=(10, ATTACK_AT - 1700, ATTACK_AT - 60))
     found = flagged(population + aged, ATTACK_AT, ATTACK_AT + 3 + DEADLINE_S)

@@ -27,6 +27,7 @@ def honest(
     gap_s: tuple[float, float] = (5.0, 60.0),
     skew: float = 1.0,
     together: bool = False,
+    down_share: float | None = None,
     prefix: str = "h",
 ) -> list[RecentVote]:
     """Agents voting songs by popularity (Zipf weights, `skew`), one vote a
@@ -34,9 +35,12 @@ def honest(
     `session_s` (or all at `start`, `together`). Each vote picks among the
     songs the agent has not voted yet, so popular songs come early in a
     session. Songs are s0 (most popular) to s<songs-1>; 90% of votes on
-    the top ten are up, 60-95% on the others."""
+    the top ten are up, 60-95% on the others (or `down_share` of every
+    song's down, as the integrity bench votes)."""
     weights = [1 / (rank + 1) ** skew for rank in range(songs)]
     up_share = [0.9 if rank < 10 else rng.uniform(0.6, 0.95) for rank in range(songs)]
+    if down_share is not None:
+        up_share = [1 - down_share] * songs
     votes = []
     for n in range(agents):
         at = start if together else start + rng.uniform(0, session_s)
