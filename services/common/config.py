@@ -297,7 +297,7 @@ class VoteSettings(Settings):
     )
     ring_max_chance: float = setting(
         "AIMUSICSTORE_RING_MAX_CHANCE",
-        1e-7,
+        1e-16,
         "coordinated voting: a group is a ring when the chance of its least likely burst is below this",
     )
     ring_evidence_votes: float = setting(
@@ -332,6 +332,12 @@ class VoteSettings(Settings):
         "AIMUSICSTORE_RING_CROWD_SHARE",
         0.1,
         "coordinated voting: the share of the recently active agents outside a ring that make an item crowded",
+    )
+    ring_max_items: int = setting(
+        "AIMUSICSTORE_RING_MAX_ITEMS",
+        12,
+        "a group of bursts over more items than this is a crowd moving through the catalogue, not a ring",
+        minimum=1,
     )
     reconcile_interval_s: float = setting(
         "AIMUSICSTORE_RECONCILE_INTERVAL_S", 5.0, "time between passes that check cached counts against the votes table"

@@ -107,13 +107,19 @@ class RingRules:
     after_s: float = 90.0
     min_size: int = 5
     min_lift: float = 2.5
-    max_chance: float = 1e-7
+    max_chance: float = 1e-16
     evidence_votes: float = 50.0
     prior_share: float = 0.1
     prior_votes: float = 20.0
     member_share: float = 0.5
     crowd_voters: int = 10
     crowd_share: float = 0.1
+    # A lockstep group acts on a few items (its targets, and the popular
+    # songs its camouflage made bursty). A "group" spanning more is the
+    # honest population moving through a fresh catalogue together: measured,
+    # 300 agents voting 24 of 200 fresh songs each, 20 s apart in random
+    # order, made one group of 39 agents on 82 items.
+    max_items: int = 12
 
     @classmethod
     def from_settings(cls, settings: Any) -> RingRules:
@@ -131,6 +137,7 @@ class RingRules:
             member_share=float(settings.ring_member_share),
             crowd_voters=int(settings.ring_crowd_voters),
             crowd_share=float(settings.ring_crowd_share),
+            max_items=int(settings.ring_max_items),
         )
 
 
@@ -480,6 +487,8 @@ def find_rings(votes: Sequence[RecentVote], now: float, rules: RingRules) -> lis
     for group in _groups(bursts):
         log10_chance = min(burst.log10_chance for burst in group)
         if log10_chance > math.log10(rules.max_chance):
+            continue
+        if len({burst.action[:2] for burst in group}) > rules.max_items:
             continue
         members = _members(group, votes_of, voters, rules)
         if len(members) < rules.min_size:

@@ -55,7 +55,16 @@ class Clock:
 
 def watch(votes: list[RecentVote], moderation: FakeModeration, clock: Clock) -> tuple[RingWatch, FakeRecentVotes]:
     source = FakeRecentVotes(sorted(votes, key=lambda vote: vote.at))
-    job = RingWatch(source, moderation, RingRules(), lookback_s=LOOKBACK_S, max_votes=5000, clock=clock, offload=inline)
+    # The job's mechanics with small rings: judged at the pre-1e-16 threshold.
+    job = RingWatch(
+        source,
+        moderation,
+        RingRules(max_chance=1e-7),
+        lookback_s=LOOKBACK_S,
+        max_votes=5000,
+        clock=clock,
+        offload=inline,
+    )
     return job, source
 
 

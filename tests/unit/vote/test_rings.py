@@ -14,6 +14,10 @@ from services.vote.rings import RecentVote, Ring, RingRules, find_rings, group_i
 from tests.unit.vote.votegraphs import T0, flagged, honest, ring, seeded, top_song
 
 RULES = RingRules()
+# The grouping and settling tests use smaller rings than the defaults catch
+# (max_chance 1e-16 since a fresh honest population was seen at 1e-13):
+# they judge with the threshold the detection had before.
+SENSITIVE = RingRules(max_chance=1e-7)
 # Rings must be flagged within two minutes of their last vote.
 DEADLINE_S = 120.0
 
@@ -115,8 +119,8 @@ def test_a_ring_smaller_than_the_minimum_is_not_flagged() -> None:
 
 def test_a_burst_is_judged_once_settled(population: list[RecentVote]) -> None:
     votes = [v for v in population if v.at <= ATTACK_AT + 60] + ring(seeded(7), target="fresh", at=ATTACK_AT)
-    assert find_rings(votes, ATTACK_AT + RULES.settle_s - 1, RULES) == []
-    (found,) = find_rings(votes, ATTACK_AT + 3 + RULES.settle_s + 1, RULES)
+    assert find_rings(votes, ATTACK_AT + SENSITIVE.settle_s - 1, SENSITIVE) == []
+    (found,) = find_rings(votes, ATTACK_AT + 3 + SENSITIVE.settle_s + 1, SENSITIVE)
     assert len(found.members) == 50
 
 
@@ -142,7 +146,7 @@ def test_two_rings_are_two_groups_each_named_in_its_members_reason(population: l
         + ring(rng, target="fresh-a", at=ATTACK_AT, size=30, prefix="ra")
         + ring(rng, target="fresh-b", at=ATTACK_AT + 5, size=20, direction=-1, prefix="rb")
     )
-    rings = find_rings(votes, ATTACK_AT + 60, RULES)
+    rings = find_rings(votes, ATTACK_AT + 60, SENSITIVE)
     assert sorted(len(r.members) for r in rings) == [20, 30]
     for found in rings:
         assert found.group_id == group_id(reversed(found.members))
@@ -157,7 +161,7 @@ def test_a_ring_pushing_several_songs_is_one_group() -> None:
     votes = honest(rng, session_s=600.0) + [
         vote for song in ("a", "b", "c") for vote in ring(rng, target=f"fresh-{song}", at=T0 + 300, size=20)
     ]
-    (found,) = find_rings(votes, T0 + 360, RULES)
+    (found,) = find_rings(votes, T0 + 360, SENSITIVE)
     assert len(found.members) == 20 and found.items == 3
     assert found.reason.endswith("of 20 agents on 3 items within " + f"{max(1, round(found.end - found.start))} s")
 
@@ -193,3 +197,25 @@ def test_a_pass_over_ten_thousand_recent_votes_stays_well_under_100_ms_of_cpu() 
     find_rings(votes, now, RULES)
     # ~30 ms on the 2-core dev box; the bound leaves room for a busy machine.
     assert time.process_time() - started < 0.25
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_a_fresh_population_starting_together_on_a_fresh_catalogue_is_not_a_ring(seed: int) -> None:
+    # The integrity bench's honest population: 350 agents start within 20 s
+    # on 200 fresh songs, 24 songs each chosen by popularity and voted in
+    # no particular order, 16-24 s apart, one in five down. At the old
+    # threshold (1e-7) the pile-on at the start made a "group" of 63 agents
+    # (chance 1e-13) and flagged most of the population.
+    rng = seeded(seed)
+    weights = [1 / (rank + 1) ** 0.8 for rank in range(200)]
+    votes = []
+    for n in range(350):
+        picks: set[int] = set()
+        while len(picks) < 24:
+            picks.add(rng.choices(range(200), weights)[0])
+        at = T0 + rng.uniform(0, 20)
+        for song in sorted(picks, key=lambda _: rng.random()):
+            votes.append(RecentVote(f"h{n}", "song", f"s{song}", -1 if rng.random() < 0.2 else 1, at))
+            at += rng.uniform(16, 24)
+    end = max(vote.at for vote in votes)
+    assert flagged(votes, T0, end + 300) == {}
