@@ -252,6 +252,12 @@ class VoteSettings(Settings):
     abuse_burst_max: int = setting(
         "AIMUSICSTORE_ABUSE_BURST_MAX", 10, "burst rule: more than this many votes in its window", minimum=1
     )
+    watch_resume_max_events: int = setting(
+        "AIMUSICSTORE_WATCH_RESUME_MAX_EVENTS",
+        50_000,
+        "live feed: a watch resumed after an event id replays at most this many events since it (else 400)",
+        minimum=1,
+    )
     # Coordinated-voting detection (services/vote/rings.py; docs/integrity.md, "Coordinated voting").
     ring_interval_s: float = setting(
         "AIMUSICSTORE_RING_INTERVAL_S", 15.0, "coordinated voting: how often the recent votes are searched for rings"

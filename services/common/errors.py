@@ -76,5 +76,12 @@ class ResourceExhausted(DomainError):
         self.retry_after_s = retry_after_s
 
 
+class OutOfRange(DomainError):
+    """A position the request names is past what is kept (a feed resumed
+    from an event too long ago)."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
 class Unavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE

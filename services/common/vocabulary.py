@@ -27,6 +27,8 @@ MOVEMENTS: Final = ("up", "down", "same", "new")
 TIERS: Final = ("free", "pro", "enterprise")
 # How much an agent's votes count in the charts (docs/integrity.md).
 STANDINGS: Final = ("probation", "trusted", "flagged")
+# The outcome of one vote of a batch or a stream (VoteResult.status).
+VOTE_RESULT_STATUSES: Final = ("recorded", "already_voted", "not_found", "invalid", "quota_exceeded", "rate_limited")
 
 # The proto string fields that take one of these sets: by field name, or by
 # "Message.field" where the name alone could mean something else.
@@ -41,6 +43,7 @@ FIELD_VALUES: Final[dict[str, tuple[str, ...]]] = {
     "movement": MOVEMENTS,
     "tier": TIERS,
     "standing": STANDINGS,
+    "VoteResult.status": VOTE_RESULT_STATUSES,
 }
 
 

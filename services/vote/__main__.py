@@ -65,7 +65,7 @@ async def setup(server: grpc.aio.Server, resources: Resources[VoteSettings]) -> 
         lookback_s=settings.ring_lookback_s,
         max_votes=settings.ring_max_votes,
     )
-    feed = VoteFeed(redis, votes_table)
+    feed = VoteFeed(redis, votes_table, settings.watch_resume_max_events)
     vote_service_pb2_grpc.add_VoteServiceServicer_to_server(VoteService(voting, auth, feed), server)
 
     async def follow_auth_changes() -> None:

@@ -3,6 +3,11 @@
 Each watcher gets a bounded queue. A watcher that falls `MAX_BACKLOG` events
 behind (a slow or vanished client) is dropped with RESOURCE_EXHAUSTED instead
 of blocking the others or growing memory; a disconnect removes it at once.
+
+An event's id is its stream entry id. A watcher that names the last id it saw
+(`after_event_id`, SSE's Last-Event-ID) is first sent the events since then,
+read from the stream, and then the live ones: it misses nothing that the
+stream still holds (it keeps the newest AIMUSICSTORE_STREAM_MAX_LEN entries).
 """
 
 from __future__ import annotations
@@ -14,16 +19,20 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Gauge
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.common import events, validation
-from services.common.errors import ResourceExhausted
+from services.common.errors import InvalidArgument, OutOfRange, ResourceExhausted
+from services.common.events import Entry
 from services.vote.model import Counts
 from services.vote.store.votes import VotesTable
 
 log = logging.getLogger("vote.live")
 
 MAX_BACKLOG = 1000
+# Stream entries read per XRANGE while a resumed watcher catches up.
+_REPLAY_PAGE = 500
 WATCHERS = Gauge("vote_event_watchers", "Clients currently watching vote events")
 
 
@@ -31,12 +40,32 @@ WATCHERS = Gauge("vote_event_watchers", "Clients currently watching vote events"
 class LiveEvent:
     event: VoteEvent
     counts: Counts
+    # The stream entry id: "<ms>-<seq>".
+    event_id: str
+
+
+def entry_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as a comparable pair; InvalidArgument if it is not one."""
+    ms, dash, seq = entry_id.partition("-")
+    if not (ms.isdigit() and (not dash or seq.isdigit())) or len(entry_id) > 41:
+        raise InvalidArgument(
+            "after_event_id", f"{entry_id[:50]!r} is not an event id (an event's event_id, as 1733500000000-0)"
+        )
+    return int(ms), int(seq or 0)
+
+
+def still_held(after: str, max_deleted: str) -> bool:
+    """Whether the stream still holds every entry after `after`: nothing
+    after it was trimmed or deleted (the stream's max-deleted-entry-id)."""
+    return entry_order(max_deleted) <= entry_order(after)
 
 
 @dataclass(eq=False)
 class _Watcher:
     item_type: str
     item_id: str
+    # Resume after this entry id ("" = from now on).
+    after: str = ""
     queue: asyncio.Queue[LiveEvent | None] = field(default_factory=lambda: asyncio.Queue(MAX_BACKLOG))
     overflowed: bool = False
 
@@ -47,20 +76,23 @@ class _Watcher:
 
 
 class VoteFeed:
-    def __init__(self, redis: Redis, store: VotesTable) -> None:
+    def __init__(self, redis: Redis, store: VotesTable, resume_max_events: int = 50_000) -> None:
         self.redis = redis
         self.store = store
+        self.resume_max_events = resume_max_events
         self._watchers: set[_Watcher] = set()
         # The stream is read only while someone watches: under load, reading
         # and decoding every event for nobody cost ~3% of the vote service.
         self._watched = asyncio.Event()
 
-    def subscribe(self, item_type: str, item_id: str) -> _Watcher:
+    def subscribe(self, item_type: str, item_id: str, after_event_id: str = "") -> _Watcher:
         """Validates the filters and registers a watcher at once, so nothing
         published from now on is missed. Pair with unsubscribe()."""
         item_type = validation.item_type(item_type) if item_type else ""
         item_id = validation.identifier("item_id", item_id) if item_id else ""
-        watcher = _Watcher(item_type, item_id)
+        if after_event_id:
+            entry_order(after_event_id)
+        watcher = _Watcher(item_type, item_id, after_event_id)
         self._watchers.add(watcher)
         self._watched.set()
         WATCHERS.set(len(self._watchers))
@@ -73,13 +105,61 @@ class VoteFeed:
         WATCHERS.set(len(self._watchers))
 
     async def events(self, watcher: _Watcher) -> AsyncIterator[LiveEvent]:
+        replayed_up_to = (0, 0)
+        if watcher.after:
+            async for live in self._since(watcher):
+                replayed_up_to = entry_order(live.event_id)
+                yield live
         while True:
             item = await watcher.queue.get()
             if item is None:
                 raise ResourceExhausted(
-                    f"this stream fell more than {MAX_BACKLOG} events behind and was closed; reconnect"
+                    f"this stream fell more than {MAX_BACKLOG} events behind and was closed; "
+                    "reconnect with after_event_id (Last-Event-ID) set to the last event_id you saw"
                 )
-            yield item
+            # The watcher was registered before the replay read the stream:
+            # what both saw is sent once.
+            if entry_order(item.event_id) > replayed_up_to:
+                yield item
+
+    async def _since(self, watcher: _Watcher) -> AsyncIterator[LiveEvent]:
+        """The stream's entries after the watcher's `after` id that it wants,
+        oldest first, up to the newest entry there is now."""
+        after = watcher.after
+        try:
+            info = await self.redis.xinfo_stream(events.VOTE_EVENTS_STREAM)
+        except ResponseError:  # no stream yet: nothing happened after anything
+            return
+        if not still_held(after, str(info.get("max-deleted-entry-id") or "0-0")):
+            raise OutOfRange(
+                f"cannot resume after event {after}: the feed no longer holds the events after it; "
+                "reconnect without after_event_id (events since then may be missed)"
+            )
+        scanned = 0
+        while True:
+            entries = events.entry_list(
+                await self.redis.xrange(events.VOTE_EVENTS_STREAM, min=f"({after}", count=_REPLAY_PAGE)
+            )
+            if not entries:
+                return
+            scanned += len(entries)
+            if scanned > self.resume_max_events:
+                raise OutOfRange(
+                    f"cannot resume after event {watcher.after}: more than {self.resume_max_events} events "
+                    "have happened since; reconnect without after_event_id (events since then may be missed)"
+                )
+            after = entries[-1][0]
+            for live in await self._live_events(entries):
+                if watcher.wants(live.event):
+                    yield live
+
+    async def _live_events(self, entries: list[Entry]) -> list[LiveEvent]:
+        """Decoded events of stream entries, with their items' current counts."""
+        decoded = [
+            (entry_id, events.decode(f[events.EVENT_FIELD])) for entry_id, f in entries if f and events.EVENT_FIELD in f
+        ]
+        counts = await self.store.counts_many([(e.item_type, e.item_id) for _, e in decoded])
+        return [LiveEvent(event, counts[(event.item_type, event.item_id)], entry_id) for entry_id, event in decoded]
 
     def _publish(self, live: LiveEvent) -> None:
         for watcher in list(self._watchers):
@@ -118,10 +198,8 @@ class VoteFeed:
                 last_id = entries[-1][0]
                 if not self._watchers:
                     continue
-                decoded = [events.decode(f[events.EVENT_FIELD]) for _, f in entries if f and events.EVENT_FIELD in f]
-                counts = await self.store.counts_many([(e.item_type, e.item_id) for e in decoded])
-                for event in decoded:
-                    self._publish(LiveEvent(event, counts[(event.item_type, event.item_id)]))
+                for live in await self._live_events(entries):
+                    self._publish(live)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis, PostgreSQL or a bad entry: keep the feed alive

@@ -86,7 +86,8 @@ class VoteService(vote_service_pb2_grpc.VoteServiceServicer):
         return pb.ListAgentVotesResponse(votes=[vote_proto(r) for r in rows], next_page_token=token)
 
     async def WatchVotes(self, request: pb.WatchVotesRequest, context: Context) -> AsyncIterator[pb.WatchVotesResponse]:
-        watcher = self.feed.subscribe(request.item_type, request.item_id)  # validated and registered
+        # Validated and registered before anything is read: nothing is missed.
+        watcher = self.feed.subscribe(request.item_type, request.item_id, request.after_event_id)
         try:
             # Headers go out now, so a client knows it is subscribed before any event.
             await context.send_initial_metadata(())
@@ -102,6 +103,7 @@ class VoteService(vote_service_pb2_grpc.VoteServiceServicer):
                     down_votes=counts.down,
                     score=counts.score,
                     timestamp=event.occurred_at,
+                    event_id=live.event_id,
                 )
         finally:
             self.feed.unsubscribe(watcher)

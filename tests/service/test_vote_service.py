@@ -149,3 +149,45 @@ async def test_breaking_an_abuse_rule_flags_the_agent_with_its_reason(services: 
     agent = await services.agents.GetAgent(agent_service_pb2.GetAgentRequest(agent_id=agent_id), timeout=5)
     assert agent.flagged
     assert agent.flag_reason == f"more than {BURST_MAX} votes within 10 seconds"
+
+
+async def _watched(call: Any, agent_id: str, count: int) -> list[vote_service_pb2.WatchVotesResponse]:
+    """The agent's next `count` events (earlier tests' events may still be relayed)."""
+    seen = []
+    async for event in call:
+        if event.agent_id == agent_id:
+            seen.append(event)
+        if len(seen) == count:
+            break
+    call.cancel()
+    return seen
+
+
+async def test_a_watch_resumed_after_an_event_gets_what_followed_it_once_then_live_ones(services: Services) -> None:
+    voter, key = await services.agent(tier="pro")
+    first, missed, live = await services.songs(3)
+    watch = vote_service_pb2.WatchVotesRequest(item_type="song")
+    call = services.votes.WatchVotes(watch, timeout=10)
+    await call.initial_metadata()
+    await services.cast(key, first)
+    (seen,) = await _watched(call, voter, 1)
+    assert seen.item_id == first and seen.event_id
+    # Disconnected: this vote happens while nobody watches.
+    await services.cast(key, missed)
+    resume = vote_service_pb2.WatchVotesRequest(item_type="song", after_event_id=seen.event_id)
+    resumed = services.votes.WatchVotes(resume, timeout=10)
+    await resumed.initial_metadata()
+    await services.cast(key, live)
+    got = await _watched(resumed, voter, 2)
+    assert [e.item_id for e in got] == [missed, live]
+    assert len({e.event_id for e in got}) == 2 and seen.event_id not in {e.event_id for e in got}
+
+
+@pytest.mark.parametrize("event_id", ["yesterday", "1-2-3", "-1", "1" * 60])
+async def test_a_malformed_resume_id_is_refused_naming_the_field(services: Services, event_id: str) -> None:
+    call = services.votes.WatchVotes(vote_service_pb2.WatchVotesRequest(after_event_id=event_id), timeout=5)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call.initial_metadata()
+        await call.read()
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "after_event_id" in (refused.value.details() or "")

@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
-from services.common.errors import ResourceExhausted
+from services.common.errors import InvalidArgument, ResourceExhausted
 from services.ranking import charts, trending
 from services.ranking.charts import Tally
-from services.vote.live import MAX_BACKLOG, WATCHERS, LiveEvent, VoteFeed
+from services.vote.live import MAX_BACKLOG, WATCHERS, LiveEvent, VoteFeed, entry_order, still_held
 from services.vote.model import Counts
 
 
@@ -69,8 +71,12 @@ def test_trending_decay_halves_every_half_life() -> None:
     assert trending.keys_for("song", {"genre": "rock", "platform": ""}) == ["trending:song", "trending:song:genre:rock"]
 
 
+_entry_ids = itertools.count(1)
+
+
 def _event(item_id: str) -> LiveEvent:
-    return LiveEvent(VoteEvent(type="vote", item_type="song", item_id=item_id, direction=1), Counts(1, 0))
+    event = VoteEvent(type="vote", item_type="song", item_id=item_id, direction=1)
+    return LiveEvent(event, Counts(1, 0), f"{next(_entry_ids)}-0")
 
 
 def test_a_slow_watcher_is_dropped_without_blocking_others() -> None:
@@ -92,5 +98,40 @@ def test_a_slow_watcher_is_dropped_without_blocking_others() -> None:
         assert (await fast.__anext__()).event.item_id == "x"
         feed.unsubscribe(fast_watcher)
         assert WATCHERS._value.get() == 0
+
+    asyncio.run(scenario())
+
+
+def test_event_ids_order_as_stream_entries_and_malformed_ones_name_the_field() -> None:
+    assert entry_order("1733500000000-2") > entry_order("1733500000000-1") > entry_order("999-7")
+    assert entry_order("5") == (5, 0)
+    for malformed in ("", "x-1", "1-", "-1", "1-2-3", "1 -2", "9" * 45):
+        with pytest.raises(InvalidArgument, match="after_event_id"):
+            entry_order(malformed)
+
+
+def test_a_resume_point_is_held_until_something_after_it_was_trimmed() -> None:
+    assert still_held("100-0", "0-0")
+    assert still_held("100-0", "100-0")  # the resume point itself went: nothing after it
+    assert not still_held("100-0", "100-1")
+
+
+def test_a_resumed_watcher_is_sent_what_the_replay_and_the_live_queue_both_saw_once() -> None:
+    async def scenario() -> None:
+        feed = VoteFeed(redis=None, store=None)  # type: ignore[arg-type]
+        watcher = feed.subscribe("song", "", after_event_id="1-0")
+        replayed = [_event("a"), _event("b")]
+
+        async def since(_: object) -> Any:
+            for live in replayed:
+                yield live
+
+        feed._since = since  # type: ignore[method-assign,assignment]
+        feed._publish(replayed[1])  # published live while the replay read the stream
+        later = _event("c")
+        feed._publish(later)
+        stream = feed.events(watcher)
+        assert [(await stream.__anext__()).event.item_id for _ in range(3)] == ["a", "b", "c"]
+        feed.unsubscribe(watcher)
 
     asyncio.run(scenario())

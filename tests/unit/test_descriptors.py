@@ -107,7 +107,10 @@ def test_the_checkouts_protos_give_the_gateway_it_had_by_hand() -> None:
         "aimusicstore.ranking.v1.RankingService": "ranking",
         "aimusicstore.reputation.v1.AgentService": "reputation",
     }
-    assert api.streaming_methods() == ["/aimusicstore.vote.v1.VoteService/WatchVotes"]
+    assert api.streaming_methods() == [
+        "/aimusicstore.vote.v1.VoteService/StreamVotes",
+        "/aimusicstore.vote.v1.VoteService/WatchVotes",
+    ]
     assert api.cache_control() == {
         "/aimusicstore.ranking.v1.RankingService/GetTrending": "public, max-age=1",
         "/aimusicstore.ranking.v1.RankingService/GetTopChart": "public, max-age=1",

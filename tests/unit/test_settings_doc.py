@@ -20,7 +20,7 @@ def test_the_readme_table_is_generated_from_the_declarations() -> None:
     text = README.read_text()
     found = re.search(r"<!-- settings:begin -->\n(.*?)<!-- settings:end -->", text, re.S)
     assert found, "README.md lost its settings markers"
-    assert found.group(1) == markdown_table(), "README.md is stale: run `python -m services.common.config`"
+    assert found.group(1) == markdown_table(), "README.md is stale: run `python scripts/settings_table.py`"
 
 
 def test_every_setting_declares_an_environment_variable_and_a_meaning() -> None:

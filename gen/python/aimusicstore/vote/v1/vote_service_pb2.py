@@ -28,7 +28,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'aimusicstore/vote/v1/vote_service.proto\x12\x14\x61imusicstore.vote.v1\x1a%aimusicstore/api/v1/annotations.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x01\n\x04Vote\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x11\n\titem_type\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\x0c\n\x04vote\x18\x04 \x01(\t\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\x12\x13\n\x06rating\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12-\n\ttimestamp\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\t\n\x07_rating\"\x98\x01\n\x0f\x43\x61stVoteRequest\x12\x17\n\titem_type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07item_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04vote\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x13\n\x06rating\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x10\n\x08\x61gent_id\x18\x06 \x01(\tB\t\n\x07_rating\"\x92\x01\n\x10\x43\x61stVoteResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12(\n\x04vote\x18\x03 \x01(\x0b\x32\x1a.aimusicstore.vote.v1.Vote\x12\x10\n\x08up_votes\x18\x04 \x01(\x05\x12\x12\n\ndown_votes\x18\x05 \x01(\x05\x12\r\n\x05score\x18\x06 \x01(\x05\"D\n\x12RetractVoteRequest\x12\x17\n\titem_type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07item_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"6\n\x13RetractVoteResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"F\n\x14GetVoteCountsRequest\x12\x17\n\titem_type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07item_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"p\n\x15GetVoteCountsResponse\x12\x11\n\titem_type\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x10\n\x08up_votes\x18\x03 \x01(\x05\x12\x12\n\ndown_votes\x18\x04 \x01(\x05\x12\r\n\x05score\x18\x05 \x01(\x05\"k\n\x12ListReviewsRequest\x12\x17\n\titem_type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07item_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Y\n\x13ListReviewsResponse\x12)\n\x05votes\x18\x01 \x03(\x0b\x32\x1a.aimusicstore.vote.v1.Vote\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"V\n\x15ListAgentVotesRequest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x16ListAgentVotesResponse\x12)\n\x05votes\x18\x01 \x03(\x0b\x32\x1a.aimusicstore.vote.v1.Vote\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"7\n\x11WatchVotesRequest\x12\x11\n\titem_type\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\"\xca\x01\n\x12WatchVotesResponse\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x11\n\titem_type\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x0c\n\x04vote\x18\x05 \x01(\t\x12\x10\n\x08up_votes\x18\x06 \x01(\x05\x12\x12\n\ndown_votes\x18\x07 \x01(\x05\x12\r\n\x05score\x18\x08 \x01(\x05\x12-\n\ttimestamp\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xe4\x06\n\x0bVoteService\x12r\n\x08\x43\x61stVote\x12%.aimusicstore.vote.v1.CastVoteRequest\x1a&.aimusicstore.vote.v1.CastVoteResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/api/v1/vote:\x01*\x12\x8e\x01\n\x0bRetractVote\x12(.aimusicstore.vote.v1.RetractVoteRequest\x1a).aimusicstore.vote.v1.RetractVoteResponse\"*\x82\xd3\xe4\x93\x02$*\"/api/v1/vote/{item_type}/{item_id}\x12\xa3\x01\n\rGetVoteCounts\x12*.aimusicstore.vote.v1.GetVoteCountsRequest\x1a+.aimusicstore.vote.v1.GetVoteCountsResponse\"9\x8a\xb5\x18\n\n\x08no-cache\x82\xd3\xe4\x93\x02%\x12#/api/v1/votes/{item_type}/{item_id}\x12\x97\x01\n\x0bListReviews\x12(.aimusicstore.vote.v1.ListReviewsRequest\x1a).aimusicstore.vote.v1.ListReviewsResponse\"3\x82\xd3\xe4\x93\x02-\x12+/api/v1/votes/{item_type}/{item_id}/reviews\x12\x94\x01\n\x0eListAgentVotes\x12+.aimusicstore.vote.v1.ListAgentVotesRequest\x1a,.aimusicstore.vote.v1.ListAgentVotesResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/api/v1/agents/{agent_id}/votes\x12y\n\nWatchVotes\x12\'.aimusicstore.vote.v1.WatchVotesRequest\x1a(.aimusicstore.vote.v1.WatchVotesResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/events0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'aimusicstore/vote/v1/vote_service.proto\x12\x14\x61imusicstore.vote.v1\x1a%aimusicstore/api/v1/annotations.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x01\n\x04Vote\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x11\n\titem_type\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\x0c\n\x04vote\x18\x04 \x01(\t\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\x12\x13\n\x06rating\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12-\n\ttimestamp\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\t\n\x07_rating\"\x98\x01\n\x0f\x43\x61stVoteRequest\x12\x17\n\titem_type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07item_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04vote\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x13\n\x06rating\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x10\n\x08\x61gent_id\x18\x06 \x01(\tB\t\n\x07_rating\"\x92\x01\n\x10\x43\x61stVoteResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12(\n\x04vote\x18\x03 \x01(\x0b\x32\x1a.aimusicstore.vote.v1.Vote\x12\x10\n\x08up_votes\x18\x04 \x01(\x05\x12\x12\n\ndown_votes\x18\x05 \x01(\x05\x12\r\n\x05score\x18\x06 \x01(\x05\"S\n\x15\x42\x61tchCastVotesRequest\x12:\n\x05votes\x18\x01 \x03(\x0b\x32%.aimusicstore.vote.v1.CastVoteRequestB\x04\xe2\x41\x01\x02\"K\n\x16\x42\x61tchCastVotesResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .aimusicstore.vote.v1.VoteResult\"\xbe\x01\n\nVoteResult\x12\x11\n\titem_type\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\x05\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x10\n\x08up_votes\x18\x06 \x01(\x05\x12\x12\n\ndown_votes\x18\x07 \x01(\x05\x12\r\n\x05score\x18\x08 \x01(\x05\x12(\n\x04vote\x18\t \x01(\x0b\x32\x1a.aimusicstore.vote.v1.Vote\"D\n\x12RetractVoteRequest\x12\x17\n\titem_type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07item_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"6\n\x13RetractVoteResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"F\n\x14GetVoteCountsRequest\x12\x17\n\titem_type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07item_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"p\n\x15GetVoteCountsResponse\x12\x11\n\titem_type\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x10\n\x08up_votes\x18\x03 \x01(\x05\x12\x12\n\ndown_votes\x18\x04 \x01(\x05\x12\r\n\x05score\x18\x05 \x01(\x05\"k\n\x12ListReviewsRequest\x12\x17\n\titem_type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07item_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Y\n\x13ListReviewsResponse\x12)\n\x05votes\x18\x01 \x03(\x0b\x32\x1a.aimusicstore.vote.v1.Vote\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"V\n\x15ListAgentVotesRequest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x16ListAgentVotesResponse\x12)\n\x05votes\x18\x01 \x03(\x0b\x32\x1a.aimusicstore.vote.v1.Vote\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"O\n\x11WatchVotesRequest\x12\x11\n\titem_type\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x03 \x01(\t\"\xdc\x01\n\x12WatchVotesResponse\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x11\n\titem_type\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x0c\n\x04vote\x18\x05 \x01(\t\x12\x10\n\x08up_votes\x18\x06 \x01(\x05\x12\x12\n\ndown_votes\x18\x07 \x01(\x05\x12\r\n\x05score\x18\x08 \x01(\x05\x12-\n\ttimestamp\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65vent_id\x18\n \x01(\t2\xd6\x08\n\x0bVoteService\x12r\n\x08\x43\x61stVote\x12%.aimusicstore.vote.v1.CastVoteRequest\x1a&.aimusicstore.vote.v1.CastVoteResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/api/v1/vote:\x01*\x12\x91\x01\n\x0e\x42\x61tchCastVotes\x12+.aimusicstore.vote.v1.BatchCastVotesRequest\x1a,.aimusicstore.vote.v1.BatchCastVotesResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/api/v1/votes:batchCreate:\x01*\x12\\\n\x0bStreamVotes\x12%.aimusicstore.vote.v1.CastVoteRequest\x1a .aimusicstore.vote.v1.VoteResult\"\x00(\x01\x30\x01\x12\x8e\x01\n\x0bRetractVote\x12(.aimusicstore.vote.v1.RetractVoteRequest\x1a).aimusicstore.vote.v1.RetractVoteResponse\"*\x82\xd3\xe4\x93\x02$*\"/api/v1/vote/{item_type}/{item_id}\x12\xa3\x01\n\rGetVoteCounts\x12*.aimusicstore.vote.v1.GetVoteCountsRequest\x1a+.aimusicstore.vote.v1.GetVoteCountsResponse\"9\x8a\xb5\x18\n\n\x08no-cache\x82\xd3\xe4\x93\x02%\x12#/api/v1/votes/{item_type}/{item_id}\x12\x97\x01\n\x0bListReviews\x12(.aimusicstore.vote.v1.ListReviewsRequest\x1a).aimusicstore.vote.v1.ListReviewsResponse\"3\x82\xd3\xe4\x93\x02-\x12+/api/v1/votes/{item_type}/{item_id}/reviews\x12\x94\x01\n\x0eListAgentVotes\x12+.aimusicstore.vote.v1.ListAgentVotesRequest\x1a,.aimusicstore.vote.v1.ListAgentVotesResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/api/v1/agents/{agent_id}/votes\x12y\n\nWatchVotes\x12\'.aimusicstore.vote.v1.WatchVotesRequest\x1a(.aimusicstore.vote.v1.WatchVotesResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/events0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,6 +41,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CASTVOTEREQUEST'].fields_by_name['item_id']._serialized_options = b'\342A\001\002'
   _globals['_CASTVOTEREQUEST'].fields_by_name['vote']._loaded_options = None
   _globals['_CASTVOTEREQUEST'].fields_by_name['vote']._serialized_options = b'\342A\001\002'
+  _globals['_BATCHCASTVOTESREQUEST'].fields_by_name['votes']._loaded_options = None
+  _globals['_BATCHCASTVOTESREQUEST'].fields_by_name['votes']._serialized_options = b'\342A\001\002'
   _globals['_RETRACTVOTEREQUEST'].fields_by_name['item_type']._loaded_options = None
   _globals['_RETRACTVOTEREQUEST'].fields_by_name['item_type']._serialized_options = b'\342A\001\002'
   _globals['_RETRACTVOTEREQUEST'].fields_by_name['item_id']._loaded_options = None
@@ -57,6 +59,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTAGENTVOTESREQUEST'].fields_by_name['agent_id']._serialized_options = b'\342A\001\002'
   _globals['_VOTESERVICE'].methods_by_name['CastVote']._loaded_options = None
   _globals['_VOTESERVICE'].methods_by_name['CastVote']._serialized_options = b'\202\323\344\223\002\021\"\014/api/v1/vote:\001*'
+  _globals['_VOTESERVICE'].methods_by_name['BatchCastVotes']._loaded_options = None
+  _globals['_VOTESERVICE'].methods_by_name['BatchCastVotes']._serialized_options = b'\202\323\344\223\002\036\"\031/api/v1/votes:batchCreate:\001*'
   _globals['_VOTESERVICE'].methods_by_name['RetractVote']._loaded_options = None
   _globals['_VOTESERVICE'].methods_by_name['RetractVote']._serialized_options = b'\202\323\344\223\002$*\"/api/v1/vote/{item_type}/{item_id}'
   _globals['_VOTESERVICE'].methods_by_name['GetVoteCounts']._loaded_options = None
@@ -73,26 +77,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CASTVOTEREQUEST']._serialized_end=526
   _globals['_CASTVOTERESPONSE']._serialized_start=529
   _globals['_CASTVOTERESPONSE']._serialized_end=675
-  _globals['_RETRACTVOTEREQUEST']._serialized_start=677
-  _globals['_RETRACTVOTEREQUEST']._serialized_end=745
-  _globals['_RETRACTVOTERESPONSE']._serialized_start=747
-  _globals['_RETRACTVOTERESPONSE']._serialized_end=801
-  _globals['_GETVOTECOUNTSREQUEST']._serialized_start=803
-  _globals['_GETVOTECOUNTSREQUEST']._serialized_end=873
-  _globals['_GETVOTECOUNTSRESPONSE']._serialized_start=875
-  _globals['_GETVOTECOUNTSRESPONSE']._serialized_end=987
-  _globals['_LISTREVIEWSREQUEST']._serialized_start=989
-  _globals['_LISTREVIEWSREQUEST']._serialized_end=1096
-  _globals['_LISTREVIEWSRESPONSE']._serialized_start=1098
-  _globals['_LISTREVIEWSRESPONSE']._serialized_end=1187
-  _globals['_LISTAGENTVOTESREQUEST']._serialized_start=1189
-  _globals['_LISTAGENTVOTESREQUEST']._serialized_end=1275
-  _globals['_LISTAGENTVOTESRESPONSE']._serialized_start=1277
-  _globals['_LISTAGENTVOTESRESPONSE']._serialized_end=1369
-  _globals['_WATCHVOTESREQUEST']._serialized_start=1371
-  _globals['_WATCHVOTESREQUEST']._serialized_end=1426
-  _globals['_WATCHVOTESRESPONSE']._serialized_start=1429
-  _globals['_WATCHVOTESRESPONSE']._serialized_end=1631
-  _globals['_VOTESERVICE']._serialized_start=1634
-  _globals['_VOTESERVICE']._serialized_end=2502
+  _globals['_BATCHCASTVOTESREQUEST']._serialized_start=677
+  _globals['_BATCHCASTVOTESREQUEST']._serialized_end=760
+  _globals['_BATCHCASTVOTESRESPONSE']._serialized_start=762
+  _globals['_BATCHCASTVOTESRESPONSE']._serialized_end=837
+  _globals['_VOTERESULT']._serialized_start=840
+  _globals['_VOTERESULT']._serialized_end=1030
+  _globals['_RETRACTVOTEREQUEST']._serialized_start=1032
+  _globals['_RETRACTVOTEREQUEST']._serialized_end=1100
+  _globals['_RETRACTVOTERESPONSE']._serialized_start=1102
+  _globals['_RETRACTVOTERESPONSE']._serialized_end=1156
+  _globals['_GETVOTECOUNTSREQUEST']._serialized_start=1158
+  _globals['_GETVOTECOUNTSREQUEST']._serialized_end=1228
+  _globals['_GETVOTECOUNTSRESPONSE']._serialized_start=1230
+  _globals['_GETVOTECOUNTSRESPONSE']._serialized_end=1342
+  _globals['_LISTREVIEWSREQUEST']._serialized_start=1344
+  _globals['_LISTREVIEWSREQUEST']._serialized_end=1451
+  _globals['_LISTREVIEWSRESPONSE']._serialized_start=1453
+  _globals['_LISTREVIEWSRESPONSE']._serialized_end=1542
+  _globals['_LISTAGENTVOTESREQUEST']._serialized_start=1544
+  _globals['_LISTAGENTVOTESREQUEST']._serialized_end=1630
+  _globals['_LISTAGENTVOTESRESPONSE']._serialized_start=1632
+  _globals['_LISTAGENTVOTESRESPONSE']._serialized_end=1724
+  _globals['_WATCHVOTESREQUEST']._serialized_start=1726
+  _globals['_WATCHVOTESREQUEST']._serialized_end=1805
+  _globals['_WATCHVOTESRESPONSE']._serialized_start=1808
+  _globals['_WATCHVOTESRESPONSE']._serialized_end=2028
+  _globals['_VOTESERVICE']._serialized_start=2031
+  _globals['_VOTESERVICE']._serialized_end=3141
 # @@protoc_insertion_point(module_scope)

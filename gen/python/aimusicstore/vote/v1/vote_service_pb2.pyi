@@ -62,6 +62,40 @@ class CastVoteResponse(_message.Message):
     score: int
     def __init__(self, status: _Optional[str] = ..., message: _Optional[str] = ..., vote: _Optional[_Union[Vote, _Mapping]] = ..., up_votes: _Optional[int] = ..., down_votes: _Optional[int] = ..., score: _Optional[int] = ...) -> None: ...
 
+class BatchCastVotesRequest(_message.Message):
+    __slots__ = ("votes",)
+    VOTES_FIELD_NUMBER: _ClassVar[int]
+    votes: _containers.RepeatedCompositeFieldContainer[CastVoteRequest]
+    def __init__(self, votes: _Optional[_Iterable[_Union[CastVoteRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchCastVotesResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[VoteResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[VoteResult, _Mapping]]] = ...) -> None: ...
+
+class VoteResult(_message.Message):
+    __slots__ = ("item_type", "item_id", "status", "code", "message", "up_votes", "down_votes", "score", "vote")
+    ITEM_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    UP_VOTES_FIELD_NUMBER: _ClassVar[int]
+    DOWN_VOTES_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    VOTE_FIELD_NUMBER: _ClassVar[int]
+    item_type: str
+    item_id: str
+    status: str
+    code: int
+    message: str
+    up_votes: int
+    down_votes: int
+    score: int
+    vote: Vote
+    def __init__(self, item_type: _Optional[str] = ..., item_id: _Optional[str] = ..., status: _Optional[str] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., up_votes: _Optional[int] = ..., down_votes: _Optional[int] = ..., score: _Optional[int] = ..., vote: _Optional[_Union[Vote, _Mapping]] = ...) -> None: ...
+
 class RetractVoteRequest(_message.Message):
     __slots__ = ("item_type", "item_id")
     ITEM_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -139,15 +173,17 @@ class ListAgentVotesResponse(_message.Message):
     def __init__(self, votes: _Optional[_Iterable[_Union[Vote, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class WatchVotesRequest(_message.Message):
-    __slots__ = ("item_type", "item_id")
+    __slots__ = ("item_type", "item_id", "after_event_id")
     ITEM_TYPE_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     item_type: str
     item_id: str
-    def __init__(self, item_type: _Optional[str] = ..., item_id: _Optional[str] = ...) -> None: ...
+    after_event_id: str
+    def __init__(self, item_type: _Optional[str] = ..., item_id: _Optional[str] = ..., after_event_id: _Optional[str] = ...) -> None: ...
 
 class WatchVotesResponse(_message.Message):
-    __slots__ = ("type", "item_type", "item_id", "agent_id", "vote", "up_votes", "down_votes", "score", "timestamp")
+    __slots__ = ("type", "item_type", "item_id", "agent_id", "vote", "up_votes", "down_votes", "score", "timestamp", "event_id")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     ITEM_TYPE_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +193,7 @@ class WatchVotesResponse(_message.Message):
     DOWN_VOTES_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     type: str
     item_type: str
     item_id: str
@@ -166,4 +203,5 @@ class WatchVotesResponse(_message.Message):
     down_votes: int
     score: int
     timestamp: _timestamp_pb2.Timestamp
-    def __init__(self, type: _Optional[str] = ..., item_type: _Optional[str] = ..., item_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., vote: _Optional[str] = ..., up_votes: _Optional[int] = ..., down_votes: _Optional[int] = ..., score: _Optional[int] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    event_id: str
+    def __init__(self, type: _Optional[str] = ..., item_type: _Optional[str] = ..., item_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., vote: _Optional[str] = ..., up_votes: _Optional[int] = ..., down_votes: _Optional[int] = ..., score: _Optional[int] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_id: _Optional[str] = ...) -> None: ...

@@ -40,6 +40,16 @@ class VoteServiceStub:
                 request_serializer=aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.CastVoteRequest.SerializeToString,
                 response_deserializer=aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.CastVoteResponse.FromString,
                 _registered_method=True)
+        self.BatchCastVotes = channel.unary_unary(
+                '/aimusicstore.vote.v1.VoteService/BatchCastVotes',
+                request_serializer=aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.BatchCastVotesRequest.SerializeToString,
+                response_deserializer=aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.BatchCastVotesResponse.FromString,
+                _registered_method=True)
+        self.StreamVotes = channel.stream_stream(
+                '/aimusicstore.vote.v1.VoteService/StreamVotes',
+                request_serializer=aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.CastVoteRequest.SerializeToString,
+                response_deserializer=aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.VoteResult.FromString,
+                _registered_method=True)
         self.RetractVote = channel.unary_unary(
                 '/aimusicstore.vote.v1.VoteService/RetractVote',
                 request_serializer=aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.RetractVoteRequest.SerializeToString,
@@ -73,6 +83,26 @@ class VoteServiceServicer:
 
     def CastVote(self, request, context):
         """Records the calling agent's vote. A success means it is durable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchCastVotes(self, request, context):
+        """Records up to 100 votes of the calling agent in one call. Each vote
+        follows every rule of CastVote and gets its own result, in request
+        order; only auth, a malformed request or more than 100 votes fail the
+        whole call. A "recorded" result is durable when the response is sent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamVotes(self, request_iterator, context):
+        """Records a stream of the calling agent's votes: one result per
+        CastVoteRequest, in order, each sent once that vote is durable. gRPC
+        only (not routed as JSON). A sender faster than votes commit is slowed
+        by flow control; an idle stream is closed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -120,6 +150,16 @@ def add_VoteServiceServicer_to_server(servicer, server):
                     servicer.CastVote,
                     request_deserializer=aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.CastVoteRequest.FromString,
                     response_serializer=aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.CastVoteResponse.SerializeToString,
+            ),
+            'BatchCastVotes': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCastVotes,
+                    request_deserializer=aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.BatchCastVotesRequest.FromString,
+                    response_serializer=aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.BatchCastVotesResponse.SerializeToString,
+            ),
+            'StreamVotes': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamVotes,
+                    request_deserializer=aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.CastVoteRequest.FromString,
+                    response_serializer=aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.VoteResult.SerializeToString,
             ),
             'RetractVote': grpc.unary_unary_rpc_method_handler(
                     servicer.RetractVote,
@@ -175,6 +215,60 @@ class VoteService:
             '/aimusicstore.vote.v1.VoteService/CastVote',
             aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.CastVoteRequest.SerializeToString,
             aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.CastVoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCastVotes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimusicstore.vote.v1.VoteService/BatchCastVotes',
+            aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.BatchCastVotesRequest.SerializeToString,
+            aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.BatchCastVotesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamVotes(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/aimusicstore.vote.v1.VoteService/StreamVotes',
+            aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.CastVoteRequest.SerializeToString,
+            aimusicstore_dot_vote_dot_v1_dot_vote__service__pb2.VoteResult.FromString,
             options,
             channel_credentials,
             insecure,
