@@ -252,6 +252,12 @@ class VoteSettings(Settings):
     abuse_burst_max: int = setting(
         "AIMUSICSTORE_ABUSE_BURST_MAX", 10, "burst rule: more than this many votes in its window", minimum=1
     )
+    feed_resume_window_s: float = setting(
+        "AIMUSICSTORE_FEED_RESUME_WINDOW_S",
+        300.0,
+        "live feed: the event stream keeps at least this many seconds of events, so a watcher that lost its "
+        "connection resumes without a gap (within AIMUSICSTORE_STREAM_MAX_LEN)",
+    )
     watch_resume_max_events: int = setting(
         "AIMUSICSTORE_WATCH_RESUME_MAX_EVENTS",
         50_000,

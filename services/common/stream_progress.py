@@ -127,9 +127,12 @@ FORCED_TRIMS = Counter(
 )
 
 
-async def trim_consumed(redis: Redis, hard_cap: int, stream: str = VOTE_EVENTS_STREAM) -> StreamId | None:
-    """Trims the vote event stream below the slowest group's position, never
-    past an entry a group still needs, except when the stream has grown
+async def trim_consumed(
+    redis: Redis, hard_cap: int, stream: str = VOTE_EVENTS_STREAM, keep_s: float = 0.0
+) -> StreamId | None:
+    """Trims the vote event stream below the slowest group's position and
+    below the last `keep_s` seconds of entries (what a live-feed watcher can
+    resume from), never past an entry a group still needs, except when the stream has grown
     past `hard_cap` entries (a group stopped for long, or a group nobody
     reads any more): then down to the cap, with an error naming the groups
     behind. Returns the first entry some group still needs, or after a
@@ -141,7 +144,9 @@ async def trim_consumed(redis: Redis, hard_cap: int, stream: str = VOTE_EVENTS_S
         # The newest entry always stays: the relay checks, before each
         # publish, that the entry it published last is still there (else
         # Redis lost the stream's tail, and it publishes again).
-        await redis.xtrim(stream, minid=format_id(min(needed, parse_id(newest[0][0]))), approximate=True)
+        # Entry ids are milliseconds: the first id of `keep_s` seconds ago.
+        recent = (int(time.time() * 1000 - keep_s * 1000), 0)
+        await redis.xtrim(stream, minid=format_id(min(needed, recent, parse_id(newest[0][0]))), approximate=True)
     length = await redis.xlen(stream)
     if length > hard_cap:
         oldest_kept = entry_list(await redis.xrange(stream, "-", "+", count=1))

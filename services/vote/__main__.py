@@ -77,7 +77,7 @@ async def setup(server: grpc.aio.Server, resources: Resources[VoteSettings]) -> 
         services=[vote_service_pb2.DESCRIPTOR.services_by_name["VoteService"].full_name],
         background=[
             partial(jobs.relay_forever, relay),
-            partial(jobs.retain_by_progress, redis, relay, settings.stream_max_len),
+            partial(jobs.retain_by_progress, redis, relay, settings.stream_max_len, settings.feed_resume_window_s),
             partial(jobs.watch_outbox, relay),
             partial(jobs.prune_daily_usage, votes_table),
             partial(jobs.reconcile_counts, counts, settings.reconcile_interval_s, settings.reconcile_page_size),

@@ -43,12 +43,13 @@ async def relay_forever(relay: OutboxRelay) -> None:
         await asyncio.sleep(backoff)
 
 
-async def retain_by_progress(redis: Redis, relay: OutboxRelay, stream_max_len: int) -> None:
+async def retain_by_progress(redis: Redis, relay: OutboxRelay, stream_max_len: int, keep_s: float) -> None:
     """The stream is trimmed, and relayed outbox rows forgotten, only below
-    what every consumer group has applied."""
+    what every consumer group has applied, and below the last `keep_s`
+    seconds (live-feed watchers resume from there)."""
 
     async def one_pass() -> int:
-        needed = await stream_progress.trim_consumed(redis, stream_max_len)
+        needed = await stream_progress.trim_consumed(redis, stream_max_len, keep_s=keep_s)
         return await relay.forget_durable_events(needed)
 
     await every(RETENTION_INTERVAL_S, "stream and outbox retention", one_pass, run_first=False)

@@ -54,10 +54,14 @@ def entry_order(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def still_held(after: str, max_deleted: str) -> bool:
+def still_held(after: str, max_deleted: str | None, oldest: str | None) -> bool:
     """Whether the stream still holds every entry after `after`: nothing
-    after it was trimmed or deleted (the stream's max-deleted-entry-id)."""
-    return entry_order(max_deleted) <= entry_order(after)
+    after it was trimmed or deleted (the stream's max-deleted-entry-id,
+    Redis 7). Redis 6 does not say what it deleted: then only a point at or
+    after the oldest entry kept is known to be held."""
+    if max_deleted is not None:
+        return entry_order(max_deleted) <= entry_order(after)
+    return oldest is None or entry_order(oldest) <= entry_order(after)
 
 
 @dataclass(eq=False)
@@ -130,7 +134,8 @@ class VoteFeed:
             info = await self.redis.xinfo_stream(events.VOTE_EVENTS_STREAM)
         except ResponseError:  # no stream yet: nothing happened after anything
             return
-        if not still_held(after, str(info.get("max-deleted-entry-id") or "0-0")):
+        first = info.get("first-entry")
+        if not still_held(after, info.get("max-deleted-entry-id"), first[0] if first else None):
             raise OutOfRange(
                 f"cannot resume after event {after}: the feed no longer holds the events after it; "
                 "reconnect without after_event_id (events since then may be missed)"

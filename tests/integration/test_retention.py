@@ -67,6 +67,27 @@ def test_the_stream_is_trimmed_below_the_slowest_group_only(stack: Stack) -> Non
     asyncio.run(scenario())
 
 
+def test_the_stream_keeps_the_live_feeds_resume_window_although_consumed(stack: Stack) -> None:
+    stream = f"test-retention-{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> None:
+        redis = Redis.from_url(stack.redis_url or "", decode_responses=True)
+        try:
+            ids = await _stream_with_groups(redis, stream, 1000)
+            delivered = stream_entries(await redis.xreadgroup("slow", "s1", {stream: ">"}, count=1000))
+            await redis.xack(stream, "slow", *ids[250:300], *[entry_id for entry_id, _ in delivered])
+            # Every group applied everything, but it all happened within the hour kept.
+            await trim_consumed(redis, hard_cap=1_000_000, stream=stream, keep_s=3600)
+            assert [entry_id for entry_id, _ in entry_list(await redis.xrange(stream))] == ids
+            await trim_consumed(redis, hard_cap=1_000_000, stream=stream, keep_s=0)
+            assert len(entry_list(await redis.xrange(stream))) < 250
+        finally:
+            await redis.delete(stream)
+            await redis.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_past_its_cap_the_stream_is_trimmed_anyway_and_says_so(stack: Stack) -> None:
     stream = f"test-retention-{uuid.uuid4().hex[:8]}"
 
