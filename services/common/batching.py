@@ -35,15 +35,30 @@ class MicroBatcher(Generic[T, R]):
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R], str]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
-    async def submit(self, item: T) -> R:
+    def _ensure_worker(self) -> None:
         if self._worker is None or self._worker.done():
             # A context of its own: the worker outlives the call that started
             # it and serves every caller, so it must not log under (or forward
             # to other services) the first caller's request id.
             self._worker = asyncio.create_task(self._run(), name="micro-batcher", context=contextvars.Context())
+
+    async def submit(self, item: T) -> R:
+        self._ensure_worker()
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         await self._queue.put((item, future, tracing.current_traceparent()))
         return await future
+
+    async def submit_many(self, items: list[T]) -> list[R]:
+        """Submits items together (they join the same batch where room is
+        left) and returns their results in order."""
+        self._ensure_worker()
+        loop, trace = asyncio.get_running_loop(), tracing.current_traceparent()
+        futures: list[asyncio.Future[R]] = []
+        for item in items:
+            future: asyncio.Future[R] = loop.create_future()
+            self._queue.put_nowait((item, future, trace))  # unbounded queue: never waits
+            futures.append(future)
+        return list(await asyncio.gather(*futures))
 
     async def _run(self) -> None:
         while True:

@@ -258,6 +258,27 @@ class VoteSettings(Settings):
         "live feed: the event stream keeps at least this many seconds of events, so a watcher that lost its "
         "connection resumes without a gap (within AIMUSICSTORE_STREAM_MAX_LEN)",
     )
+    batch_max_votes: int = setting(
+        "AIMUSICSTORE_BATCH_MAX_VOTES", 100, "votes one BatchCastVotes call may carry (API.md: 100)", minimum=1
+    )
+    bulk_votes_per_s: float = setting(
+        "AIMUSICSTORE_BULK_VOTES_PER_S",
+        2000.0,
+        "votes a second one agent may cast through batches and streams, per vote-service process (beyond: "
+        "`rate_limited`); the daily quota and the abuse rules apply besides",
+    )
+    bulk_votes_burst: int = setting(
+        "AIMUSICSTORE_BULK_VOTES_BURST", 2000, "votes one agent may cast at once through batches and streams", minimum=1
+    )
+    stream_votes_in_flight: int = setting(
+        "AIMUSICSTORE_STREAM_VOTES_IN_FLIGHT",
+        200,
+        "votes of one StreamVotes call read ahead of their results; past it the stream is not read (flow control)",
+        minimum=1,
+    )
+    stream_idle_s: float = setting(
+        "AIMUSICSTORE_STREAM_IDLE_S", 60.0, "a StreamVotes call with no vote for this long is closed"
+    )
     watch_resume_max_events: int = setting(
         "AIMUSICSTORE_WATCH_RESUME_MAX_EVENTS",
         50_000,

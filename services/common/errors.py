@@ -83,5 +83,11 @@ class OutOfRange(DomainError):
     code = grpc.StatusCode.OUT_OF_RANGE
 
 
+class DeadlineExceeded(DomainError):
+    """A call ran out of time (a stream left idle past its limit)."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class Unavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE

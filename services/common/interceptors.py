@@ -147,6 +147,8 @@ def _wrap(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMeth
         return _wrap_unary(method, handler)
     if handler.unary_stream:
         return _wrap_server_stream(method, handler)
+    if handler.stream_stream:
+        return _wrap_bidi_stream(method, handler)
     return handler
 
 
@@ -204,6 +206,41 @@ def _wrap_server_stream(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -
 
     return grpc.unary_stream_rpc_method_handler(
         unary_stream,
+        request_deserializer=_tolerant(handler.request_deserializer),
+        response_serializer=handler.response_serializer,
+    )
+
+
+async def _decoded(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            raise InvalidArgument("request", _undecodable_message(request))
+        yield request
+
+
+def _wrap_bidi_stream(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    inner = cast(AsyncStream, handler.stream_stream)
+    metrics = RpcMetrics(method, "bidi_stream")
+
+    async def stream_stream(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        request_id_var.set(_request_id(context.invocation_metadata()))
+        metrics.started()
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            async for item in inner(_decoded(requests), context):
+                yield item
+        except grpc.aio.AbortError:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped below, never leaked
+            code = _code_for(exc)
+            await _abort_for(exc, method, context)
+        finally:
+            _finish(method, metrics, started, code)
+
+    return grpc.stream_stream_rpc_method_handler(
+        stream_stream,
         request_deserializer=_tolerant(handler.request_deserializer),
         response_serializer=handler.response_serializer,
     )

@@ -17,8 +17,8 @@ from services.vote.live import VoteFeed
 from services.vote.ports import VoteStores
 from services.vote.ring_watch import RingWatch
 from services.vote.rings import RingRules
-from services.vote.rules import Quotas, abuse_rules, windows_of
-from services.vote.servicer import VoteService
+from services.vote.rules import Quotas, VotePace, abuse_rules, windows_of
+from services.vote.servicer import StreamLimits, VoteService
 from services.vote.store.admission import QuotaCounters, RuleWindows
 from services.vote.store.counts import CountsCache
 from services.vote.store.outbox import OutboxRelay
@@ -45,6 +45,7 @@ async def setup(server: grpc.aio.Server, resources: Resources[VoteSettings]) -> 
         moderation,
         Quotas(free=settings.quota_free, pro=settings.quota_pro),
         rules,
+        pace=VotePace(settings.bulk_votes_per_s, settings.bulk_votes_burst),
     )
     auth = Authenticator(
         settings.admin_key,
@@ -66,7 +67,14 @@ async def setup(server: grpc.aio.Server, resources: Resources[VoteSettings]) -> 
         max_votes=settings.ring_max_votes,
     )
     feed = VoteFeed(redis, votes_table, settings.watch_resume_max_events)
-    vote_service_pb2_grpc.add_VoteServiceServicer_to_server(VoteService(voting, auth, feed), server)
+    service = VoteService(
+        voting,
+        auth,
+        feed,
+        batch_max_votes=settings.batch_max_votes,
+        stream=StreamLimits(in_flight=settings.stream_votes_in_flight, idle_s=settings.stream_idle_s),
+    )
+    vote_service_pb2_grpc.add_VoteServiceServicer_to_server(service, server)
 
     async def follow_auth_changes() -> None:
         # An admin clearing a flag forgives the votes that broke a rule: their

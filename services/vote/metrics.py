@@ -14,6 +14,7 @@ from services.common.errors import (
     Unauthenticated,
     Unavailable,
 )
+from services.vote.voting import TooFast
 
 # Every vote asked for ends in one outcome: "recorded", or the reason it was
 # refused. A refusal is the service working as designed; a rising share of
@@ -24,6 +25,7 @@ OUTCOMES = (
     "recorded",
     "already_voted",
     "quota_exceeded",
+    "rate_limited",
     "invalid",
     "not_found",
     "unauthenticated",
@@ -33,6 +35,7 @@ OUTCOMES = (
 )
 _BY_ERROR: tuple[tuple[type[DomainError], str], ...] = (
     (AlreadyExists, "already_voted"),
+    (TooFast, "rate_limited"),
     (ResourceExhausted, "quota_exceeded"),
     (InvalidArgument, "invalid"),
     (NotFound, "not_found"),

@@ -183,3 +183,35 @@ def quota_message(tier: str, limit: int, resets_at: datetime, now: datetime) -> 
         f"daily vote quota of {limit} for the {tier} tier is used up; "
         f"it resets at {resets_at.strftime('%Y-%m-%dT%H:%M:%SZ')} (in {hours}h {rest // 60}m)"
     )
+
+
+# -- bulk vote pace ---------------------------------------------------------------
+
+
+class VotePace:
+    """How fast one agent may vote through batches and streams: a token
+    bucket per agent (`rate_per_s` votes a second, up to `burst` at once),
+    for at most `max_agents` agents at a time (the least recently seen one
+    is forgotten past it). Pure: the caller passes the time."""
+
+    def __init__(self, rate_per_s: float, burst: int, max_agents: int = 100_000) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.max_agents = max_agents
+        # agent -> (tokens, when they were counted); insertion order = recency.
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, agent_id: str, wanted: int, now: float) -> int:
+        """How many of `wanted` votes the agent may cast now (taken at once)."""
+        tokens, then = self._buckets.pop(agent_id, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + max(0.0, now - then) * self.rate_per_s)
+        granted = min(wanted, int(tokens))
+        self._buckets[agent_id] = (tokens - granted, now)
+        if len(self._buckets) > self.max_agents:
+            del self._buckets[next(iter(self._buckets))]
+        return granted
+
+    def retry_after_s(self, agent_id: str) -> int:
+        """Seconds until the agent has one vote again (at least 1)."""
+        tokens, _ = self._buckets.get(agent_id, (float(self.burst), 0.0))
+        return max(1, int((1.0 - tokens) / self.rate_per_s + 0.999))

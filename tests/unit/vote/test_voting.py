@@ -23,8 +23,8 @@ from services.common.errors import (
 from services.common.events import decode
 from services.vote.model import Counts, VoteRow
 from services.vote.ports import VoteStores
-from services.vote.rules import Quotas, abuse_rules, windows_of
-from services.vote.voting import Voting
+from services.vote.rules import Quotas, VotePace, abuse_rules, windows_of
+from services.vote.voting import Ballot, OverQuota, TooFast, Voting
 from tests.unit.vote.fakes import (
     FakeAgents,
     FakeCatalog,
@@ -204,3 +204,51 @@ async def test_reviews_list_only_votes_with_a_comment_or_rating(world: World) ->
     await world.cast(BOB, item="s1")
     reviews, _ = await world.voting.reviews("song", "s1", 10, "")
     assert [(r.agent_id, r.comment) for r in reviews] == [("alice", "great hook")]
+
+
+async def test_a_batch_gives_each_ballot_the_single_vote_outcome_in_order(world: World) -> None:
+    ballots = [
+        Ballot("song", "s1", "up"),
+        Ballot("song", "s1", "down"),
+        Ballot("song", "nope", "up"),
+        Ballot("song", "s2", "up", rating=3),
+        Ballot("tool", "t1", "up", rating=5),
+        Ballot("song", "s3", "up"),
+        Ballot("song", "s4", "up"),  # past the free quota of 3
+    ]
+    results = await world.voting.cast_many(ALICE, ballots, bulk=True)
+    assert [(r.item_id, r.status, r.http_status) for r in results] == [
+        ("s1", "recorded", 200),
+        ("s1", "already_voted", 409),
+        ("nope", "not_found", 404),
+        ("s2", "invalid", 400),
+        ("t1", "recorded", 200),
+        ("s3", "recorded", 200),
+        ("s4", "quota_exceeded", 429),
+    ]
+    assert isinstance(results[6].error, OverQuota) and results[6].error.retry_after_s
+    assert [v.item_id for v in world.votes.rows.values()] == ["s1", "t1", "s3"]
+
+
+async def test_a_batch_past_the_agents_pace_is_rate_limited_and_the_pace_refills() -> None:
+    world = World()
+    world.voting.pace = VotePace(rate_per_s=1000.0, burst=2)
+    try:
+        results = await world.voting.cast_many(BOB, [Ballot("song", f"s{i}", "up") for i in range(4)], bulk=True)
+        assert [r.status for r in results] == ["recorded", "recorded", "rate_limited", "rate_limited"]
+        assert isinstance(results[2].error, TooFast) and results[2].error.retry_after_s == 1
+        # Single votes are paced at the edge (per address), not here.
+        await world.cast(BOB, "s9")
+    finally:
+        await world.voting.batcher.close()
+
+
+def test_the_pace_grants_its_burst_then_its_rate_and_forgets_the_least_recent_agent() -> None:
+    pace = VotePace(rate_per_s=10.0, burst=5, max_agents=2)
+    assert pace.take("a", 8, now=0.0) == 5
+    assert pace.take("a", 8, now=0.0) == 0 and pace.retry_after_s("a") == 1
+    assert pace.take("a", 8, now=0.35) == 3  # 3.5 tokens refilled
+    assert pace.take("a", 8, now=100.0) == 5  # never above the burst
+    pace.take("b", 1, now=100.0)
+    pace.take("c", 1, now=100.0)  # "a" is forgotten: a full burst again
+    assert pace.take("a", 8, now=100.0) == 5
