@@ -13,6 +13,21 @@ then runs each scenario and prints throughput, p50/p90/p99 and errors:
 - item:       wrk, GET /api/v1/songs/{id} (not cached: every read reaches Python)
 - mixed:      k6 at 1,000 votes/s while wrk reads trending, and a probe
               measures how long a vote takes to show in trending (≤ 2 s)
+- batch-max:  wrk, 16 connections posting batches of 100 votes as fast as
+              the stack answers (POST /api/v1/votes:batchCreate)
+- batch-10000: k6, 100 batches of 100 a second (10,000 votes/s offered)
+- stream:     k6 (k6/net/grpc), 8 StreamVotes streams of 1,000 votes at a
+              time through the gateway port, as fast as the stack answers
+- mixed-batch: k6 at 50 batches of 100 a second (5,000 votes/s) while wrk
+              reads trending, with the trending probe
+
+During the vote scenarios a sampler reads every consumer group's position
+on the event stream once a second: its lag is the age of the oldest event
+the group has not applied (counts are answered by the vote service itself,
+in the vote's own response). Batches and streams vote on songs of their own
+(--bulk-songs), so no scenario's votes are "Already voted". The abuse rules
+are raised and the ring detector idles: the load is 600 agents voting in
+lockstep, which the rules would (rightly) flag; make integrity measures them.
 
 Afterwards it checks that nothing was lost: every acknowledged vote is in
 the votes table, and the counts (vote service and catalog) equal the table.
@@ -38,10 +53,23 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import redis
 
 from devstack.stack import RATE_LIMITS_RAISED, Stack, free_port
 
 HERE = Path(__file__).resolve().parent
+# The load is 600 agents voting in lockstep at hundreds of votes a second
+# each: the abuse rules and the ring detector would (rightly) flag them, and
+# a flagged agent's stream is closed. They are raised out of the way here;
+# `make integrity` measures them. (With --url, start the stack with these.)
+LOAD_ENV = {
+    "AIMUSICSTORE_ABUSE_MAX_VOTES": "100000000",
+    "AIMUSICSTORE_ABUSE_BURST_MAX": "100000000",
+    "AIMUSICSTORE_ABUSE_ONE_DIRECTION_MIN": "100000000",
+    "AIMUSICSTORE_RING_INTERVAL_S": "1000000",
+    "AIMUSICSTORE_BULK_VOTES_PER_S": "1000000",
+    "AIMUSICSTORE_BULK_VOTES_BURST": "1000000",
+}
 RESULTS: list[dict] = []
 FRESHNESS: list[dict] = []
 
@@ -59,7 +87,7 @@ def tool(name: str) -> str:
     sys.exit(f"{name} not found: run `make bench` (installs the bench extra)")
 
 
-def seed(url: str, admin_key: str, agents: int, songs: int, path: Path) -> dict:
+def seed(url: str, admin_key: str, agents: int, songs: int, path: Path, bulk_songs: int = 0) -> dict:
     with httpx.Client(base_url=url, timeout=30) as api:
 
         def make_agent(_: int) -> str:
@@ -87,10 +115,17 @@ def seed(url: str, admin_key: str, agents: int, songs: int, path: Path) -> dict:
 
         with ThreadPoolExecutor(16) as pool:
             song_ids = list(pool.map(make_song, range(songs)))
-    data = {"keys": keys, "songs": song_ids}
-    path.write_text(json.dumps(data))
-    path.with_suffix(".txt").write_text(" ".join(keys) + "\n" + " ".join(song_ids) + "\n")
+            bulk_ids = list(pool.map(make_song, range(songs, songs + bulk_songs)))
+    data = {"keys": keys, "songs": song_ids, "bulk_songs": bulk_ids}
+    write_seed(path, keys, song_ids)
+    write_seed(path.with_name("bulk.json"), keys, bulk_ids)
     return data
+
+
+def write_seed(path: Path, keys: list[str], songs: list[str]) -> None:
+    """The seed as k6 reads it (JSON) and as wrk's Lua reads it (two lines)."""
+    path.write_text(json.dumps({"keys": keys, "songs": songs}))
+    path.with_suffix(".txt").write_text(" ".join(keys) + "\n" + " ".join(songs) + "\n")
 
 
 def run_k6(url: str, seed_path: Path, rate: int, duration: str, offset: int, name: str) -> dict:
@@ -141,6 +176,93 @@ def run_k6(url: str, seed_path: Path, rate: int, duration: str, offset: int, nam
     }
     if refusals:
         result["refused_by_status"] = refusals
+    RESULTS.append(result)
+    print(f"  {result}", flush=True)
+    return result
+
+
+class LagSampler:
+    """Samples each consumer group's lag once a second while it runs: the
+    age of the oldest stream entry the group has not acknowledged (pending)
+    or not yet been given. Entry ids are milliseconds since the epoch."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        self.samples: dict[str, list[float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LagSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        client = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        stream = "aimusicstore:vote-events"
+        while not self._stop.wait(1.0):
+            try:
+                now_ms = time.time() * 1000
+                for group in client.xinfo_groups(stream):
+                    name = group["name"]
+                    pending = client.xpending(stream, name)
+                    oldest = pending.get("min") if pending.get("pending") else None
+                    if oldest is None:
+                        after = client.xrange(stream, f"({group['last-delivered-id']}", "+", count=1)
+                        oldest = after[0][0] if after else None
+                    lag_s = max(0.0, (now_ms - int(str(oldest).split("-")[0])) / 1000) if oldest else 0.0
+                    self.samples.setdefault(name, []).append(lag_s)
+            except redis.RedisError:
+                continue
+        client.close()
+
+    def summary(self) -> dict:
+        out = {}
+        for name, lags in sorted(self.samples.items()):
+            ordered = sorted(lags)
+            out[name] = {
+                "samples": len(ordered),
+                "p50_s": round(ordered[len(ordered) // 2], 2),
+                "p99_s": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2),
+                "max_s": round(ordered[-1], 2),
+            }
+        return out
+
+
+def run_k6_bulk(script: str, env: dict, name: str, unit: str, offered: int | None = None) -> dict:
+    """A k6 run of batch.js or stream.js: votes/s from the votes acknowledged,
+    latency per call (a batch, or a whole stream)."""
+    summary = Path(env["SEED"]).parent / f"{name}.json"
+    subprocess.run(
+        [tool("k6"), "run", "--quiet", "--no-usage-report", "--summary-export", str(summary), HERE / "k6" / script],
+        env=os.environ | env,
+        check=False,
+        stdout=subprocess.DEVNULL,
+    )
+    metrics = json.loads(summary.read_text())["metrics"]
+    duration_s = float(env["DURATION"].rstrip("s"))
+    latency = metrics["http_req_duration"] if "http_req_duration" in metrics else metrics["stream_seconds"]
+    scale = 1.0 if "http_req_duration" in metrics else 1000.0  # stream_seconds is in seconds
+    acknowledged = int(metrics.get("acknowledged_votes", {}).get("count", 0))
+    refused = int(metrics.get("refused_votes", {}).get("count", 0))
+    failed = int(metrics.get("failed_calls", metrics.get("failed_streams", {})).get("count", 0))
+    result = {
+        "scenario": name,
+        "tool": "k6",
+        "offered_per_s": offered if offered is not None else "-",
+        "throughput_per_s": round(acknowledged / duration_s, 1),
+        "p50_ms": round(latency["p(50)"] * scale, 2),
+        "p90_ms": round(latency["p(90)"] * scale, 2),
+        "p99_ms": round(latency["p(99)"] * scale, 2),
+        "errors": refused,
+        "failed_calls": failed,
+        "dropped": int(metrics.get("dropped_iterations", {}).get("count", 0)),
+        "acknowledged": acknowledged,
+        "latency_of": unit,
+    }
     RESULTS.append(result)
     print(f"  {result}", flush=True)
     return result
@@ -282,21 +404,29 @@ def summarize_envoy_errors(admin_url: str) -> None:
 
 
 def check_nothing_lost(database_url: str, url: str, acknowledged: int, song_ids: list[str]) -> dict:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM vote.votes WHERE item_id = ANY(%s)", (song_ids,)).fetchone()
-        stored = row[0] if row else 0
-        truth: dict[str, int] = dict(
-            conn.execute(
-                "SELECT item_id, count(*) FILTER (WHERE direction = 1) * 1000000"
-                " + count(*) FILTER (WHERE direction = -1) FROM vote.votes"
-                " WHERE item_type = 'song' AND item_id = ANY(%s) GROUP BY item_id",
-                (song_ids,),
-            ).fetchall()
-        )
+    """Every acknowledged vote is in the votes table, and the counts (vote
+    service and catalog) equal the table. The table is read again on every
+    try: calls still queued when the load generator stopped commit later
+    (their answers are never read), so a first reading can be short."""
+
+    def read_table() -> tuple[int, dict[str, int]]:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute("SELECT count(*) FROM vote.votes WHERE item_id = ANY(%s)", (song_ids,)).fetchone()
+            truth: dict[str, int] = dict(
+                conn.execute(
+                    "SELECT item_id, count(*) FILTER (WHERE direction = 1) * 1000000"
+                    " + count(*) FILTER (WHERE direction = -1) FROM vote.votes"
+                    " WHERE item_type = 'song' AND item_id = ANY(%s) GROUP BY item_id",
+                    (song_ids,),
+                ).fetchall()
+            )
+        return (row[0] if row else 0), truth
+
     deadline = time.monotonic() + 60
     mismatched: list[str] = []
     with httpx.Client(base_url=url, timeout=10) as api:
         while time.monotonic() < deadline:
+            stored, truth = read_table()
             mismatched = []
             for song_id in song_ids:
                 want = truth.get(song_id, 0)
@@ -305,7 +435,7 @@ def check_nothing_lost(database_url: str, url: str, acknowledged: int, song_ids:
                 for source, got in (("catalog", song), ("vote counts", counts)):
                     if got["up_votes"] * 1000000 + got["down_votes"] != want:
                         mismatched.append(f"{source} {song_id}: {got['up_votes']}/{got['down_votes']} vs {want}")
-            if not mismatched:
+            if not mismatched and read_table()[0] == stored:
                 break
             time.sleep(2)
     # stored may exceed acknowledged: requests in flight when a load generator
@@ -329,7 +459,11 @@ def main() -> None:
     parser.add_argument(
         "--warmup", type=int, default=15, help="seconds of unrecorded votes before the first scenario (0: none)"
     )
-    parser.add_argument("--scenarios", default="votes-max,votes-2000,votes-1000,trending,item,mixed")
+    parser.add_argument(
+        "--scenarios",
+        default="votes-max,votes-2000,votes-1000,trending,item,mixed,batch-max,batch-10000,stream,mixed-batch",
+    )
+    parser.add_argument("--bulk-songs", type=int, default=4000, help="songs seeded for batches and streams")
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")
 
@@ -346,7 +480,7 @@ def main() -> None:
                 # All the load comes from one address: the per-address rate
                 # limits are raised out of its way (with --url, start the
                 # stack with them raised: devstack.stack.RATE_LIMITS_RAISED).
-                env_overrides={"AIMUSICSTORE_GATEWAY_ADMIN_PORT": str(admin_port)} | RATE_LIMITS_RAISED,
+                env_overrides={"AIMUSICSTORE_GATEWAY_ADMIN_PORT": str(admin_port)} | RATE_LIMITS_RAISED | LOAD_ENV,
             )
             print("starting the stack...", flush=True)
             stack.start()
@@ -357,8 +491,20 @@ def main() -> None:
             # 600 x 1,000 = 600,000 distinct (agent, song) pairs: more than
             # every scenario together can cast (offsets below advance by an
             # upper bound), so no vote is ever "Already voted".
-            data = seed(url, admin_key, agents=600, songs=1000, path=seed_path)
-            print(f"seeded 600 agents and 1,000 songs in {time.perf_counter() - started:.1f}s", flush=True)
+            bulk = any(name.startswith(("batch", "stream", "mixed-batch")) for name in scenarios)
+            bulk_songs = args.bulk_songs if bulk else 0
+            data = seed(url, admin_key, agents=600, songs=1000, path=seed_path, bulk_songs=bulk_songs)
+            print(
+                f"seeded 600 agents and {1000 + bulk_songs:,} songs in {time.perf_counter() - started:.1f}s",
+                flush=True,
+            )
+            bulk_path = seed_path.with_name("bulk.json")
+            # Batches and streams vote on the bulk songs: vote j of agent a is
+            # (a, bulk song song_base + j); song_base advances past each run.
+            song_base = 0
+            lags = LagSampler(stack.redis_url or "") if stack is not None else None
+            if lags is not None:
+                lags.__enter__()
             acknowledged = 0
             offset = 0
             duration = f"{args.duration}s"
@@ -399,6 +545,58 @@ def main() -> None:
                     offset += 1000 * args.duration + 1000
                     reader.join()
                     prober.join()
+                elif name == "batch-max":
+                    env = {"SEED_TXT": str(bulk_path.with_suffix(".txt")), "THREADS": "2", "SONG_BASE": str(song_base)}
+                    result = run_wrk(url, "", args.duration, 16, name, script="batch.lua", env=env)
+                    result["throughput_per_s"] = round(result["acknowledged"] / args.duration, 1)
+                    result["latency_of"] = "batch of 100"
+                    acknowledged += result["acknowledged"]
+                    song_base += (result["acknowledged"] + result["errors"]) // 600 + 200
+                elif name in ("batch-10000", "mixed-batch"):
+                    batches_per_s = 100 if name == "batch-10000" else 50
+                    env = {
+                        "BASE_URL": url,
+                        "SEED": str(bulk_path),
+                        "RATE": str(batches_per_s),
+                        "DURATION": duration,
+                        "SONG_BASE": str(song_base),
+                    }
+                    threads = []
+                    if name == "mixed-batch":
+                        threads = [
+                            threading.Thread(
+                                target=run_wrk, args=(url, "/api/v1/trending", args.duration, 64, "mixed-batch-reads")
+                            ),
+                            threading.Thread(
+                                target=probe_trending_freshness,
+                                args=(url, admin_key, args.duration - 5, "mixed-batch-trending-freshness"),
+                            ),
+                        ]
+                    for thread in threads:
+                        thread.start()
+                    result = run_k6_bulk("batch.js", env, name, "batch of 100", offered=batches_per_s * 100)
+                    for thread in threads:
+                        thread.join()
+                    acknowledged += result["acknowledged"]
+                    song_base += batches_per_s * 100 * args.duration // 600 + 200
+                elif name == "stream":
+                    target = url.removeprefix("http://")
+                    env = {
+                        "TARGET": target,
+                        "SEED": str(bulk_path),
+                        "STREAMS": "8",
+                        "PER_STREAM": "1000",
+                        "DURATION": duration,
+                        "SONG_BASE": str(song_base),
+                    }
+                    result = run_k6_bulk("stream.js", env, name, "stream of 1,000")
+                    acknowledged += result["acknowledged"]
+                    song_base += (result["acknowledged"] + result["errors"]) // 600 + 1200
+            if lags is not None:
+                lags.__exit__()
+                print("\nconsumer lag during the run (age of the oldest event not applied):")
+                for group, lag in lags.summary().items():
+                    print(f"  {group}: {lag}")
             # "not sent": iterations k6 could not start in time (its VUs were
             # all waiting on answers), i.e. the offered rate was not reached.
             print("\n| scenario | tool | offered/s | throughput/s | p50 ms | p90 ms | p99 ms | errors | not sent |")
@@ -414,7 +612,9 @@ def main() -> None:
                 )
             if acknowledged and database_url:
                 print("\nchecking that nothing was lost...", flush=True)
-                print(json.dumps(check_nothing_lost(database_url, url, acknowledged, data["songs"])))
+                print(
+                    json.dumps(check_nothing_lost(database_url, url, acknowledged, data["songs"] + data["bulk_songs"]))
+                )
             if stack is not None:
                 summarize_warnings(stack.log_dir)
                 summarize_envoy_errors(f"http://127.0.0.1:{admin_port}")

@@ -5,7 +5,8 @@ has queued (waiting at most `max_wait_s` after the first item, or until
 `max_batch`), hands the batch to `handle`, and resolves each caller with its
 own result, or every caller of the batch with the exception `handle` raised.
 Under light load a batch is one item and waits at most max_wait_s; under
-heavy load the per-round-trip cost is shared by the whole batch.
+heavy load the per-round-trip cost is shared by the whole batch, and up to
+`in_flight` batches are handled at once.
 """
 
 from __future__ import annotations
@@ -26,11 +27,22 @@ log = logging.getLogger("batching")
 
 class MicroBatcher(Generic[T, R]):
     def __init__(
-        self, handle: Callable[[list[T]], Awaitable[list[R]]], *, max_batch: int = 256, max_wait_s: float = 0.002
+        self,
+        handle: Callable[[list[T]], Awaitable[list[R]]],
+        *,
+        max_batch: int = 256,
+        max_wait_s: float = 0.002,
+        in_flight: int = 1,
     ) -> None:
         self._handle = handle
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
+        # Batches handled at once: with more than one, a batch waiting on its
+        # round trips no longer holds up the next (`handle` must then be safe
+        # to run concurrently).
+        self._in_flight = in_flight
+        self._slots = asyncio.Semaphore(in_flight)
+        self._serving: set[asyncio.Task[None]] = set()
         # Each item with its caller's future and trace (empty unless tracing is on).
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R], str]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
@@ -62,6 +74,8 @@ class MicroBatcher(Generic[T, R]):
 
     async def _run(self) -> None:
         while True:
+            # With every slot busy, callers queue up: the next batch is bigger.
+            await self._slots.acquire()
             batch = [await self._queue.get()]
             if self._queue.qsize() < self._max_batch - 1:
                 # One short sleep lets concurrent callers join (cheaper than a
@@ -69,9 +83,18 @@ class MicroBatcher(Generic[T, R]):
                 await asyncio.sleep(self._max_wait_s)
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            if self._in_flight == 1:
+                await self._serve(batch)
+            else:
+                task = asyncio.create_task(self._serve(batch), name="micro-batch")
+                self._serving.add(task)
+                task.add_done_callback(self._serving.discard)
+
+    async def _serve(self, batch: list[tuple[T, asyncio.Future[R], str]]) -> None:
+        try:
             live = [(item, future) for item, future, _ in batch if not future.cancelled()]
             if not live:
-                continue
+                return
             try:
                 with tracing.serving_batch(
                     "micro-batch", (trace for _, future, trace in batch if not future.cancelled())
@@ -81,12 +104,15 @@ class MicroBatcher(Generic[T, R]):
                 for _, future in live:
                     if not future.done():
                         future.set_exception(exc)
-                continue
+                return
             for (_, future), result in zip(live, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+        finally:
+            self._slots.release()
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
+        tasks = [t for t in (self._worker, *self._serving) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

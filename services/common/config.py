@@ -258,6 +258,12 @@ class VoteSettings(Settings):
         "live feed: the event stream keeps at least this many seconds of events, so a watcher that lost its "
         "connection resumes without a gap (within AIMUSICSTORE_STREAM_MAX_LEN)",
     )
+    vote_batches_in_flight: int = setting(
+        "AIMUSICSTORE_VOTE_BATCHES_IN_FLIGHT",
+        4,
+        "micro-batches of votes (up to 256 votes each, from any calls) stored at once by one vote-service process",
+        minimum=1,
+    )
     batch_max_votes: int = setting(
         "AIMUSICSTORE_BATCH_MAX_VOTES", 100, "votes one BatchCastVotes call may carry (API.md: 100)", minimum=1
     )

@@ -46,6 +46,7 @@ async def setup(server: grpc.aio.Server, resources: Resources[VoteSettings]) -> 
         Quotas(free=settings.quota_free, pro=settings.quota_pro),
         rules,
         pace=VotePace(settings.bulk_votes_per_s, settings.bulk_votes_burst),
+        batches_in_flight=settings.vote_batches_in_flight,
     )
     auth = Authenticator(
         settings.admin_key,

@@ -114,6 +114,7 @@ class Voting:
         rules: Sequence[AbuseRule],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),  # injectable for tests
         pace: VotePace | None = None,
+        batches_in_flight: int = 1,
     ) -> None:
         self.stores = stores
         self.catalog = catalog
@@ -125,7 +126,7 @@ class Voting:
         self.pace = pace or VotePace(rate_per_s=2000.0, burst=2000)
         # Concurrent votes share their Redis and PostgreSQL round trips.
         self.batcher: MicroBatcher[PendingVote, CastOutcome] = MicroBatcher(
-            BatchCaster(stores, rules).cast, max_batch=256, max_wait_s=0.002
+            BatchCaster(stores, rules).cast, max_batch=256, max_wait_s=0.002, in_flight=batches_in_flight
         )
 
     async def cast(

@@ -95,3 +95,33 @@ async def test_a_cancelled_caller_is_left_out_of_its_batch(max_wait_s: float) ->
         assert handled == [2]
     finally:
         await batcher.close()
+
+
+async def test_up_to_in_flight_batches_are_handled_at_once_and_the_rest_wait_and_grow() -> None:
+    release = asyncio.Event()
+    batches: list[list[int]] = []
+    running = 0
+    most_running = 0
+
+    async def handle(items: list[int]) -> list[int]:
+        nonlocal running, most_running
+        batches.append(items)
+        running += 1
+        most_running = max(most_running, running)
+        await release.wait()
+        running -= 1
+        return items
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(handle, max_batch=2, max_wait_s=0.001, in_flight=2)
+    try:
+        first = asyncio.gather(*(batcher.submit(n) for n in range(4)))
+        await asyncio.sleep(0.02)
+        assert batches == [[0, 1], [2, 3]] and running == 2  # both slots busy at once
+        later = asyncio.ensure_future(batcher.submit_many([4, 5]))
+        await asyncio.sleep(0.02)
+        assert len(batches) == 2  # waits for a slot
+        release.set()
+        assert await first == [0, 1, 2, 3] and await later == [4, 5]
+        assert most_running == 2
+    finally:
+        await batcher.close()
