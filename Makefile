@@ -37,9 +37,11 @@ proto: install
 	$(PY) scripts/gen_protos.py
 
 # Fails when the committed generated code drifts from protos/.
+# (The client package's copy of the stubs included.)
+GENERATED := gen gateway/generated clients/python/src/aimusicstore_client/_proto
 proto-check: proto
-	git diff --exit-code --stat -- gen gateway/generated || (echo "generated code is stale: run 'make proto' and commit" && exit 1)
-	@test -z "$$(git status --porcelain -- gen gateway/generated)" || (git status --porcelain -- gen gateway/generated; echo "untracked generated files: run 'make proto' and commit"; exit 1)
+	git diff --exit-code --stat -- $(GENERATED) || (echo "generated code is stale: run 'make proto' and commit" && exit 1)
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || (git status --porcelain -- $(GENERATED); echo "untracked generated files: run 'make proto' and commit"; exit 1)
 
 # buf lint for the protos (buf comes from the npm registry); ruff (rules and
 # formatting) and mypy (strict on services/ and gateway/) for Python. The same
