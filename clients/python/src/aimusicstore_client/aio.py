@@ -17,6 +17,7 @@ from aimusicstore_client.client import (
     DEFAULT_TARGET,
     RecordedEarlier,
     _Base,
+    _serialize,
     recorded_vote_message,
 )
 from aimusicstore_client.errors import AimusicstoreError, Unavailable, from_aio_error
@@ -81,7 +82,7 @@ class AsyncClient(_Base):
         if callable_ is None:
             callable_ = self._callables[method.path] = self._channel.unary_unary(
                 method.path,
-                request_serializer=Message.SerializeToString,
+                request_serializer=_serialize,
                 response_deserializer=method.response.FromString,
             )
         return callable_
@@ -430,7 +431,7 @@ class AsyncVoteWatch(AsyncIterator[WatchVotesResponse]):
         client, state = self._client, self.state
         stream = client._channel.unary_stream(
             m.WATCH_VOTES.path,
-            request_serializer=Message.SerializeToString,
+            request_serializer=_serialize,
             response_deserializer=WatchVotesResponse.FromString,
         )
         while not self._closed:

@@ -61,6 +61,10 @@ CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
 OnRetry = Callable[[str, int, AimusicstoreError, float], None]
 
 
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
 class RecordedEarlier(Exception):
     """Internal: a repeat answered that an earlier attempt did it."""
 
@@ -153,7 +157,7 @@ class Client(_Base):
         if callable_ is None:
             callable_ = self._callables[method.path] = self._channel.unary_unary(
                 method.path,
-                request_serializer=Message.SerializeToString,
+                request_serializer=_serialize,
                 response_deserializer=method.response.FromString,
             )
         return callable_
@@ -501,7 +505,7 @@ class VoteWatch(Iterator[WatchVotesResponse]):
         client, state = self._client, self.state
         stream = client._channel.unary_stream(
             m.WATCH_VOTES.path,
-            request_serializer=Message.SerializeToString,
+            request_serializer=_serialize,
             response_deserializer=WatchVotesResponse.FromString,
         )
         while not self._closed.is_set():

@@ -9,6 +9,7 @@ the `retry-after` metadata the gateway and the services send).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -171,12 +172,26 @@ def _bad_request(metadata: Metadata) -> list[tuple[str, str]]:
     return []
 
 
+def _unwrap(message: str) -> str:
+    """The sentence itself when the gateway sent its JSON error body as the
+    gRPC message (its own replies: a service down, a body too large)."""
+    if message.startswith("{") and message.endswith("}"):
+        try:
+            body = json.loads(message)
+        except ValueError:
+            return message
+        if isinstance(body, dict) and isinstance(body.get("message"), str):
+            return body["message"]
+    return message
+
+
 def make_error(
     code: grpc.StatusCode, message: str, metadata: Metadata = (), *, now: datetime | None = None
 ) -> AimusicstoreError:
     """The typed exception for a status, its message and its metadata
     (initial and trailing, as the gateway may put retry-after in either)."""
     metadata = list(metadata)
+    message = _unwrap(message)
     retry_after = _retry_after(metadata)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         resets = _RESETS_AT.search(message)
