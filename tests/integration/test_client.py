@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +34,11 @@ from tests.backing import ADMIN_KEY
 from tests.integration.conftest import eventually, unique
 
 pytestmark = pytest.mark.integration
+
+
+def pump(watch: Iterator[WatchVotesResponse], into: queue.Queue[WatchVotesResponse]) -> None:
+    for event in watch:
+        into.put(event)
 
 
 def target(stack: Stack) -> str:
@@ -258,7 +266,7 @@ def test_watch_votes_resumes_after_the_gateway_drops_the_stream(client: Client, 
         voters.append(voter)
     events: queue.Queue[WatchVotesResponse] = queue.Queue()
     watch = client.watch_votes("song", song_id)
-    reader = threading.Thread(target=lambda: [events.put(e) for e in watch], daemon=True)
+    reader = threading.Thread(target=pump, args=(watch, events), daemon=True)
     reader.start()
     try:
         assert watch.connected.wait(10)
@@ -322,3 +330,19 @@ def test_async_client_votes_pages_and_watches(stack: Stack) -> None:
 
     asyncio.run(scenario())
     time.sleep(0)  # the loop is closed; nothing left running
+
+
+@pytest.mark.parametrize("section", ["Quickstart: Python", "Quickstart: asyncio"])
+def test_the_quickstarts_in_docs_run_as_written(stack: Stack, section: str) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "clients.md").read_text()
+    part = doc.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    code = part.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) <= 10
+    result = subprocess.run(
+        [sys.executable, "-c", code.replace("localhost:8080", target(stack))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Vote recorded" in result.stdout

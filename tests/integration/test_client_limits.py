@@ -19,6 +19,12 @@ from tests.integration.conftest import eventually, running_stack, unique
 
 pytestmark = pytest.mark.integration
 
+
+def pump(watch: Iterator[WatchVotesResponse], into: queue.Queue[WatchVotesResponse]) -> None:
+    for event in watch:
+        into.put(event)
+
+
 REGISTRATIONS_PER_MIN = 3
 
 
@@ -74,7 +80,7 @@ def test_watch_reports_a_gap_when_the_feed_cannot_replay_and_goes_on_from_now(li
     try:
         with watcher.watch_votes("song", song_id) as first_watch:
             events: queue.Queue[WatchVotesResponse] = queue.Queue()
-            threading.Thread(target=lambda: [events.put(e) for e in first_watch], daemon=True).start()
+            threading.Thread(target=pump, args=(first_watch, events), daemon=True).start()
             assert first_watch.connected.wait(10)
             voters[0].vote("song", song_id, "up")
             marker = events.get(timeout=10).event_id
@@ -87,7 +93,7 @@ def test_watch_reports_a_gap_when_the_feed_cannot_replay_and_goes_on_from_now(li
         gaps: list[FeedGap] = []
         with watcher.watch_votes("song", song_id, after_event_id=marker, on_gap=gaps.append) as watch:
             later: queue.Queue[WatchVotesResponse] = queue.Queue()
-            threading.Thread(target=lambda: [later.put(e) for e in watch], daemon=True).start()
+            threading.Thread(target=pump, args=(watch, later), daemon=True).start()
             # The service refuses the replay (OUT_OF_RANGE) and the watch
             # reconnects from now on, reporting the gap once it is subscribed.
             eventually(lambda: gaps and watch.connected.is_set(), timeout_s=10)

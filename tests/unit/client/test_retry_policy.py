@@ -22,7 +22,7 @@ from aimusicstore_client.errors import (
     make_error,
 )
 from aimusicstore_client.retry import RetryPolicy, RetryState, Safety
-from aimusicstore_client.watch import WatchState
+from aimusicstore_client.watch import FeedGap, WatchState
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 
@@ -153,7 +153,7 @@ def test_error_mapping_reads_the_field_retry_after_and_reset_time() -> None:
 
 
 def test_watch_state_counts_resumes_and_reports_a_gap_after_out_of_range() -> None:
-    seen = []
+    seen: list[FeedGap] = []
     state = WatchState(on_gap=seen.append)
     assert state.after_event_id() == ""
     state.opened()

@@ -62,7 +62,8 @@ OnRetry = Callable[[str, int, AimusicstoreError, float], None]
 
 
 def _serialize(message: Message) -> bytes:
-    return message.SerializeToString()
+    data: bytes = message.SerializeToString()
+    return data
 
 
 class RecordedEarlier(Exception):

@@ -181,7 +181,8 @@ def _unwrap(message: str) -> str:
         except ValueError:
             return message
         if isinstance(body, dict) and isinstance(body.get("message"), str):
-            return body["message"]
+            sentence: str = body["message"]
+            return sentence
     return message
 
 
