@@ -346,3 +346,17 @@ def test_the_quickstarts_in_docs_run_as_written(stack: Stack, section: str) -> N
     )
     assert result.returncode == 0, result.stderr
     assert "Vote recorded" in result.stdout
+
+
+def test_the_example_agent_discovers_votes_and_watches(stack: Stack, client: Client) -> None:
+    new_song(client, genre="synthwave")
+    example = Path(__file__).resolve().parents[2] / "clients" / "python" / "examples" / "agent.py"
+    result = subprocess.run(
+        [sys.executable, str(example), "--target", target(stack), "--watch-s", "2", "--max-votes", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "registered" in result.stdout and "voted up" in result.stdout
+    assert "missed: " in result.stdout
