@@ -242,7 +242,6 @@ def test_reads_are_retried_through_a_stopped_service(stack: Stack) -> None:
     assert [a for _, a, _ in retries] == list(range(2, len(retries) + 2))
 
 
-@pytest.mark.xfail(strict=True, reason="server side lands with issue 15")
 def test_batch_votes(client: Client) -> None:
     songs = [new_song(client) for _ in range(2)]
     client.vote("song", songs[0], "up")
