@@ -52,6 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psutil
 import psycopg
 import redis
 
@@ -72,6 +73,7 @@ LOAD_ENV = {
 }
 RESULTS: list[dict] = []
 FRESHNESS: list[dict] = []
+CPU: dict[str, dict] = {}
 
 
 def tool(name: str) -> str:
@@ -179,6 +181,59 @@ def run_k6(url: str, seed_path: Path, rate: int, duration: str, offset: int, nam
     RESULTS.append(result)
     print(f"  {result}", flush=True)
     return result
+
+
+# What each process of the stack is, by its command line (first match).
+_PROCESS_KINDS = (
+    ("services.vote", "vote"),
+    ("services.ranking", "ranking"),
+    ("services.reputation", "reputation"),
+    ("gateway.sidecar", "sidecar"),
+    ("envoy", "envoy"),
+    ("postgres", "postgres"),
+    ("redis-server", "redis"),
+    ("wrk", "load generator"),
+    ("k6", "load generator"),
+)
+
+
+class CpuMeter:
+    """CPU seconds each kind of process of the stack (and the load
+    generator) used between start() and stop(): where a scenario's time
+    goes, and per acknowledged vote a figure that a busy machine does not
+    distort the way it distorts throughput."""
+
+    def __init__(self) -> None:
+        self._start: dict[int, tuple[str, float]] = {}
+        self._wall = 0.0
+
+    @staticmethod
+    def _processes() -> dict[int, tuple[str, float]]:
+        seen: dict[int, tuple[str, float]] = {}
+        for process in psutil.Process().children(recursive=True):
+            try:
+                command = " ".join(process.cmdline())
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            kind = next((k for pattern, k in _PROCESS_KINDS if pattern in command), "other")
+            seen[process.pid] = (kind, times.user + times.system)
+        return seen
+
+    def start(self) -> None:
+        self._start, self._wall = self._processes(), time.monotonic()
+
+    def stop(self, votes: int) -> dict:
+        wall = time.monotonic() - self._wall
+        used: dict[str, float] = {}
+        for pid, (kind, cpu) in self._processes().items():
+            used[kind] = used.get(kind, 0.0) + cpu - self._start.get(pid, (kind, 0.0))[1]
+        out = {"wall_s": round(wall, 1), "cores_busy": round(sum(used.values()) / wall, 2)}
+        for kind, cpu in sorted(used.items(), key=lambda kv: -kv[1]):
+            out[kind] = {"cpu_s": round(cpu, 1), "share": f"{cpu / wall:.0%}"}
+            if votes:
+                out[kind]["us_per_vote"] = round(cpu / votes * 1e6)
+        return out
 
 
 class LagSampler:
@@ -516,8 +571,11 @@ def main() -> None:
                 warm = run_wrk(url, "", args.warmup, 64, "warm-up", script="votes.lua", env=env, record=False)
                 acknowledged += warm["acknowledged"]
                 offset += int(warm["throughput_per_s"] * args.warmup * 1.5) + 1000
+            cpu = CpuMeter()
             for name in scenarios:
                 print(f"running {name}...", flush=True)
+                votes_before = acknowledged
+                cpu.start()
                 if name == "votes-max":
                     env = {"SEED_TXT": str(seed_path.with_suffix(".txt")), "OFFSET": str(offset), "THREADS": "2"}
                     result = run_wrk(url, "", args.duration, 64, name, script="votes.lua", env=env)
@@ -592,6 +650,8 @@ def main() -> None:
                     result = run_k6_bulk("stream.js", env, name, "stream of 1,000")
                     acknowledged += result["acknowledged"]
                     song_base += (result["acknowledged"] + result["errors"]) // 600 + 1200
+                CPU[name] = cpu.stop(acknowledged - votes_before)
+                print(f"  cpu: {CPU[name]}", flush=True)
             if lags is not None:
                 lags.__exit__()
                 print("\nconsumer lag during the run (age of the oldest event not applied):")
