@@ -215,11 +215,14 @@ def test_local_replies_are_json_with_a_grpc_code() -> None:
 
 
 def test_every_cluster_has_explicit_circuit_breakers() -> None:
-    settings = GatewaySettings(**{**SETTINGS.__dict__, "max_requests_per_service": 77, "max_live_streams": 5})
+    settings = GatewaySettings(
+        **{**SETTINGS.__dict__, "max_requests_per_service": 77, "max_live_streams": 5, "max_sse_streams": 3}
+    )
     clusters = {c["name"]: c for c in build(settings)["static_resources"]["clusters"]}
+    assert "sidecar_sse" in clusters
     for name, cluster in clusters.items():
         (limits,) = cluster["circuit_breakers"]["thresholds"]
-        want = 5 if name.endswith("_streams") else 4 if name == "envoy_admin" else 77
+        want = 5 if name.endswith("_streams") else 3 if name == "sidecar_sse" else 4 if name == "envoy_admin" else 77
         assert limits["max_requests"] == limits["max_pending_requests"] == want, name
 
 
