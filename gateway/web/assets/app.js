@@ -153,7 +153,7 @@
       h("span", {}, movement(e)),
       h("div", { class: "title-cell" }, itemButton(e), e.artist ? h("div", { class: "artist" }, e.artist) : null),
       h("div", { class: "score" }, h("b", { "data-field": "score" }, fmt(e.score)),
-        h("span", { title: "Trending score: recent votes count more" }, `🔥 ${fmt(e.trending_score)}`)),
+        h("span", { title: "Trending score: recent votes count more" }, `trend ${fmt(e.trending_score)}`)),
     )));
     $("trending-empty").hidden = entries.length > 0;
   }
@@ -181,14 +181,15 @@
     $("chart-body").replaceChildren(...body.entries.map((e) => h("tr", { "data-key": key(e.item_type, e.item_id) },
       h("td", { class: "num rank" }, e.rank),
       h("td", {}, movement(e)),
-      h("td", { class: "title-cell" }, itemButton(e), e.artist ? h("div", { class: "artist" }, e.artist) : null),
+      h("td", { class: "title-cell" }, itemButton(e), e.artist ? h("div", { class: "artist" }, e.artist) : null,
+        h("div", { class: "narrow-only artist" }, `peak #${e.peak_rank || "–"} · ${fmt(e.days_on_chart)} d`)),
       h("td", { class: "num", title: `Weighted score ${fmt(e.weighted_score)} (raw ${fmt(e.score)})` },
         h("b", { "data-field": "weighted" }, fmt(e.weighted_score))),
       h("td", { class: "num wide" },
         h("span", { class: "votes-up", "data-field": "up" }, `▲${fmt(e.up_votes)}`), " ",
         h("span", { class: "votes-down", "data-field": "down" }, `▼${fmt(e.down_votes)}`)),
-      h("td", { class: "num", title: "Best daily rank" }, e.peak_rank ? `#${e.peak_rank}` : "–"),
-      h("td", { class: "num", title: "Days on the daily chart" }, fmt(e.days_on_chart)),
+      h("td", { class: "num wide", title: "Best daily rank" }, e.peak_rank ? `#${e.peak_rank}` : "–"),
+      h("td", { class: "num wide", title: "Days on the daily chart" }, fmt(e.days_on_chart)),
     )));
     $("chart-empty").hidden = body.entries.length > 0;
   }
@@ -201,7 +202,7 @@
     $("leaderboard-list").replaceChildren(...agents.map((a, i) => h("li", {},
       h("span", { class: "pos" }, i + 1),
       h("span", { class: "name", title: a.id }, a.name || a.id,
-        a.standing && a.standing !== "trusted" ? h("span", { class: "standing" }, a.standing) : null),
+        h("span", { class: "standing" }, `${a.standing || "agent"} · ${fmt(a.vote_count)} votes`)),
       h("span", { class: "rep", title: `${fmt(a.vote_count)} votes` }, fmt(a.reputation_score)),
     )));
     $("leaderboard-empty").hidden = agents.length > 0;
@@ -234,7 +235,9 @@
 
   // Votes arrive by the dozen: the charts are re-read once they settle
   // (trending and charts are fresh within 2 s; their answers are cached 1 s).
-  const refreshAfterVotes = debounce(() => refresh([loadTrending, loadChart]), 600);
+  const refreshSoon = debounce(() => refresh([loadTrending, loadChart]), 600);
+  const refreshSettled = debounce(() => refresh([loadTrending, loadChart]), 2500);
+  const refreshAfterVotes = () => { refreshSoon(); refreshSettled(); };
   let leaderboardAt = 0;
 
   // -- the item dialog -----------------------------------------------------------------

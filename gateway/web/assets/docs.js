@@ -6,7 +6,9 @@ window.addEventListener("DOMContentLoaded", () => {
   window.ui = window.SwaggerUIBundle({
     url: "/openapi.json",
     dom_id: "#swagger-ui",
-    deepLinking: true,
+    // Deep links are off: Swagger UI warns (console.error) on every operation
+    // id with an underscore in one, and ours are Service_Method.
+    deepLinking: false,
     tryItOutEnabled: true,
     displayRequestDuration: true,
     persistAuthorization: false,
