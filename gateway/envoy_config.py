@@ -179,6 +179,7 @@ PLAIN_GET_PATHS = ("/health", "/openapi.json", "/docs", "/docs/reference", "/")
 EVENTS_PATH = "/api/v1/events"
 WATCH_VOTES = "/aimusicstore.vote.v1.VoteService/WatchVotes"
 SSE_CLUSTER = "sidecar_sse"
+SSE_HEADROOM = 64
 
 
 def _method_not_allowed_routes() -> list[dict[str, Any]]:
@@ -596,6 +597,27 @@ def otlp_target(endpoint: str) -> str:
 _CORS = "envoy.filters.http.cors"
 
 
+def _preflight_routes() -> list[dict[str, Any]]:
+    """CORS preflights (OPTIONS with Origin and Access-Control-Request-Method)
+    first: the CORS filter answers them, but only on a route that forwards
+    (not on the 405 direct responses). One from another origin is passed on
+    to the sidecar, which refuses it without CORS headers."""
+    return [
+        {
+            "match": {
+                "prefix": "/",
+                "headers": [
+                    _method_is("OPTIONS"),
+                    {"name": "origin", "present_match": True},
+                    {"name": "access-control-request-method", "present_match": True},
+                ],
+            },
+            "route": {"cluster": "sidecar_http", "timeout": "3s"},
+            "typed_per_filter_config": _filters_off(_BUFFER, _CACHE, _TRANSCODER),
+        }
+    ]
+
+
 def cors_policy(origins: list[str]) -> dict[str, Any]:
     """Other sites' pages (these origins; `*`: any) may read the public API
     and the live feed: GET, HEAD and their preflights. A request from any
@@ -819,8 +841,17 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
     sidecar = settings.sidecar_target_host
     clusters.append(_cluster("sidecar_grpc", f"{sidecar}:{settings.sidecar_grpc_port}", limit))
     clusters.append(_cluster("sidecar_http", f"{sidecar}:{settings.sidecar_http_port}", limit, http2=False))
+    # The sidecar refuses streams past max_sse_streams itself (503, Retry-After,
+    # the API's JSON): over HTTP/1.1 Envoy's breaker would queue the next
+    # request for a connection instead of refusing it. Envoy's bound is a
+    # backstop above it, leaving room for the refusals.
     clusters.append(
-        _cluster(SSE_CLUSTER, f"{sidecar}:{settings.sidecar_http_port}", settings.max_sse_streams, http2=False)
+        _cluster(
+            SSE_CLUSTER,
+            f"{sidecar}:{settings.sidecar_http_port}",
+            settings.max_sse_streams + SSE_HEADROOM,
+            http2=False,
+        )
     )
     # The loopback transcoding listener: cached reads (one upstream request
     # per expired entry) and unknown JSON paths (answered 404 there).
@@ -850,7 +881,7 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
                     settings.gateway_port,
                     _hcm(
                         "gateway",
-                        _gateway_routes(generated),
+                        (_preflight_routes() if origins else []) + _gateway_routes(generated),
                         [every_request, *cors_filters, body_limit, one_host, cache, transcoder, *writes],
                         cors=cors_policy(origins) if origins else None,
                         access_log=settings.access_log,

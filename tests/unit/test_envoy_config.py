@@ -222,7 +222,9 @@ def test_every_cluster_has_explicit_circuit_breakers() -> None:
     assert "sidecar_sse" in clusters
     for name, cluster in clusters.items():
         (limits,) = cluster["circuit_breakers"]["thresholds"]
-        want = 5 if name.endswith("_streams") else 3 if name == "sidecar_sse" else 4 if name == "envoy_admin" else 77
+        want = (
+            5 if name.endswith("_streams") else 3 + 64 if name == "sidecar_sse" else 4 if name == "envoy_admin" else 77
+        )
         assert limits["max_requests"] == limits["max_pending_requests"] == want, name
 
 
