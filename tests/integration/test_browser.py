@@ -52,10 +52,11 @@ def seed_charts(api: httpx.Client, stack: Stack, genre: str) -> dict[str, str]:
     from the weekly one (led by A), and on the weekly chart `best` (E: all
     up) differs from `score` (A: many up, many down)."""
     submitter = new_agent(api)
-    songs = {}
+    songs: dict[str, str] = {}
     for n, (name, (title, artist)) in enumerate(TITLES.items()):
+        song_id = f"{genre}-{name.lower()}"
         body = {
-            "id": f"{genre}-{name.lower()}",
+            "id": song_id,
             "title": title,
             "artist": artist,
             "platform": PLATFORMS[n % 3],
@@ -64,7 +65,7 @@ def seed_charts(api: httpx.Client, stack: Stack, genre: str) -> dict[str, str]:
         }
         reply = api.post("/api/v1/songs", json=body, headers=auth(submitter["key"]))
         assert reply.status_code == 200, reply.text
-        songs[name] = body["id"]
+        songs[name] = song_id
     today = datetime.now(UTC).date()
     plan = {
         6: [("A", 3, 0), ("B", 2, 0), ("C", 1, 0)],
