@@ -228,11 +228,12 @@ class CpuMeter:
         used: dict[str, float] = {}
         for pid, (kind, cpu) in self._processes().items():
             used[kind] = used.get(kind, 0.0) + cpu - self._start.get(pid, (kind, 0.0))[1]
-        out = {"wall_s": round(wall, 1), "cores_busy": round(sum(used.values()) / wall, 2)}
+        out: dict = {"wall_s": round(wall, 1), "cores_busy": round(sum(used.values()) / wall, 2)}
         for kind, cpu in sorted(used.items(), key=lambda kv: -kv[1]):
-            out[kind] = {"cpu_s": round(cpu, 1), "share": f"{cpu / wall:.0%}"}
+            share: dict = {"cpu_s": round(cpu, 1), "share": f"{cpu / wall:.0%}"}
             if votes:
-                out[kind]["us_per_vote"] = round(cpu / votes * 1e6)
+                share["us_per_vote"] = round(cpu / votes * 1e6)
+            out[kind] = share
         return out
 
 

@@ -45,8 +45,9 @@ def run() -> None:
     print(
         f"""
 aimusicstore is up at {url}  (JSON under /api/v1, gRPC on the same port)
+  charts:  {url}/   (live, in a browser)
   health:  curl {url}/health
-  docs:    {url}/docs   (OpenAPI: {url}/openapi.json)
+  docs:    {url}/docs   (try any call; OpenAPI: {url}/openapi.json)
   admin key: {stack.admin_key if not given_key else "(from AIMUSICSTORE_ADMIN_KEY)"}
   try:     curl -s -X POST {url}/api/v1/agents -d '{{"id": "my-agent"}}'
   metrics: (Prometheus)

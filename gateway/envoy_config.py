@@ -173,7 +173,13 @@ def allowed_methods() -> dict[str, list[str]]:
 
 
 # The gateway's own endpoints besides the API: read-only.
-PLAIN_GET_PATHS = ("/health", "/openapi.json", "/docs")
+PLAIN_GET_PATHS = ("/health", "/openapi.json", "/docs", "/docs/reference", "/")
+# The live feed: NDJSON from the transcoder, or Server-Sent Events from the
+# sidecar for clients that accept them (browsers' EventSource).
+EVENTS_PATH = "/api/v1/events"
+WATCH_VOTES = "/aimusicstore.vote.v1.VoteService/WatchVotes"
+SSE_CLUSTER = "sidecar_sse"
+SSE_HEADROOM = 64
 
 
 def _method_not_allowed_routes() -> list[dict[str, Any]]:
@@ -337,10 +343,35 @@ def _gateway_routes(generated: Path) -> list[dict[str, Any]]:
             "direct_response": {"status": 200, "body": {"filename": str(generated / "openapi.json")}},
             "response_headers_to_add": [{"header": _JSON}],
         },
+        # The browser pages (the charts page, Swagger UI and their files)
+        # come from the sidecar (gateway/pages.py).
+        {"match": {"path": "/", "headers": [_method_is("GET")]}, "route": {"cluster": "sidecar_http", "timeout": "5s"}},
         {
             "match": {"path": "/docs", "headers": [_method_is("GET")]},
+            "route": {"cluster": "sidecar_http", "timeout": "5s"},
+        },
+        {
+            "match": {"prefix": "/assets/", "headers": [_method_is("GET")]},
+            "route": {"cluster": "sidecar_http", "timeout": "5s"},
+        },
+        # The static reference generated from the protos, for readers without JavaScript.
+        {
+            "match": {"path": "/docs/reference", "headers": [_method_is("GET")]},
             "direct_response": {"status": 200, "body": {"filename": str(generated / "docs.html")}},
             "response_headers_to_add": [{"header": {"key": "content-type", "value": "text/html; charset=utf-8"}}],
+        },
+        # The live feed for browsers: Server-Sent Events from the sidecar
+        # (gateway/sse.py), which watches the vote service itself. A cluster
+        # of its own bounds how many are open (AIMUSICSTORE_GATEWAY_MAX_SSE_STREAMS).
+        {
+            "match": {
+                "path": EVENTS_PATH,
+                "headers": [
+                    _method_is("GET"),
+                    {"name": "accept", "string_match": {"contains": "text/event-stream", "ignore_case": True}},
+                ],
+            },
+            "route": {"cluster": SSE_CLUSTER, "timeout": "0s", "idle_timeout": "3600s"},
         },
         {"match": {"prefix": "/grpc.health.v1.Health/"}, "route": {"cluster": "sidecar_grpc", "timeout": "3s"}},
         {"match": {"prefix": "/grpc.reflection."}, "route": {"cluster": "sidecar_grpc", "timeout": "0s"}},
@@ -353,7 +384,10 @@ def _gateway_routes(generated: Path) -> list[dict[str, Any]]:
     # Native gRPC, and where a JSON call lands once the transcoder has
     # rewritten it to its gRPC path (the route is matched again).
     for route in _grpc_routes(with_cache_control=True):
-        routes.append(route | {"typed_per_filter_config": _filters_off(_BUFFER, _CACHE)})
+        filters = _filters_off(_BUFFER, _CACHE)
+        if route["match"].get("path") == WATCH_VOTES:
+            filters |= _NDJSON_ON_ROUTE
+        routes.append(route | {"typed_per_filter_config": filters})
     # Cached reads go through the cache to the transcoding listener, which adds
     # their Cache-Control; no timeout here: that listener enforces its own.
     for regex, full_path in edge_cached_requests():
@@ -372,6 +406,15 @@ def _gateway_routes(generated: Path) -> list[dict[str, Any]]:
             }
         )
     routes += _method_not_allowed_routes()
+    # The NDJSON feed: transcoded here like any JSON call (then routed as
+    # WatchVotes), its Content-Type made application/x-ndjson.
+    routes.append(
+        {
+            "match": {"path": EVENTS_PATH, "headers": [_method_is("GET")]},
+            "route": {"cluster": "api", "timeout": "0s", "idle_timeout": "3600s"},
+            "typed_per_filter_config": _filters_off(_CACHE) | _NDJSON_ON_ROUTE,
+        }
+    )
     # Everything else under the JSON API is transcoded on this listener. The
     # live event stream has no request timeout (its gRPC route has none).
     routes.append(
@@ -399,6 +442,31 @@ _ONE_HOST_ON_ROUTE = {
         _TYPE: "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
         "source_code": {
             "inline_string": 'function envoy_on_request(h) h:headers():replace(":authority", "aimusicstore") end'
+        },
+    }
+}
+
+
+# The transcoder labels every answer application/json, a stream of
+# newline-delimited objects included. On the live feed's routes (the JSON
+# path, and WatchVotes, where the call lands once transcoded: whichever the
+# filter consults) a successful transcoded answer is relabelled
+# application/x-ndjson, as the OpenAPI document says; errors stay JSON, and
+# native gRPC (application/grpc) is left alone.
+_NDJSON_ON_ROUTE = {
+    _ONE_HOST: {
+        _TYPE: "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
+        "source_code": {
+            "inline_string": (
+                "function envoy_on_response(h)\n"
+                "  local headers = h:headers()\n"
+                '  local ct = headers:get("content-type")\n'
+                '  if headers:get(":status") == "200" and ct ~= nil\n'
+                '     and string.find(ct, "application/json", 1, true) == 1 then\n'
+                '    headers:replace("content-type", "application/x-ndjson")\n'
+                "  end\n"
+                "end\n"
+            )
         },
     }
 }
@@ -526,11 +594,53 @@ def otlp_target(endpoint: str) -> str:
     return rest
 
 
+_CORS = "envoy.filters.http.cors"
+
+
+def _preflight_routes() -> list[dict[str, Any]]:
+    """CORS preflights (OPTIONS with Origin and Access-Control-Request-Method)
+    first: the CORS filter answers them, but only on a route that forwards
+    (not on the 405 direct responses). One from another origin is passed on
+    to the sidecar, which refuses it without CORS headers."""
+    return [
+        {
+            "match": {
+                "prefix": "/",
+                "headers": [
+                    _method_is("OPTIONS"),
+                    {"name": "origin", "present_match": True},
+                    {"name": "access-control-request-method", "present_match": True},
+                ],
+            },
+            "route": {"cluster": "sidecar_http", "timeout": "3s"},
+            "typed_per_filter_config": _filters_off(_BUFFER, _CACHE, _TRANSCODER),
+        }
+    ]
+
+
+def cors_policy(origins: list[str]) -> dict[str, Any]:
+    """Other sites' pages (these origins; `*`: any) may read the public API
+    and the live feed: GET, HEAD and their preflights. A request from any
+    other origin gets no CORS headers, so browsers keep its answer from the
+    page; the service's own pages are same-origin and need none."""
+    matchers = [{"safe_regex": {"regex": ".*"}} if o == "*" else {"exact": o} for o in origins]
+    return {
+        _TYPE: "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+        "allow_origin_string_match": matchers,
+        "allow_methods": "GET, HEAD, OPTIONS",
+        # EventSource sends Last-Event-ID when it reconnects.
+        "allow_headers": "last-event-id, cache-control",
+        "expose_headers": "retry-after, x-request-id",
+        "max_age": "600",
+    }
+
+
 def _hcm(
     stat_prefix: str,
     routes: list[dict[str, Any]],
     filters: list[dict[str, Any]],
     *,
+    cors: dict[str, Any] | None = None,
     access_log: bool = False,
     tracing: bool = False,
     xff_trusted_hops: int | None = None,
@@ -562,7 +672,10 @@ def _hcm(
             # Only our services present the service credential to each other.
             "request_headers_to_remove": [SERVICE_CREDENTIAL_KEY],
             "max_direct_response_body_size_bytes": 4 * 1024 * 1024,
-            "virtual_hosts": [{"name": stat_prefix, "domains": ["*"], "routes": routes}],
+            "virtual_hosts": [
+                {"name": stat_prefix, "domains": ["*"], "routes": routes}
+                | ({"typed_per_filter_config": {_CORS: cors}} if cors else {})
+            ],
         },
         "http_filters": [*filters, router],
     }
@@ -710,6 +823,14 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
     # limits right after the transcoder, which has given every JSON call
     # its gRPC method by then.
     every_request, writes = rate_limits.filters(settings, API)
+    # CORS only when origins are configured: the filter answers preflights
+    # and adds the headers for those origins (the policy: cors_policy).
+    origins = settings.cors_origins()
+    cors_filters = (
+        [{"name": _CORS, "typed_config": {_TYPE: "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}}]
+        if origins
+        else []
+    )
     limit = settings.max_requests_per_service
     targets = settings.targets()
     clusters = [_cluster(name, target, limit, health_checked=True) for name, target in targets.items()]
@@ -720,6 +841,18 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
     sidecar = settings.sidecar_target_host
     clusters.append(_cluster("sidecar_grpc", f"{sidecar}:{settings.sidecar_grpc_port}", limit))
     clusters.append(_cluster("sidecar_http", f"{sidecar}:{settings.sidecar_http_port}", limit, http2=False))
+    # The sidecar refuses streams past max_sse_streams itself (503, Retry-After,
+    # the API's JSON): over HTTP/1.1 Envoy's breaker would queue the next
+    # request for a connection instead of refusing it. Envoy's bound is a
+    # backstop above it, leaving room for the refusals.
+    clusters.append(
+        _cluster(
+            SSE_CLUSTER,
+            f"{sidecar}:{settings.sidecar_http_port}",
+            settings.max_sse_streams + SSE_HEADROOM,
+            http2=False,
+        )
+    )
     # The loopback transcoding listener: cached reads (one upstream request
     # per expired entry) and unknown JSON paths (answered 404 there).
     clusters.append(_cluster("api", f"127.0.0.1:{settings.api_port}", limit))
@@ -748,8 +881,9 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
                     settings.gateway_port,
                     _hcm(
                         "gateway",
-                        _gateway_routes(generated),
-                        [every_request, body_limit, one_host, cache, transcoder, *writes],
+                        (_preflight_routes() if origins else []) + _gateway_routes(generated),
+                        [every_request, *cors_filters, body_limit, one_host, cache, transcoder, *writes],
+                        cors=cors_policy(origins) if origins else None,
                         access_log=settings.access_log,
                         tracing=bool(settings.otlp_endpoint),
                         xff_trusted_hops=settings.xff_trusted_hops,

@@ -35,7 +35,7 @@ from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 
 from gateway.descriptors import API_PACKAGE_PREFIX, ApiDescriptors, CacheRule, HttpBinding, Method, Service
-from services.common import vocabulary
+from services.common import access, vocabulary
 
 __all__ = ["build", "render_html", "write"]
 
@@ -46,7 +46,10 @@ API_VERSION = "v1"
 _FDP = descriptor_pb2.FieldDescriptorProto
 _FB = field_behavior_pb2
 
-_SECURITY: list[dict[str, list[str]]] = [{}, {"bearerAuth": []}]  # optional: anonymous or bearer key
+# Operations that need a key (services/common/access.py) require the bearer
+# scheme; every other operation takes none (an empty list: no key is asked for).
+_KEY_REQUIRED: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+_NO_KEY: list[dict[str, list[str]]] = []
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 _GATEWAY_TAG = "Gateway"
 # Component names used by the hand-declared part of the document.
@@ -64,8 +67,14 @@ strings and timestamps are RFC 3339 strings, as in the proto3 JSON mapping;
 fields holding their default value may be omitted from responses.
 
 Authentication: send an agent's API key (or the admin key) as
-`Authorization: Bearer <key>`. Operations that need a key, or admin rights,
-say so in their description.
+`Authorization: Bearer <key>`. Operations that need a key carry the
+`bearerAuth` security requirement and say whose key in their description
+and in `x-requires-key` (`agent`, `agent_or_admin` or `admin`); every other
+operation takes no key.
+
+Browsers: `GET /api/v1/events` with `Accept: text/event-stream` is
+Server-Sent Events (resume with `Last-Event-ID`); the public reads and the
+live feed answer CORS for the origins the gateway is configured with.
 
 Errors are `google.rpc.Status` as JSON (`code`, `message`, `details`) with the
 matching HTTP status code."""
@@ -124,6 +133,18 @@ _QUERY_WELL_KNOWN = {
 }
 
 _CUSTOM_METHODS = ("head", "options", "trace")
+
+# Streams the gateway also serves as Server-Sent Events (its sidecar, on the
+# same path, when the client sends `Accept: text/event-stream`).
+_SSE_METHODS = frozenset({"/aimusicstore.vote.v1.VoteService/WatchVotes"})
+_SSE_DESCRIPTION = (
+    "Browsers: send `Accept: text/event-stream` for Server-Sent Events instead: each event is "
+    "`id: <event_id>` and `data: <the JSON object>` (no `event:` name: `onmessage` gets it); a `retry:` "
+    "hint comes first and a comment "
+    "line keeps a quiet stream open. Resume with the `Last-Event-ID` header (an `event_id` seen before; "
+    "EventSource sends it when it reconnects): the events since then come first. An id that is malformed or "
+    "older than the feed still holds is 400."
+)
 
 _VARIABLE = re.compile(r"\{([^{}=]+)(?:=([^{}]*))?\}")
 
@@ -469,6 +490,8 @@ class _Builder:
                 f"(`application/x-ndjson`): one `{response.proto.name}` object per line, "
                 "sent as the events happen, until the client disconnects."
             )
+            if method.path in _SSE_METHODS:
+                description += "\n\n" + _SSE_DESCRIPTION
         if proto.client_streaming:
             description += "\n\nThe request body is a stream of request messages."
         if description.strip() and description.strip() != op.get("summary"):
@@ -529,6 +552,11 @@ class _Builder:
                 "description": f"A newline-delimited JSON stream of `{response.proto.name}`.",
                 "content": {"application/x-ndjson": {"schema": out_schema}},
             }
+            if method.path in _SSE_METHODS:
+                ok["description"] += " With `Accept: text/event-stream`: Server-Sent Events of the same objects."
+                ok["content"]["text/event-stream"] = {
+                    "schema": {"type": "string", "description": "An `id:` and a `data:` line per event."}
+                }
         else:
             ok = {"description": "OK", "content": {"application/json": {"schema": out_schema}}}
         if method.cache:
@@ -540,7 +568,18 @@ class _Builder:
                 "content": {"application/json": {"schema": dict(_ERROR_REF)}},
             },
         }
-        op["security"] = copy.deepcopy(_SECURITY)
+        who = access.requirement(method.path)
+        if who is None:
+            op["security"] = copy.deepcopy(_NO_KEY)
+        else:
+            op["security"] = copy.deepcopy(_KEY_REQUIRED)
+            op["x-requires-key"] = who
+            note = f"Requires {access.WHO_TEXT[who]} as `Authorization: Bearer <key>`."
+            op["description"] = f"{op['description']}\n\n{note}" if op.get("description") else note
+            op["responses"]["401"] = {
+                "description": "No key, or a key that is not valid.",
+                "content": {"application/json": {"schema": dict(_ERROR_REF)}},
+            }
         return path, op
 
     def build(self) -> dict[str, Any]:
@@ -672,6 +711,13 @@ def _gateway_schemas() -> dict[str, Any]:
 
 
 def _gateway_paths() -> dict[str, Any]:
+    paths = _gateway_path_items()
+    for item in paths.values():
+        item["get"]["security"] = copy.deepcopy(_NO_KEY)
+    return paths
+
+
+def _gateway_path_items() -> dict[str, Any]:
     health_ref = {"$ref": "#/components/schemas/HealthStatus"}
     return {
         "/health": {
@@ -718,10 +764,36 @@ def _gateway_paths() -> dict[str, Any]:
             "get": {
                 "operationId": "Gateway_Docs",
                 "tags": [_GATEWAY_TAG],
-                "summary": "A human-readable HTML reference of this API.",
+                "summary": "Interactive API docs (Swagger UI) built from this document: try any call.",
+                "responses": {
+                    "200": {
+                        "description": "The docs page.",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/docs/reference": {
+            "get": {
+                "operationId": "Gateway_Reference",
+                "tags": [_GATEWAY_TAG],
+                "summary": "A static HTML reference of this API (no JavaScript).",
                 "responses": {
                     "200": {
                         "description": "The HTML reference page.",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/": {
+            "get": {
+                "operationId": "Gateway_ChartsPage",
+                "tags": [_GATEWAY_TAG],
+                "summary": "The live charts page, for people: trending, charts, history, leaderboard, live votes.",
+                "responses": {
+                    "200": {
+                        "description": "The page.",
                         "content": {"text/html": {"schema": {"type": "string"}}},
                     }
                 },
@@ -909,8 +981,10 @@ def _operation_html(spec: dict[str, Any], path: str, method: str, op: dict[str, 
     meta = f"operationId <code>{_esc(op['operationId'])}</code>"
     if grpc:
         meta = f"gRPC <code>{_esc(grpc)}</code> &middot; " + meta
-    if op.get("security"):
-        meta += " &middot; bearer key optional"
+    if op.get("x-requires-key"):
+        meta += f" &middot; requires {_esc(access.WHO_TEXT[op['x-requires-key']])}"
+    else:
+        meta += " &middot; no key needed"
     parts.append(f'<p class="grpc muted">{meta}</p>')
 
     params = op.get("parameters") or []

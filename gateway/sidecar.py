@@ -8,6 +8,10 @@
   -plaintext localhost:8080 list` works through the gateway.
 - `GET /health` (HTTP): 200 {"status": "healthy", ...} or 503
   {"status": "unhealthy", "down": [...], ...} naming what is down.
+- The browser pages: the live charts page at `/`, the interactive API docs
+  at `/docs` and their assets (gateway/pages.py), and the live feed as
+  Server-Sent Events for `GET /api/v1/events` with `Accept:
+  text/event-stream` (gateway/sse.py).
 
 Run: `python -m gateway.sidecar` (reads GatewaySettings from the environment).
 """
@@ -30,7 +34,8 @@ from grpc_reflection.v1alpha import reflection
 from aimusicstore.ranking.v1 import catalog_service_pb2, ranking_service_pb2  # noqa: F401
 from aimusicstore.reputation.v1 import agent_service_pb2  # noqa: F401
 from aimusicstore.vote.v1 import vote_service_pb2  # noqa: F401
-from gateway import descriptors
+from gateway import descriptors, pages
+from gateway.sse import LiveFeed
 from services.common import logs
 from services.common.channels import peer_channel
 from services.common.config import GatewaySettings
@@ -110,7 +115,7 @@ class AggregatedHealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Watch is not offered through the gateway; poll Check")
 
 
-def http_app(backends: BackendHealth) -> web.Application:
+def http_app(backends: BackendHealth, feed: LiveFeed | None = None) -> web.Application:
     async def health(_: web.Request) -> web.Response:
         statuses = await backends.check_all()
         down = sorted(name for name, status in statuses.items() if status != SERVING)
@@ -125,6 +130,9 @@ def http_app(backends: BackendHealth) -> web.Application:
 
     app = web.Application()
     app.router.add_get("/health", health)
+    pages.add_routes(app)
+    if feed is not None:
+        app.router.add_get("/api/v1/events", feed.handle)
     return app
 
 
@@ -136,7 +144,10 @@ async def serve(settings: GatewaySettings) -> None:
     server.add_insecure_port(f"{settings.sidecar_host}:{settings.sidecar_grpc_port}")
     await server.start()
 
-    runner = web.AppRunner(http_app(backends), access_log=None)
+    feed = LiveFeed(settings)
+    # A handler is cancelled when its client goes away: a browser's event
+    # stream ends its WatchVotes call at once instead of at its next write.
+    runner = web.AppRunner(http_app(backends, feed), access_log=None, handler_cancellation=True)
     await runner.setup()
     await web.TCPSite(runner, settings.sidecar_host, settings.sidecar_http_port).start()
     log.info(
@@ -148,6 +159,7 @@ async def serve(settings: GatewaySettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     await stopping.wait()
+    await feed.close()
     await runner.cleanup()
     await server.stop(2)
     await backends.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import sys
 from collections.abc import Callable, Mapping
@@ -20,6 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from services.common.errors import ConfigError
+
+# A web origin as browsers send it in `Origin`: scheme, host, optional port.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 def setting(
@@ -516,6 +520,25 @@ class GatewaySettings(_Section):
         "live event streams (`/api/v1/events`, `WatchVotes`) open at once; counted apart from other requests",
         minimum=1,
     )
+    max_sse_streams: int = setting(
+        "AIMUSICSTORE_GATEWAY_MAX_SSE_STREAMS",
+        1000,
+        "browsers' live feeds (`/api/v1/events` as Server-Sent Events, served by the sidecar) open at once; "
+        "past it 503 with `Retry-After: 1`",
+        minimum=1,
+    )
+    sse_keepalive_s: float = setting(
+        "AIMUSICSTORE_SSE_KEEPALIVE_S",
+        15.0,
+        "how often a quiet Server-Sent Events stream gets a comment line, so proxies keep it open",
+    )
+    cors_allowed_origins: str = setting(
+        "AIMUSICSTORE_CORS_ALLOWED_ORIGINS",
+        "",
+        "other sites' origins (comma-separated, as `https://example.com`; `*` for any) whose pages may read "
+        "the public GETs and the live feed (CORS)",
+        shown="none (the service's own pages only)",
+    )
     admin_port: int = setting(
         "AIMUSICSTORE_GATEWAY_ADMIN_PORT",
         0,
@@ -582,6 +605,10 @@ class GatewaySettings(_Section):
     def targets(self) -> dict[str, str]:
         return {"vote": self.vote_target, "ranking": self.ranking_target, "reputation": self.reputation_target}
 
+    def cors_origins(self) -> list[str]:
+        """The allowed CORS origins, each `scheme://host[:port]` (or `*`)."""
+        return [o.strip().rstrip("/") for o in self.cors_allowed_origins.split(",") if o.strip()]
+
     def _checked(self, env: Mapping[str, str]) -> Self:
         # A service not given a target is on this host, at its port setting.
         def target(service: str) -> str:
@@ -589,6 +616,11 @@ class GatewaySettings(_Section):
             raw = env.get(Settings.env_name(port), "")
             return f"127.0.0.1:{_parse('int', Settings.env_name(port), raw, 1) if raw else port.default}"
 
+        for origin in self.cors_origins():
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ConfigError(
+                    f"AIMUSICSTORE_CORS_ALLOWED_ORIGINS: {origin!r} is not an origin (scheme://host[:port], or *)"
+                )
         return dataclasses.replace(
             self,
             vote_target=self.vote_target or target("vote"),

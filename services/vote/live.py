@@ -126,20 +126,32 @@ class VoteFeed:
             if entry_order(item.event_id) > replayed_up_to:
                 yield item
 
+    async def check_resumable(self, watcher: _Watcher) -> bool:
+        """OutOfRange if the stream no longer holds every event after the
+        watcher's `after` id; False when there is no stream yet (nothing to
+        replay). Checked before a watch answers, so that a client is refused
+        with a status (HTTP 400) rather than a stream that ends at once."""
+        if not watcher.after:
+            return True
+        try:
+            info = await self.redis.xinfo_stream(events.VOTE_EVENTS_STREAM)
+        except ResponseError:  # no stream yet: nothing happened after anything
+            return False
+        first = info.get("first-entry")
+        if not still_held(watcher.after, info.get("max-deleted-entry-id"), first[0] if first else None):
+            raise OutOfRange(
+                f"cannot resume after event {watcher.after}: the feed no longer holds the events after it; "
+                "reconnect without after_event_id (events since then may be missed)"
+            )
+        return True
+
     async def _since(self, watcher: _Watcher) -> AsyncIterator[LiveEvent]:
         """The stream's entries after the watcher's `after` id that it wants,
         oldest first, up to the newest entry there is now."""
         after = watcher.after
-        try:
-            info = await self.redis.xinfo_stream(events.VOTE_EVENTS_STREAM)
-        except ResponseError:  # no stream yet: nothing happened after anything
+        # Again: the stream may have been trimmed since the watch began.
+        if not await self.check_resumable(watcher):
             return
-        first = info.get("first-entry")
-        if not still_held(after, info.get("max-deleted-entry-id"), first[0] if first else None):
-            raise OutOfRange(
-                f"cannot resume after event {after}: the feed no longer holds the events after it; "
-                "reconnect without after_event_id (events since then may be missed)"
-            )
         scanned = 0
         while True:
             entries = events.entry_list(

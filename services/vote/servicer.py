@@ -207,6 +207,9 @@ class VoteService(vote_service_pb2_grpc.VoteServiceServicer):
         # Validated and registered before anything is read: nothing is missed.
         watcher = self.feed.subscribe(request.item_type, request.item_id, request.after_event_id)
         try:
+            # A resume point the feed no longer holds is refused before the
+            # stream starts: a status the gateway turns into a 400.
+            await self.feed.check_resumable(watcher)
             # Headers go out now, so a client knows it is subscribed before any event.
             await context.send_initial_metadata(())
             async for live in self.feed.events(watcher):

@@ -31,9 +31,16 @@ _LOG_DIRS: list[Path] = []
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:
-    """When anything failed, shows the end of every component's log: CI keeps
-    only the terminal output, and a failure in a shared stack is often
-    explained by what a service printed, not by the test."""
+    """Names the browser tests' screenshots; and when anything failed, shows
+    the end of every component's log: CI keeps only the terminal output, and
+    a failure in a shared stack is often explained by what a service
+    printed, not by the test."""
+    from tests.integration.test_browser import SCREENSHOTS
+
+    shots = sorted(SCREENSHOTS.glob("*.png")) if SCREENSHOTS.is_dir() else []
+    if shots:
+        terminalreporter.write_sep("-", f"browser screenshots in {SCREENSHOTS}")
+        terminalreporter.write_line("\n".join(f"{p.name} ({p.stat().st_size} bytes)" for p in shots))
     if exitstatus == 0 or not _LOG_DIRS:
         return
     for log in sorted(_LOG_DIRS[0].glob("*.log")):
@@ -42,8 +49,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
         terminalreporter.write_line("\n".join(lines))
 
 
-# Live event streams the test gateway lets through at once.
+# Live event streams the test gateway lets through at once (gRPC and NDJSON;
+# and apart from them, browsers' Server-Sent Events).
 GATEWAY_MAX_STREAMS = 4
+GATEWAY_MAX_SSE_STREAMS = 4
+# The one other site whose pages may read the API (CORS).
+CORS_ORIGIN = "http://allowed.example"
 
 
 # What every test stack runs with, besides a fixture's own settings.
@@ -57,6 +68,10 @@ TEST_STACK_ENV = {
     "AIMUSICSTORE_REPUTATION_RECOMPUTE_INTERVAL_S": "3600",
     # Small enough for a test to reach the gateway's stream limit.
     "AIMUSICSTORE_GATEWAY_MAX_STREAMS": str(GATEWAY_MAX_STREAMS),
+    "AIMUSICSTORE_GATEWAY_MAX_SSE_STREAMS": str(GATEWAY_MAX_SSE_STREAMS),
+    # Quick enough for a test to see one.
+    "AIMUSICSTORE_SSE_KEEPALIVE_S": "1",
+    "AIMUSICSTORE_CORS_ALLOWED_ORIGINS": CORS_ORIGIN,
     # Every test's traffic comes from 127.0.0.1 and many register agents and
     # submit songs by the dozen: the per-address rate limits and the daily
     # song quota are raised out of their way. test_rate_limits.py starts

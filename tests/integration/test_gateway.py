@@ -38,10 +38,13 @@ def test_openapi_and_docs_are_served(api: httpx.Client) -> None:
     assert spec.headers["content-type"].startswith("application/json")
     paths = spec.json()["paths"]
     assert "/api/v1/vote" in paths and "post" in paths["/api/v1/vote"]
+    # /docs is Swagger UI over that document; the static reference is beside it.
     docs = api.get("/docs")
     assert docs.status_code == 200
     assert "text/html" in docs.headers["content-type"]
-    assert "/api/v1/vote" in docs.text
+    assert "swagger-ui-bundle.js" in docs.text
+    reference = api.get("/docs/reference")
+    assert reference.status_code == 200 and "/api/v1/vote" in reference.text
 
 
 def test_reflection_lists_every_public_service_and_no_internal_one(channel: grpc.Channel) -> None:

@@ -138,3 +138,20 @@ def test_a_resumed_watcher_is_sent_what_the_replay_and_the_live_queue_both_saw_o
         feed.unsubscribe(watcher)
 
     asyncio.run(scenario())
+
+
+def test_a_resume_point_the_stream_no_longer_holds_is_refused_before_anything_is_sent() -> None:
+    from services.common.errors import OutOfRange
+
+    class Stream:
+        async def xinfo_stream(self, _name: str) -> dict[str, Any]:
+            return {"first-entry": ("200-0", {}), "max-deleted-entry-id": "150-0"}
+
+    async def scenario() -> None:
+        feed = VoteFeed(redis=Stream(), store=None)  # type: ignore[arg-type]
+        with pytest.raises(OutOfRange, match="no longer holds"):
+            await feed.check_resumable(feed.subscribe("song", "", after_event_id="100-0"))
+        assert await feed.check_resumable(feed.subscribe("song", "", after_event_id="150-0"))
+        assert await feed.check_resumable(feed.subscribe("song", ""))  # no resume point: nothing to check
+
+    asyncio.run(scenario())

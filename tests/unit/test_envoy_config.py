@@ -15,6 +15,7 @@ from gateway.envoy_config import (
     _template_regex,
     build,
     cached_read_paths,
+    cors_policy,
     edge_cached_requests,
     http_rules,
     otlp_target,
@@ -22,6 +23,7 @@ from gateway.envoy_config import (
 )
 from services.common import vocabulary
 from services.common.config import GatewaySettings
+from services.common.errors import ConfigError
 from services.common.healthcheck import LIVENESS_SERVICE
 
 SETTINGS = GatewaySettings(
@@ -215,11 +217,16 @@ def test_local_replies_are_json_with_a_grpc_code() -> None:
 
 
 def test_every_cluster_has_explicit_circuit_breakers() -> None:
-    settings = GatewaySettings(**{**SETTINGS.__dict__, "max_requests_per_service": 77, "max_live_streams": 5})
+    settings = GatewaySettings(
+        **{**SETTINGS.__dict__, "max_requests_per_service": 77, "max_live_streams": 5, "max_sse_streams": 3}
+    )
     clusters = {c["name"]: c for c in build(settings)["static_resources"]["clusters"]}
+    assert "sidecar_sse" in clusters
     for name, cluster in clusters.items():
         (limits,) = cluster["circuit_breakers"]["thresholds"]
-        want = 5 if name.endswith("_streams") else 4 if name == "envoy_admin" else 77
+        want = (
+            5 if name.endswith("_streams") else 3 + 64 if name == "sidecar_sse" else 4 if name == "envoy_admin" else 77
+        )
         assert limits["max_requests"] == limits["max_pending_requests"] == want, name
 
 
@@ -377,3 +384,61 @@ def test_the_service_credential_is_derived_from_the_admin_key_unless_set() -> No
     assert derived == service_credential("admin-key-0123456789") != service_credential("another-admin-key-0123")
     assert "admin-key" not in derived and len(derived) == 64
     assert service_credential("admin-key-0123456789", "configured-token") == "configured-token"
+
+
+def _gateway_hcm(settings: GatewaySettings) -> dict:
+    return _listeners(build(settings))["gateway"]
+
+
+def test_cors_is_off_unless_origins_are_configured() -> None:
+    hcm = _gateway_hcm(SETTINGS)
+    assert "envoy.filters.http.cors" not in [f["name"] for f in hcm["http_filters"]]
+    assert "typed_per_filter_config" not in hcm["route_config"]["virtual_hosts"][0]
+
+
+def test_configured_origins_may_read_and_preflight() -> None:
+    settings = GatewaySettings.from_env(
+        {"AIMUSICSTORE_CORS_ALLOWED_ORIGINS": "https://a.example, http://b.example:8000/"}
+    )
+    hcm = _gateway_hcm(settings)
+    names = [f["name"] for f in hcm["http_filters"]]
+    # After the per-address limit (preflights count), before the cache and the transcoder.
+    assert names.index("envoy.filters.http.cors") == 1
+    vhost = hcm["route_config"]["virtual_hosts"][0]
+    policy = vhost["typed_per_filter_config"]["envoy.filters.http.cors"]
+    assert policy["allow_origin_string_match"] == [{"exact": "https://a.example"}, {"exact": "http://b.example:8000"}]
+    assert policy["allow_methods"] == "GET, HEAD, OPTIONS"
+    first = vhost["routes"][0]
+    assert first["match"]["headers"][0] == {"name": ":method", "string_match": {"exact": "OPTIONS"}}
+    assert "route" in first  # forwarded, so the CORS filter answers it
+    anyone = GatewaySettings.from_env({"AIMUSICSTORE_CORS_ALLOWED_ORIGINS": "*"})
+    assert cors_policy(anyone.cors_origins())["allow_origin_string_match"] == [{"safe_regex": {"regex": ".*"}}]
+
+
+@pytest.mark.parametrize("origin", ["example.com", "https://a.example/path", "ftp://a.example", "https://a b"])
+def test_a_malformed_origin_is_refused_at_start(origin: str) -> None:
+    with pytest.raises(ConfigError, match="AIMUSICSTORE_CORS_ALLOWED_ORIGINS"):
+        GatewaySettings.from_env({"AIMUSICSTORE_CORS_ALLOWED_ORIGINS": origin})
+
+
+def test_browsers_feed_and_pages_go_to_the_sidecar_and_ndjson_is_relabelled() -> None:
+    routes = _routes(_gateway_hcm(SETTINGS))
+    sse = next(r for r in routes if r.get("route", {}).get("cluster") == "sidecar_sse")
+    assert sse["match"]["path"] == "/api/v1/events"
+    assert {"name": "accept", "string_match": {"contains": "text/event-stream", "ignore_case": True}} in sse["match"][
+        "headers"
+    ]
+    assert sse["route"]["timeout"] == "0s"
+    # Before the NDJSON route of the same path, which the transcoder serves.
+    ndjson = next(r for r in routes if r["match"].get("path") == "/api/v1/events" and r is not sse)
+    assert routes.index(sse) < routes.index(ndjson)
+    for route in (ndjson, next(r for r in routes if r["match"].get("path") == envoy_config.WATCH_VOTES)):
+        script = route["typed_per_filter_config"]["envoy.filters.http.lua"]["source_code"]["inline_string"]
+        assert "application/x-ndjson" in script and '":status") == "200"' in script
+    pages: dict[str, dict] = {}
+    for r in routes:
+        if "route" in r:  # the first route of each path is the one that serves it
+            pages.setdefault(r["match"].get("path") or r["match"].get("prefix"), r)
+    for path in ("/", "/docs", "/assets/"):
+        assert pages[path]["route"]["cluster"] == "sidecar_http", path
+    assert next(r for r in routes if r["match"].get("path") == "/docs/reference")["direct_response"]["status"] == 200

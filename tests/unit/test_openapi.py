@@ -98,7 +98,11 @@ def test_cast_vote_body_is_the_request_message(spec):
     }
     assert _json_schema(op) == {"$ref": SCHEMAS + "CastVoteResponse"}
     assert op["summary"] == "Records the calling agent's vote."
-    assert op["security"] == [{}, {"bearerAuth": []}]
+    # Voting needs an agent's key (services/common/access.py).
+    assert op["security"] == [{"bearerAuth": []}]
+    assert op["x-requires-key"] == "agent"
+    assert "Requires an agent's API key" in op["description"]
+    assert "401" in op["responses"]
     assert op["responses"]["default"]["content"]["application/json"]["schema"] == {"$ref": SCHEMAS + "Error"}
 
 
@@ -222,7 +226,8 @@ def test_cache_rules_become_cache_control_headers(spec):
 def test_server_streaming_is_ndjson(spec):
     op = spec["paths"]["/api/v1/events"]["get"]
     content = op["responses"]["200"]["content"]
-    assert list(content) == ["application/x-ndjson"]
+    # NDJSON first (the default); browsers may ask for Server-Sent Events.
+    assert list(content) == ["application/x-ndjson", "text/event-stream"]
     assert content["application/x-ndjson"]["schema"] == {"$ref": SCHEMAS + "WatchVotesResponse"}
     assert "newline-delimited JSON" in op["description"]
 
@@ -271,3 +276,28 @@ def test_docs_page_is_self_contained(descriptor_set, tmp_path):
     assert "Records the calling agent&#x27;s vote." in page
     assert 'id="schema-CastVoteRequest"' in page
     assert "VerifyApiKey" not in page
+
+
+def test_only_the_operations_that_need_a_key_are_marked_so(spec):
+    from services.common.access import KEY_REQUIRED
+
+    marked = {}
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            marked[(method, path)] = op
+            needs = op.get("x-grpc-method") in KEY_REQUIRED
+            assert op["security"] == ([{"bearerAuth": []}] if needs else []), (method, path)
+    assert marked[("get", "/api/v1/trending")]["security"] == []
+    assert marked[("delete", "/api/v1/songs/{song_id}")]["x-requires-key"] == "admin"
+    assert marked[("post", "/api/v1/songs")]["x-requires-key"] == "agent_or_admin"
+    assert marked[("get", "/")]["security"] == [] and marked[("get", "/docs")]["security"] == []
+    # Every listed method that the gateway routes is in the document.
+    routed = {op.get("x-grpc-method") for op in marked.values()}
+    public = {m for m in KEY_REQUIRED if "StreamVotes" not in m}  # no http rule: gRPC only
+    assert public <= routed
+
+
+def test_the_live_feed_documents_its_server_sent_events(spec):
+    op = spec["paths"]["/api/v1/events"]["get"]
+    assert set(op["responses"]["200"]["content"]) == {"application/x-ndjson", "text/event-stream"}
+    assert "Last-Event-ID" in op["description"]
