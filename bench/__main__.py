@@ -42,6 +42,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -195,6 +196,12 @@ _PROCESS_KINDS = (
     ("wrk", "load generator"),
     ("k6", "load generator"),
 )
+# (A finished load generator is counted from RUSAGE_CHILDREN instead.)
+
+
+def _finished_children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 class CpuMeter:
@@ -222,12 +229,15 @@ class CpuMeter:
 
     def start(self) -> None:
         self._start, self._wall = self._processes(), time.monotonic()
+        self._children = _finished_children_cpu()
 
     def stop(self, votes: int) -> dict:
         wall = time.monotonic() - self._wall
         used: dict[str, float] = {}
         for pid, (kind, cpu) in self._processes().items():
             used[kind] = used.get(kind, 0.0) + cpu - self._start.get(pid, (kind, 0.0))[1]
+        # wrk and k6 have exited by now: their CPU is the finished children's.
+        used["load generator"] = _finished_children_cpu() - self._children
         out: dict = {"wall_s": round(wall, 1), "cores_busy": round(sum(used.values()) / wall, 2)}
         for kind, cpu in sorted(used.items(), key=lambda kv: -kv[1]):
             share: dict = {"cpu_s": round(cpu, 1), "share": f"{cpu / wall:.0%}"}
