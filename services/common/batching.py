@@ -25,6 +25,11 @@ R = TypeVar("R")
 log = logging.getLogger("batching")
 
 
+class Overloaded(Exception):
+    """More items are waiting than the batcher takes (`max_queued`): the
+    caller should be refused at once rather than wait behind them."""
+
+
 class MicroBatcher(Generic[T, R]):
     def __init__(
         self,
@@ -33,6 +38,7 @@ class MicroBatcher(Generic[T, R]):
         max_batch: int = 256,
         max_wait_s: float = 0.002,
         in_flight: int = 1,
+        max_queued: int | None = None,
     ) -> None:
         self._handle = handle
         self._max_batch = max_batch
@@ -41,6 +47,11 @@ class MicroBatcher(Generic[T, R]):
         # round trips no longer holds up the next (`handle` must then be safe
         # to run concurrently).
         self._in_flight = in_flight
+        # Items waiting for a batch at most (None: unbounded). Past it a
+        # submit raises Overloaded: under a load beyond what `handle` keeps
+        # up with, callers are refused in microseconds instead of all
+        # waiting ever longer (and timing out after their work was done).
+        self._max_queued = max_queued
         self._slots = asyncio.Semaphore(in_flight)
         self._serving: set[asyncio.Task[None]] = set()
         # Each item with its caller's future and trace (empty unless tracing is on).
@@ -54,7 +65,12 @@ class MicroBatcher(Generic[T, R]):
             # to other services) the first caller's request id.
             self._worker = asyncio.create_task(self._run(), name="micro-batcher", context=contextvars.Context())
 
+    def _admit(self, count: int) -> None:
+        if self._max_queued is not None and self._queue.qsize() + count > self._max_queued:
+            raise Overloaded(f"{self._queue.qsize()} items are waiting (at most {self._max_queued})")
+
     async def submit(self, item: T) -> R:
+        self._admit(1)
         self._ensure_worker()
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         await self._queue.put((item, future, tracing.current_traceparent()))
@@ -63,6 +79,7 @@ class MicroBatcher(Generic[T, R]):
     async def submit_many(self, items: list[T]) -> list[R]:
         """Submits items together (they join the same batch where room is
         left) and returns their results in order."""
+        self._admit(len(items))
         self._ensure_worker()
         loop, trace = asyncio.get_running_loop(), tracing.current_traceparent()
         futures: list[asyncio.Future[R]] = []

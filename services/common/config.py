@@ -270,6 +270,13 @@ class VoteSettings(Settings):
         "micro-batches of votes (up to 256 votes each, from any calls) stored at once by one vote-service process",
         minimum=1,
     )
+    vote_queue_max: int = setting(
+        "AIMUSICSTORE_VOTE_QUEUE_MAX",
+        5000,
+        "votes waiting to be stored in one vote-service process at most (about 1.5 s of work at full batch load); "
+        "past it a vote or batch is refused at once with 503 and Retry-After: 1",
+        minimum=1,
+    )
     batch_max_votes: int = setting(
         "AIMUSICSTORE_BATCH_MAX_VOTES", 100, "votes one BatchCastVotes call may carry (API.md: 100)", minimum=1
     )

@@ -90,4 +90,11 @@ class DeadlineExceeded(DomainError):
 
 
 class Unavailable(DomainError):
+    """`retry_after_s`: when a retry can succeed (a service at capacity),
+    sent as `retry-after` metadata (through the gateway, a Retry-After header)."""
+
     code = grpc.StatusCode.UNAVAILABLE
+
+    def __init__(self, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -22,7 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from services.common.errors import DomainError, InvalidArgument, ResourceExhausted
+from services.common.errors import DomainError, InvalidArgument, ResourceExhausted, Unavailable
 from services.common.grpc_types import Context
 from services.common.logs import request_id_var
 from services.common.metrics import RpcMetrics
@@ -46,7 +46,7 @@ async def _abort_for(exc: BaseException, method: str, context: Context) -> None:
     if isinstance(exc, DomainError):
         status = exc.to_status()
         metadata: tuple[tuple[str, str | bytes], ...] = (("grpc-status-details-bin", status.SerializeToString()),)
-        if isinstance(exc, ResourceExhausted) and exc.retry_after_s is not None:
+        if isinstance(exc, ResourceExhausted | Unavailable) and exc.retry_after_s is not None:
             metadata += (("retry-after", str(exc.retry_after_s)),)
         await context.abort(exc.code, exc.message, trailing_metadata=metadata)
     if isinstance(exc, NotImplementedError):

@@ -47,6 +47,7 @@ async def setup(server: grpc.aio.Server, resources: Resources[VoteSettings]) -> 
         rules,
         pace=VotePace(settings.bulk_votes_per_s, settings.bulk_votes_burst),
         batches_in_flight=settings.vote_batches_in_flight,
+        max_queued_votes=settings.vote_queue_max,
     )
     auth = Authenticator(
         settings.admin_key,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from services.common import pagination, tracing, validation, vocabulary
 from services.common.auth import Caller
-from services.common.batching import MicroBatcher
+from services.common.batching import MicroBatcher, Overloaded
 from services.common.errors import (
     AlreadyExists,
     DomainError,
@@ -24,6 +24,7 @@ from services.common.errors import (
     PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
+    Unavailable,
 )
 from services.vote.casting import BatchCaster, CastOutcome, PendingVote
 from services.vote.event import vote_event
@@ -115,6 +116,7 @@ class Voting:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),  # injectable for tests
         pace: VotePace | None = None,
         batches_in_flight: int = 1,
+        max_queued_votes: int | None = None,
     ) -> None:
         self.stores = stores
         self.catalog = catalog
@@ -126,7 +128,11 @@ class Voting:
         self.pace = pace or VotePace(rate_per_s=2000.0, burst=2000)
         # Concurrent votes share their Redis and PostgreSQL round trips.
         self.batcher: MicroBatcher[PendingVote, CastOutcome] = MicroBatcher(
-            BatchCaster(stores, rules).cast, max_batch=256, max_wait_s=0.002, in_flight=batches_in_flight
+            BatchCaster(stores, rules).cast,
+            max_batch=256,
+            max_wait_s=0.002,
+            in_flight=batches_in_flight,
+            max_queued=max_queued_votes,
         )
 
     async def cast(
@@ -192,7 +198,10 @@ class Voting:
         for item_type, item_id, direction, comment, rating in valid.values():
             row = VoteRow(caller.agent_id, item_type, item_id, direction, comment, rating, now)
             pending.append(PendingVote(row, vote_event("vote", row, now, traceparent), quota))
-        outcomes = await self.batcher.submit_many(pending) if pending else []
+        try:
+            outcomes = await self.batcher.submit_many(pending) if pending else []
+        except Overloaded as overloaded:
+            raise Unavailable(f"the vote service is at capacity ({overloaded}); retry in a second", 1) from None
         broken = ""
         for n, p, outcome in zip(valid, pending, outcomes, strict=True):
             results[n] = self._result(p.vote, outcome, caller, limit, resets_at, now)

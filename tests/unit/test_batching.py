@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.common.batching import MicroBatcher
+from services.common.batching import MicroBatcher, Overloaded
 from services.common.logs import request_id_var
 
 
@@ -123,5 +123,27 @@ async def test_up_to_in_flight_batches_are_handled_at_once_and_the_rest_wait_and
         release.set()
         assert await first == [0, 1, 2, 3] and await later == [4, 5]
         assert most_running == 2
+    finally:
+        await batcher.close()
+
+
+async def test_past_max_queued_a_submit_is_refused_at_once_not_queued() -> None:
+    release = asyncio.Event()
+
+    async def handle(items: list[int]) -> list[int]:
+        await release.wait()
+        return items
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(handle, max_batch=2, max_wait_s=0.001, max_queued=3)
+    try:
+        first = asyncio.ensure_future(batcher.submit_many([0, 1]))  # taken by the worker: not waiting
+        await asyncio.sleep(0.01)
+        waiting = asyncio.ensure_future(batcher.submit_many([2, 3, 4]))  # three wait: the bound
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded, match="3 items are waiting"):
+            await batcher.submit(5)
+        release.set()
+        assert await first == [0, 1] and await waiting == [2, 3, 4]
+        assert await batcher.submit(6) == 6  # room again
     finally:
         await batcher.close()

@@ -19,6 +19,7 @@ from services.common.errors import (
     PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
+    Unavailable,
 )
 from services.common.events import decode
 from services.vote.model import Counts, VoteRow
@@ -252,3 +253,16 @@ def test_the_pace_grants_its_burst_then_its_rate_and_forgets_the_least_recent_ag
     pace.take("b", 1, now=100.0)
     pace.take("c", 1, now=100.0)  # "a" is forgotten: a full burst again
     assert pace.take("a", 8, now=100.0) == 5
+
+
+async def test_a_vote_service_at_capacity_refuses_at_once_with_retry_after() -> None:
+    world = World()
+    world.voting.batcher._max_queued = 1  # the bound AIMUSICSTORE_VOTE_QUEUE_MAX gives
+    try:
+        with pytest.raises(Unavailable, match="at capacity") as refused:
+            await world.voting.cast_many(BOB, [Ballot("song", "s1", "up"), Ballot("song", "s2", "up")], bulk=True)
+        assert refused.value.retry_after_s == 1
+        assert world.votes.rows == {}  # nothing stored, nothing charged
+        await world.cast(BOB, "s3")  # one vote fits
+    finally:
+        await world.voting.batcher.close()
