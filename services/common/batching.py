@@ -65,6 +65,11 @@ class MicroBatcher(Generic[T, R]):
             # to other services) the first caller's request id.
             self._worker = asyncio.create_task(self._run(), name="micro-batcher", context=contextvars.Context())
 
+    def check_room(self, count: int) -> None:
+        """Raises Overloaded now if `count` more items would not be taken:
+        lets a caller refuse before doing the work that precedes a submit."""
+        self._admit(count)
+
     def _admit(self, count: int) -> None:
         if self._max_queued is not None and self._queue.qsize() + count > self._max_queued:
             raise Overloaded(f"{self._queue.qsize()} items are waiting (at most {self._max_queued})")

@@ -97,6 +97,10 @@ _REFUSALS: tuple[tuple[type[DomainError], str, int], ...] = (
 )
 
 
+def _at_capacity(overloaded: Overloaded) -> Unavailable:
+    return Unavailable(f"the vote service is at capacity ({overloaded}); retry in a second", retry_after_s=1)
+
+
 def _refusal(error: DomainError) -> tuple[str, int]:
     for kind, status, http_status in _REFUSALS:
         if isinstance(error, kind):
@@ -160,6 +164,11 @@ class Voting:
         (VotePace: `rate_limited` past it)."""
         if caller.is_admin:
             raise PermissionDenied("votes are cast by agents: use an agent's API key, not the admin key")
+        try:
+            # Before any work: under overload, refusing must cost next to nothing.
+            self.batcher.check_room(len(ballots))
+        except Overloaded as overloaded:
+            raise _at_capacity(overloaded) from None
         results: list[BallotResult | None] = [None] * len(ballots)
         valid: dict[int, tuple[str, str, int, str, int | None]] = {}
         for n, ballot in enumerate(ballots):
@@ -201,7 +210,7 @@ class Voting:
         try:
             outcomes = await self.batcher.submit_many(pending) if pending else []
         except Overloaded as overloaded:
-            raise Unavailable(f"the vote service is at capacity ({overloaded}); retry in a second", 1) from None
+            raise _at_capacity(overloaded) from None
         broken = ""
         for n, p, outcome in zip(valid, pending, outcomes, strict=True):
             results[n] = self._result(p.vote, outcome, caller, limit, resets_at, now)
