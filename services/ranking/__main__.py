@@ -18,14 +18,14 @@ from services.common.auth import Authenticator, remote_key_verifier
 from services.common.channels import internal_channel
 from services.common.config import RankingSettings
 from services.common.jobs import every
-from services.common.processed_events import prune_processed
+from services.common.processed_events import prune_processed, prune_tombstones
 from services.common.server import Registration, Resources, main
 from services.ranking.catalog import Catalog
 from services.ranking.rankings import Rankings
 from services.ranking.servicer import CatalogService, RankingService
 from services.ranking.store import RankingStores
 from services.ranking.submission_quota import SubmissionQuotas
-from services.ranking.tables import processed_events
+from services.ranking.tables import processed_events, vote_tombstones
 
 CONSUMER_GROUP = "ranking"
 
@@ -106,6 +106,9 @@ def background_jobs(
     async def prune_processed_events() -> None:
         await every(3600, "prune processed events", lambda: prune_processed(resources.engine, processed_events))
 
+    async def prune_vote_tombstones() -> None:
+        await every(3600, "prune vote tombstones", lambda: prune_tombstones(resources.engine, vote_tombstones))
+
     async def prune_submission_counts() -> None:
         await every(3600, "prune daily submission counts", stores.catalog.prune_submission_counts)
 
@@ -116,6 +119,7 @@ def background_jobs(
         rebuild_trending,
         snapshot_days,
         prune_processed_events,
+        prune_vote_tombstones,
         prune_submission_counts,
     ]
 

@@ -21,13 +21,13 @@ from services.common.auth import Authenticator
 from services.common.config import ReputationSettings
 from services.common.credentials import service_credential
 from services.common.jobs import every
-from services.common.processed_events import prune_processed
+from services.common.processed_events import prune_processed, prune_tombstones
 from services.common.server import Registration, Resources, main
 from services.reputation.agents import Agents
 from services.reputation.servicer import AgentService, ApiKeyService, ModerationService
 from services.reputation.standing import StandingPolicy
 from services.reputation.store import AgentStore, Announcements, Standings, VoteProjection, VoteWeights
-from services.reputation.tables import processed_events
+from services.reputation.tables import processed_events, vote_tombstones
 
 CONSUMER_GROUP = "reputation"
 # How often the flagged-agent gauge is refreshed (one count over the agents table).
@@ -95,6 +95,9 @@ def background_jobs(
     async def prune_processed_events() -> None:
         await every(3600, "prune processed events", lambda: prune_processed(resources.engine, processed_events))
 
+    async def prune_vote_tombstones() -> None:
+        await every(3600, "prune vote tombstones", lambda: prune_tombstones(resources.engine, vote_tombstones))
+
     async def watch_consumer_progress() -> None:
         await stream_progress.watch_group(resources.redis, CONSUMER_GROUP, events.dead_letter_stream(CONSUMER_GROUP))
 
@@ -122,6 +125,7 @@ def background_jobs(
         watch_flagged_agents,
         follow_auth_changes,
         prune_processed_events,
+        prune_vote_tombstones,
     ]
 
 
