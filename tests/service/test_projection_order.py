@@ -191,9 +191,9 @@ async def publish_one_by_one(
     voted_at = datetime.now(UTC) - timedelta(minutes=1)
     for step in steps:
         await publish(redis, [step], block, names, voted_at)
-        recorded = "SELECT count(*) FROM {}.processed_events WHERE event_id = :id"
 
         async def seen(step: Step = step) -> int:
+            recorded = "SELECT count(*) FROM {}.processed_events WHERE event_id = :id"
             counts = [await rows(engine, recorded.format(schema), id=block + step[0]) for schema in SCHEMAS]
             return sum(found[0][0] for found in counts)
 
