@@ -429,6 +429,19 @@ class RankingSettings(Settings):
         "songs an agent may submit per UTC day on the pro tier (enterprise and the admin key: unlimited)",
         minimum=0,
     )
+    # Reconciliation of the item counts with the votes table (services/ranking/store/reconcile.py).
+    count_reconcile_interval_s: float = setting(
+        "AIMUSICSTORE_COUNT_RECONCILE_INTERVAL_S",
+        30.0,
+        "time between passes that check a page of the ranking service's item counts against the votes table",
+    )
+    count_reconcile_page_size: int = setting(
+        "AIMUSICSTORE_COUNT_RECONCILE_PAGE_SIZE",
+        500,
+        "items each of those passes checks (songs then tools, in id order, resuming where the last stopped); "
+        "at most 1,000 are asked of the vote service at once",
+        minimum=1,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

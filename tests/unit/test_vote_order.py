@@ -46,7 +46,8 @@ def test_a_retraction_before_its_vote_leaves_no_ghost() -> None:
 
 def test_a_late_old_vote_never_overwrites_a_newer_re_vote() -> None:
     state, net = run([event(1, "vote", 1), event(3, "vote", -1), event(2, "retract", 1)])
-    assert state[KEY].vote is not None and state[KEY].vote.event_id == 3
+    vote = state[KEY].vote
+    assert vote is not None and vote.event_id == 3
     assert net == Counter({(3, -1): 1})
 
 

@@ -1,0 +1,48 @@
+from google.api import field_behavior_pb2 as _field_behavior_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ItemRef(_message.Message):
+    __slots__ = ("item_type", "item_id")
+    ITEM_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    item_type: str
+    item_id: str
+    def __init__(self, item_type: _Optional[str] = ..., item_id: _Optional[str] = ...) -> None: ...
+
+class CountItemVotesRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ItemRef]
+    def __init__(self, items: _Optional[_Iterable[_Union[ItemRef, _Mapping]]] = ...) -> None: ...
+
+class ItemVoteCounts(_message.Message):
+    __slots__ = ("item_type", "item_id", "up_votes", "down_votes", "rating_sum", "rating_count", "review_count", "settled")
+    ITEM_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    UP_VOTES_FIELD_NUMBER: _ClassVar[int]
+    DOWN_VOTES_FIELD_NUMBER: _ClassVar[int]
+    RATING_SUM_FIELD_NUMBER: _ClassVar[int]
+    RATING_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SETTLED_FIELD_NUMBER: _ClassVar[int]
+    item_type: str
+    item_id: str
+    up_votes: int
+    down_votes: int
+    rating_sum: int
+    rating_count: int
+    review_count: int
+    settled: bool
+    def __init__(self, item_type: _Optional[str] = ..., item_id: _Optional[str] = ..., up_votes: _Optional[int] = ..., down_votes: _Optional[int] = ..., rating_sum: _Optional[int] = ..., rating_count: _Optional[int] = ..., review_count: _Optional[int] = ..., settled: _Optional[bool] = ...) -> None: ...
+
+class CountItemVotesResponse(_message.Message):
+    __slots__ = ("counts",)
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    counts: _containers.RepeatedCompositeFieldContainer[ItemVoteCounts]
+    def __init__(self, counts: _Optional[_Iterable[_Union[ItemVoteCounts, _Mapping]]] = ...) -> None: ...
