@@ -48,6 +48,16 @@ from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 
 VoteKey = tuple[str, str, str]  # (agent_id, item_type, item_id)
 
+# The digest of a set of live votes (table alias `v`: item_type, item_id,
+# direction), as the vote service and a projection both compute it for the
+# reconciliation (VoteLedgerService.CheckAgentVotes): md5 of
+# "item_type/item_id/direction" in (item_type, item_id) byte order, joined
+# with ","; '' for none.
+LIVE_VOTES_DIGEST_SQL = (
+    "coalesce(md5(string_agg(v.item_type || '/' || v.item_id || '/' || v.direction, ','"
+    ' ORDER BY v.item_type COLLATE "C", v.item_id COLLATE "C")), \'\')'
+)
+
 
 def vote_key(event: VoteEvent) -> VoteKey:
     return (event.agent_id, event.item_type, event.item_id)

@@ -1,14 +1,16 @@
-"""The ranking service's item counts reconciled with the votes table, through
-the vote service's internal VoteLedgerService (services/ranking/store/reconcile.py):
-drift is repaired within a sweep, a pass checks at most a page of items,
-counts with events still in flight are left alone, and the method is for
-the services only."""
+"""The consumers' projections reconciled with the votes table, through the
+vote service's internal VoteLedgerService: the ranking service's item counts
+(services/ranking/store/reconcile.py) and the reputation service's projected
+votes (services/reputation/store/reconcile.py). Drift is repaired within a
+sweep, a pass checks at most a page, what has events still in flight is
+left alone, and the methods are for the services only."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -18,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from aimusicstore.ranking.v1 import catalog_pb2, catalog_service_pb2, catalog_service_pb2_grpc
+from aimusicstore.reputation.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc
 from aimusicstore.vote.v1 import vote_ledger_service_pb2, vote_ledger_service_pb2_grpc
 from devstack.stack import Stack
 from services.common.channels import peer_channel
@@ -26,6 +29,8 @@ from services.common.credentials import SERVICE_CREDENTIAL_KEY, service_credenti
 from services.common.interceptors import DeadlineClientInterceptor
 from services.ranking.store.item_cache import ItemCache
 from services.ranking.store.reconcile import COUNTS_REPAIRED, CountReconciler
+from services.reputation.store.projection import VoteProjection
+from services.reputation.store.reconcile import VOTES_REPAIRED, AgentVoteReconciler
 from tests.backing import ADMIN_KEY
 from tests.service.conftest import ADMIN, channel, in_process, target_env, unique
 
@@ -35,6 +40,7 @@ pytestmark = pytest.mark.service
 @dataclass
 class World:
     catalog: Any
+    agents: Any
     ledger: Any
     engine: AsyncEngine
     redis: Redis
@@ -48,6 +54,7 @@ async def world(backing: Stack) -> AsyncIterator[World]:
         in_process(backing, "ranking", **target_env(reputation=reputation)) as ranking,
         in_process(backing, "vote", **target_env(reputation=reputation, ranking=ranking)) as vote,
         channel(ranking) as ranking_channel,
+        channel(reputation) as reputation_channel,
     ):
         credential = (SERVICE_CREDENTIAL_KEY, service_credential(ADMIN_KEY))
         target = f"127.0.0.1:{vote.port}"
@@ -56,6 +63,7 @@ async def world(backing: Stack) -> AsyncIterator[World]:
             redis = Redis.from_url(backing.redis_url or "", decode_responses=True)
             yield World(
                 catalog_service_pb2_grpc.CatalogServiceStub(ranking_channel),
+                agent_service_pb2_grpc.AgentServiceStub(reputation_channel),
                 vote_ledger_service_pb2_grpc.VoteLedgerServiceStub(vote_channel),
                 engine,
                 redis,
@@ -159,3 +167,55 @@ async def test_the_ledger_is_for_the_services_only_and_bounded(world: World) -> 
     with pytest.raises(grpc.aio.AioRpcError) as bounded:
         await world.ledger.CountItemVotes(vote_ledger_service_pb2.CountItemVotesRequest(items=too_many))
     assert bounded.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_ghost_and_a_lost_vote_in_the_reputation_projection_are_repaired(world: World) -> None:
+    agent = unique("drifter")
+    await world.agents.RegisterAgent(agent_service_pb2.RegisterAgentRequest(agent=agent_pb2.Agent(id=agent)), timeout=5)
+    ghost_song, lost_song = await new_song(world), await new_song(world)
+    # A ghost: projected, and counted, with no vote in the table.
+    await execute(
+        world.engine,
+        "INSERT INTO reputation.votes (agent_id, item_type, item_id, direction, cast_at, earns, event_id)"
+        " VALUES (:a, 'song', :s, 1, now(), true, 5)",
+        a=agent,
+        s=ghost_song,
+    )
+    await execute(world.engine, "UPDATE reputation.agents SET vote_count = 1 WHERE id = :a", a=agent)
+    await execute(
+        world.engine,
+        "INSERT INTO reputation.item_scores (item_type, item_id, score) VALUES ('song', :s, 1)",
+        s=ghost_song,
+    )
+    # A vote whose event was lost for good: in the table, never projected.
+    await execute(
+        world.engine,
+        "INSERT INTO vote.votes (agent_id, item_type, item_id, direction) VALUES (:a, 'song', :s, -1)",
+        a=agent,
+        s=lost_song,
+    )
+    ghosts_before = VOTES_REPAIRED.labels("ghost")._value.get()
+
+    rec = AgentVoteReconciler(world.engine, world.ledger, VoteProjection(world.engine), page_size=3)
+    rec.after = agent[:-1]
+    repaired, _ = await rec.reconcile(datetime.now(UTC))
+    assert repaired == 2
+    projected = "SELECT item_id, direction FROM reputation.votes WHERE agent_id = :a"
+    assert await execute(world.engine, projected, a=agent) == [(lost_song, -1)]
+    reply = await world.agents.GetAgent(agent_service_pb2.GetAgentRequest(agent_id=agent), timeout=5)
+    assert reply.vote_count == 1
+    scores = "SELECT item_id, score FROM reputation.item_scores WHERE item_id IN (:g, :l) ORDER BY score"
+    assert await execute(world.engine, scores, g=ghost_song, l=lost_song) == [(lost_song, -1), (ghost_song, 0)]
+    assert VOTES_REPAIRED.labels("ghost")._value.get() == ghosts_before + 1
+
+    # Repaired: the next look finds nothing to do; a pass checked at most a page.
+    rec.after = agent[:-1]
+    assert (await rec.reconcile(datetime.now(UTC)))[0] == 0
+    page = "SELECT count(*) FROM reputation.agents WHERE id > :a"
+    if (await execute(world.engine, page, a=agent[:-1]))[0][0] > 3:
+        assert rec.after and rec.after >= agent  # it stopped after a page of 3
+    # The ranking counts of the lost vote's song follow too.
+    rec_items = reconciler(world, page_size=3)
+    rec_items.after = lost_song[:-1]
+    await sweep_to(rec_items, lost_song)
+    assert await song_counts(world, lost_song) == (0, 1)

@@ -43,6 +43,11 @@ class VoteLedgerServiceStub:
                 request_serializer=aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.CountItemVotesRequest.SerializeToString,
                 response_deserializer=aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.CountItemVotesResponse.FromString,
                 _registered_method=True)
+        self.CheckAgentVotes = channel.unary_unary(
+                '/aimusicstore.vote.v1.VoteLedgerService/CheckAgentVotes',
+                request_serializer=aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.CheckAgentVotesRequest.SerializeToString,
+                response_deserializer=aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.CheckAgentVotesResponse.FromString,
+                _registered_method=True)
 
 
 class VoteLedgerServiceServicer:
@@ -61,6 +66,16 @@ class VoteLedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckAgentVotes(self, request, context):
+        """Per agent (up to 1,000), its live votes' count and digest, read in one
+        snapshot with whether the agent is settled; and, for settled agents
+        whose digest differs from the one given, the live votes themselves
+        (at most 10,000 votes per reply: agents past it are left for later).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VoteLedgerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -68,6 +83,11 @@ def add_VoteLedgerServiceServicer_to_server(servicer, server):
                     servicer.CountItemVotes,
                     request_deserializer=aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.CountItemVotesRequest.FromString,
                     response_serializer=aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.CountItemVotesResponse.SerializeToString,
+            ),
+            'CheckAgentVotes': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckAgentVotes,
+                    request_deserializer=aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.CheckAgentVotesRequest.FromString,
+                    response_serializer=aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.CheckAgentVotesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -101,6 +121,33 @@ class VoteLedgerService:
             '/aimusicstore.vote.v1.VoteLedgerService/CountItemVotes',
             aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.CountItemVotesRequest.SerializeToString,
             aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.CountItemVotesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckAgentVotes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimusicstore.vote.v1.VoteLedgerService/CheckAgentVotes',
+            aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.CheckAgentVotesRequest.SerializeToString,
+            aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.CheckAgentVotesResponse.FromString,
             options,
             channel_credentials,
             insecure,
