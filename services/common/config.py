@@ -436,6 +436,19 @@ class RankingSettings(Settings):
         "songs an agent may submit per UTC day on the pro tier (enterprise and the admin key: unlimited)",
         minimum=0,
     )
+    # Reconciliation of the item counts with the votes table (services/ranking/store/reconcile.py).
+    count_reconcile_interval_s: float = setting(
+        "AIMUSICSTORE_COUNT_RECONCILE_INTERVAL_S",
+        30.0,
+        "time between passes that check a page of the ranking service's item counts against the votes table",
+    )
+    count_reconcile_page_size: int = setting(
+        "AIMUSICSTORE_COUNT_RECONCILE_PAGE_SIZE",
+        500,
+        "items each of those passes checks (songs then tools, in id order, resuming where the last stopped); "
+        "at most 1,000 are asked of the vote service at once",
+        minimum=1,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -471,6 +484,19 @@ class ReputationSettings(Settings):
         7,
         "an agent whose flag was cleared stays on probation at least this many days after the clearing",
         minimum=0,
+    )
+    # Reconciliation of the vote projection with the votes table (services/reputation/store/reconcile.py).
+    vote_reconcile_interval_s: float = setting(
+        "AIMUSICSTORE_VOTE_RECONCILE_INTERVAL_S",
+        30.0,
+        "time between passes that check a page of agents' projected votes against the votes table",
+    )
+    vote_reconcile_page_size: int = setting(
+        "AIMUSICSTORE_VOTE_RECONCILE_PAGE_SIZE",
+        200,
+        "agents each of those passes checks (in id order, resuming where the last stopped); "
+        "at most 1,000 are asked of the vote service at once",
+        minimum=1,
     )
 
 

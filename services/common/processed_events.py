@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, func
+from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, PrimaryKeyConstraint, Table, Text, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -22,6 +22,24 @@ def processed_events_table(metadata: MetaData) -> Table:
         metadata,
         Column("event_id", BigInteger, primary_key=True),
         Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+def vote_tombstones_table(metadata: MetaData, service: str) -> Table:
+    """A consumer's tombstones: per agent and item, the retraction it applied
+    last while no newer vote is projected, so a vote event older than it
+    (applied out of order) is not projected (services/common/vote_order.py).
+    Pruned with the processed event ids: redelivery is within minutes."""
+    return Table(
+        "vote_tombstones",
+        metadata,
+        Column("agent_id", Text, nullable=False),
+        Column("item_type", Text, nullable=False),
+        Column("item_id", Text, nullable=False),
+        Column("event_id", BigInteger, nullable=False),
+        Column("retracted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        PrimaryKeyConstraint("agent_id", "item_type", "item_id"),
+        Index(f"{service}_vote_tombstones_age_idx", "retracted_at"),
     )
 
 
@@ -54,5 +72,14 @@ async def prune_processed(engine: AsyncEngine, processed: Table, keep_days: int 
     async with engine.begin() as conn:
         result = await conn.execute(
             processed.delete().where(processed.c.processed_at < func.now() - timedelta(days=keep_days))
+        )
+    return result.rowcount
+
+
+async def prune_tombstones(engine: AsyncEngine, tombstones: Table, keep_days: int = PROCESSED_EVENTS_KEEP_DAYS) -> int:
+    """Forgets tombstones older than keep_days (a vote event that late is not expected)."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            tombstones.delete().where(tombstones.c.retracted_at < func.now() - timedelta(days=keep_days))
         )
     return result.rowcount

@@ -13,19 +13,21 @@ from aimusicstore.ranking.v1 import (
     ranking_service_pb2,
     ranking_service_pb2_grpc,
 )
+from aimusicstore.vote.v1 import vote_ledger_service_pb2_grpc
 from services.common import events, stream_progress
 from services.common.auth import Authenticator, remote_key_verifier
 from services.common.channels import internal_channel
 from services.common.config import RankingSettings
 from services.common.jobs import every
-from services.common.processed_events import prune_processed
+from services.common.processed_events import prune_processed, prune_tombstones
 from services.common.server import Registration, Resources, main
 from services.ranking.catalog import Catalog
 from services.ranking.rankings import Rankings
 from services.ranking.servicer import CatalogService, RankingService
 from services.ranking.store import RankingStores
+from services.ranking.store.reconcile import CountReconciler
 from services.ranking.submission_quota import SubmissionQuotas
-from services.ranking.tables import processed_events
+from services.ranking.tables import processed_events, vote_tombstones
 
 CONSUMER_GROUP = "ranking"
 
@@ -47,6 +49,7 @@ async def setup(server: grpc.aio.Server, resources: Resources[RankingSettings]) 
         half_life_s=settings.trending_half_life_h * 3600,
     )
     reputation = internal_channel(settings, "reputation")
+    vote = internal_channel(settings, "vote")
     auth = Authenticator(
         settings.admin_key,
         remote_key_verifier(reputation),
@@ -65,15 +68,22 @@ async def setup(server: grpc.aio.Server, resources: Resources[RankingSettings]) 
             catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
             ranking_service_pb2.DESCRIPTOR.services_by_name["RankingService"].full_name,
         ],
-        background=background_jobs(resources, rankings, auth, stores),
-        on_close=[reputation.close],
+        background=background_jobs(
+            resources, rankings, auth, stores, vote_ledger_service_pb2_grpc.VoteLedgerServiceStub(vote)
+        ),
+        on_close=[reputation.close, vote.close],
     )
 
 
 def background_jobs(
-    resources: Resources[RankingSettings], rankings: Rankings, auth: Authenticator, stores: RankingStores
+    resources: Resources[RankingSettings],
+    rankings: Rankings,
+    auth: Authenticator,
+    stores: RankingStores,
+    vote_ledger: vote_ledger_service_pb2_grpc.VoteLedgerServiceStub,
 ) -> list[Callable[[], Coroutine[Any, Any, None]]]:
     settings = resources.settings
+    reconciler = CountReconciler(resources.engine, vote_ledger, stores.item_cache, settings.count_reconcile_page_size)
 
     async def apply_vote_events() -> None:
         # Counts must show a vote within 1 s and trending within 2 s: collect
@@ -106,6 +116,14 @@ def background_jobs(
     async def prune_processed_events() -> None:
         await every(3600, "prune processed events", lambda: prune_processed(resources.engine, processed_events))
 
+    async def prune_vote_tombstones() -> None:
+        await every(3600, "prune vote tombstones", lambda: prune_tombstones(resources.engine, vote_tombstones))
+
+    async def reconcile_counts() -> None:
+        # Repairs counts that drifted from the votes table (events lost for
+        # good), a page of items per pass.
+        await every(settings.count_reconcile_interval_s, "count reconciliation", reconciler.reconcile)
+
     async def prune_submission_counts() -> None:
         await every(3600, "prune daily submission counts", stores.catalog.prune_submission_counts)
 
@@ -116,7 +134,9 @@ def background_jobs(
         rebuild_trending,
         snapshot_days,
         prune_processed_events,
+        prune_vote_tombstones,
         prune_submission_counts,
+        reconcile_counts,
     ]
 
 

@@ -9,6 +9,7 @@ finished day's chart for history and movement.
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Computed,
@@ -27,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 
-from services.common.processed_events import processed_events_table
+from services.common.processed_events import processed_events_table, vote_tombstones_table
 
 SCHEMA = "ranking"
 metadata = MetaData(schema=SCHEMA)
@@ -160,7 +161,21 @@ votes = Table(
     Column("voted_at", DateTime(timezone=True), nullable=False),
     Column("weight", Float, nullable=False),
     Column("chart_weight", Float, nullable=False),
+    # The event that projected it (services/common/vote_order.py): an older
+    # event of the same agent and item changes nothing. 0 for votes projected
+    # before the ids were kept (any event is newer).
+    Column("event_id", BigInteger, nullable=False, server_default="0"),
+    # What it added to its item's counts, taken back exactly when it goes.
+    # has_review NULL: projected before these were kept (a retraction then
+    # takes back the rating and review its event carries).
+    Column("rating", SmallInteger),
+    Column("has_review", Boolean),
     PrimaryKeyConstraint("agent_id", "item_type", "item_id"),
     Index("ranking_votes_recent_idx", "voted_at"),
     Index("ranking_votes_item_idx", "item_type", "item_id"),
 )
+
+# The retractions applied last per agent and item (while no newer vote is
+# projected): a vote event older than its tombstone (applied out of order)
+# is not projected.
+vote_tombstones = vote_tombstones_table(metadata, "ranking")

@@ -1,17 +1,21 @@
 """What a batch of vote events changes (pure functions): item counts, daily
 tallies and the projection of live votes.
 
-- A "vote" event adds its vote; any other event (a retraction) takes the same
-  vote back: its up or down, its rating and its review, with a minus sign.
+- Counts follow the projection of live votes, not the events: a vote the
+  projection took in adds its up or down, its rating and its review; one it
+  gave up takes back what it was held with. So an event that changes nothing
+  in the projection (stale: applied after a newer event of the same agent and
+  item, services/common/vote_order.py) changes no count either, and counts
+  equal what the in-order application gives, in any order.
 - A daily tally counts a vote on the (UTC) day it was cast, whichever day
   the event is applied on.
 - A daily tally also sums the chart weights of the day's live votes, as the
   projection holds them: a vote the projection took in adds its weight, one
   it gave up takes back the weight it was held with (so a flag's re-weighing
   in between is taken back exactly), and re-weighing adds the difference.
-- Per agent and item, the batch's last event stands. A retraction in the
-  batch removes the item's projected vote; a vote cast after it in the same
-  batch is then projected anew.
+- Per agent and item, the batch's newest event (highest event id) is the
+  only one that can stand; the projection applies it if it is newer than
+  what it holds.
 
 Results are sorted by key: the store writes rows in that order, so two
 overlapping batches lock rows in the same order.
@@ -26,6 +30,7 @@ from datetime import UTC, date, datetime
 from operator import itemgetter
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
+from services.common.vote_order import newest_per_key
 
 ItemKey = tuple[str, str]  # (item_type, item_id)
 DayKey = tuple[str, str, date]  # (item_type, item_id, day cast)
@@ -54,6 +59,8 @@ class ProjectedVote:
     direction: int
     voted_at: datetime  # aware (PostgreSQL gives it in the session's time zone)
     chart_weight: float
+    rating: int | None = None
+    has_review: bool = False
 
     @property
     def day(self) -> DayKey:
@@ -79,28 +86,28 @@ def agent_weights(trending: str | None, chart: str | None, probation_weight: flo
 
 
 def count_changes(
-    events: Iterable[VoteEvent], removed: Iterable[ProjectedVote] = (), added: Iterable[ProjectedVote] = ()
+    removed: Iterable[ProjectedVote] = (), added: Iterable[ProjectedVote] = ()
 ) -> tuple[list[tuple[ItemKey, CountChange]], list[tuple[DayKey, CountChange]]]:
     """Per item, then per item and day: the change of its counts, sorted by
-    key; `removed` and `added` are the batch's changes of the projection."""
+    key, from the batch's changes of the projection (what it gave up, what
+    it took in)."""
     items: dict[ItemKey, CountChange] = defaultdict(CountChange)
     days: dict[DayKey, CountChange] = defaultdict(CountChange)
-    for event in events:
-        sign = 1 if event.type == "vote" else -1
-        up, down = (sign, 0) if event.direction > 0 else (0, sign)
-        item = items[(event.item_type, event.item_id)]
-        item.up += up
-        item.down += down
-        if event.HasField("rating"):
-            item.rating_sum += sign * event.rating
-            item.rating_count += sign
-        if event.has_review:
-            item.reviews += sign
-        day = days[(event.item_type, event.item_id, event.voted_at.ToDatetime().date())]
-        day.up += up
-        day.down += down
-    _add_weights(days, removed, -1.0)
-    _add_weights(days, added, 1.0)
+    for votes, sign in ((removed, -1), (added, 1)):
+        for vote in votes:
+            up, down = (sign, 0) if vote.direction > 0 else (0, sign)
+            item = items[(vote.item_type, vote.item_id)]
+            item.up += up
+            item.down += down
+            if vote.rating is not None:
+                item.rating_sum += sign * vote.rating
+                item.rating_count += sign
+            if vote.has_review:
+                item.reviews += sign
+            day = days[vote.day]
+            day.up += up
+            day.down += down
+            _add_weight(day, vote.direction, sign * vote.chart_weight)
     return sorted(items.items(), key=itemgetter(0)), sorted(days.items(), key=itemgetter(0))
 
 
@@ -114,11 +121,6 @@ def reweighed_days(old: Iterable[ProjectedVote], new_chart_weight: float) -> lis
     return sorted(days.items(), key=itemgetter(0))
 
 
-def _add_weights(days: dict[DayKey, CountChange], votes: Iterable[ProjectedVote], sign: float) -> None:
-    for vote in votes:
-        _add_weight(days[vote.day], vote.direction, sign * vote.chart_weight)
-
-
 def _add_weight(change: CountChange, direction: int, weight: float) -> None:
     if direction > 0:
         change.weighted_up += weight
@@ -126,14 +128,11 @@ def _add_weight(change: CountChange, direction: int, weight: float) -> None:
         change.weighted_down += weight
 
 
-def live_vote_changes(events: Iterable[VoteEvent]) -> tuple[list[VoteKey], list[tuple[VoteKey, VoteEvent]]]:
-    """(the votes to take out of the projection, the votes to put in), sorted by key."""
-    final: dict[VoteKey, VoteEvent] = {}
-    retracted: set[VoteKey] = set()
-    for event in events:
-        key = (event.agent_id, event.item_type, event.item_id)
-        final[key] = event
-        if event.type != "vote":
-            retracted.add(key)
-    cast = [(key, event) for key, event in sorted(final.items(), key=itemgetter(0)) if event.type == "vote"]
-    return sorted(retracted), cast
+def live_vote_changes(
+    events: Iterable[VoteEvent],
+) -> tuple[list[tuple[VoteKey, VoteEvent]], list[tuple[VoteKey, VoteEvent]]]:
+    """Per agent and item, the batch's newest event, split into (retractions,
+    votes), each sorted by key. Whether each stands is the projection's
+    decision (it knows what it holds)."""
+    newest = sorted(newest_per_key(events).items(), key=itemgetter(0))
+    return [(k, e) for k, e in newest if e.type != "vote"], [(k, e) for k, e in newest if e.type == "vote"]

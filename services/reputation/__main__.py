@@ -16,18 +16,21 @@ from aimusicstore.reputation.v1 import (
     moderation_service_pb2,
     moderation_service_pb2_grpc,
 )
+from aimusicstore.vote.v1 import vote_ledger_service_pb2_grpc
 from services.common import events, stream_progress
 from services.common.auth import Authenticator
+from services.common.channels import internal_channel
 from services.common.config import ReputationSettings
 from services.common.credentials import service_credential
 from services.common.jobs import every
-from services.common.processed_events import prune_processed
+from services.common.processed_events import prune_processed, prune_tombstones
 from services.common.server import Registration, Resources, main
 from services.reputation.agents import Agents
 from services.reputation.servicer import AgentService, ApiKeyService, ModerationService
 from services.reputation.standing import StandingPolicy
 from services.reputation.store import AgentStore, Announcements, Standings, VoteProjection, VoteWeights
-from services.reputation.tables import processed_events
+from services.reputation.store.reconcile import AgentVoteReconciler
+from services.reputation.tables import processed_events, vote_tombstones
 
 CONSUMER_GROUP = "reputation"
 # How often the flagged-agent gauge is refreshed (one count over the agents table).
@@ -39,10 +42,18 @@ FLAGGED_AGENTS = Gauge("reputation_flagged_agents", "Agents currently flagged (t
 async def setup(server: grpc.aio.Server, resources: Resources[ReputationSettings]) -> Registration:
     settings = resources.settings
     agent_store = AgentStore(resources.engine)
+    projection = VoteProjection(resources.engine)
+    vote = internal_channel(settings, "vote")
+    reconciler = AgentVoteReconciler(
+        resources.engine,
+        vote_ledger_service_pb2_grpc.VoteLedgerServiceStub(vote),
+        projection,
+        settings.vote_reconcile_page_size,
+    )
     announcements = Announcements(resources.engine, resources.redis)
     agents = Agents(
         agent_store,
-        VoteProjection(resources.engine),
+        projection,
         Standings(resources.engine),
         announcements,
         VoteWeights(resources.redis),
@@ -61,7 +72,8 @@ async def setup(server: grpc.aio.Server, resources: Resources[ReputationSettings
             api_key_service_pb2.DESCRIPTOR.services_by_name["ApiKeyService"].full_name,
             moderation_service_pb2.DESCRIPTOR.services_by_name["ModerationService"].full_name,
         ],
-        background=background_jobs(resources, agents, agent_store, announcements, auth),
+        background=background_jobs(resources, agents, agent_store, announcements, auth, reconciler),
+        on_close=[vote.close],
     )
 
 
@@ -71,6 +83,7 @@ def background_jobs(
     agent_store: AgentStore,
     announcements: Announcements,
     auth: Authenticator,
+    reconciler: AgentVoteReconciler,
 ) -> list[Callable[[], Coroutine[Any, Any, None]]]:
     settings = resources.settings
 
@@ -95,6 +108,9 @@ def background_jobs(
     async def prune_processed_events() -> None:
         await every(3600, "prune processed events", lambda: prune_processed(resources.engine, processed_events))
 
+    async def prune_vote_tombstones() -> None:
+        await every(3600, "prune vote tombstones", lambda: prune_tombstones(resources.engine, vote_tombstones))
+
     async def watch_consumer_progress() -> None:
         await stream_progress.watch_group(resources.redis, CONSUMER_GROUP, events.dead_letter_stream(CONSUMER_GROUP))
 
@@ -111,6 +127,16 @@ def background_jobs(
 
         await every(FLAGGED_WATCH_INTERVAL_S, "flagged agents gauge", measure)
 
+    async def reconcile_votes() -> None:
+        # Repairs projected votes that drifted from the votes table (events
+        # lost for good), a page of agents per pass.
+        async def one_pass() -> int:
+            repaired, changed = await reconciler.reconcile(agents.clock())
+            await agents.reputation_moved(changed)
+            return repaired
+
+        await every(settings.vote_reconcile_interval_s, "vote projection reconciliation", one_pass)
+
     async def follow_auth_changes() -> None:
         await auth.listen(resources.redis)
 
@@ -122,6 +148,8 @@ def background_jobs(
         watch_flagged_agents,
         follow_auth_changes,
         prune_processed_events,
+        prune_vote_tombstones,
+        reconcile_votes,
     ]
 
 

@@ -138,6 +138,11 @@ class Agents:
         changed = await self.projection.apply_events(events, self.clock())
         await self.weighing.reputation_moved(changed)
 
+    async def reputation_moved(self, changed: list[AgentScore]) -> None:
+        """Publishes the weights of agents whose reputation moved outside a
+        batch of events (the reconciliation's repairs)."""
+        await self.weighing.reputation_moved(changed)
+
     async def recompute_all(self) -> int:
         """The periodic pass: corrects drift in reputation, grants trust to
         the agents on probation that now meet the rule, republishes every

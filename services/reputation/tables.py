@@ -1,6 +1,7 @@
 """The reputation service's tables (schema `reputation`). Only this service writes them."""
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -19,7 +20,7 @@ from sqlalchemy import (
 )
 
 from services.common import vocabulary
-from services.common.processed_events import processed_events_table
+from services.common.processed_events import processed_events_table, vote_tombstones_table
 
 SCHEMA = "reputation"
 metadata = MetaData(schema=SCHEMA)
@@ -94,9 +95,18 @@ votes = Table(
     Column("direction", SmallInteger, nullable=False),
     Column("cast_at", DateTime(timezone=True), nullable=False),
     Column("earns", Boolean, nullable=False, server_default=text("true")),
+    # The event that projected it (services/common/vote_order.py): an older
+    # event of the same agent and item changes nothing. 0 for votes projected
+    # before the ids were kept (any event is newer).
+    Column("event_id", BigInteger, nullable=False, server_default="0"),
     PrimaryKeyConstraint("agent_id", "item_type", "item_id"),
     Index("reputation_votes_item_idx", "item_type", "item_id"),
 )
+
+# The retractions applied last per agent and item (while no newer vote is
+# projected): a vote event older than its tombstone (applied out of order)
+# is not projected.
+vote_tombstones = vote_tombstones_table(metadata, "reputation")
 
 # Each item's current score (up - down over all votes, flagged agents'
 # included), whose sign decides agreements.

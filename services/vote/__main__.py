@@ -6,13 +6,20 @@ from functools import partial
 
 import grpc
 
-from aimusicstore.vote.v1 import vote_service_pb2, vote_service_pb2_grpc
+from aimusicstore.vote.v1 import (
+    vote_ledger_service_pb2,
+    vote_ledger_service_pb2_grpc,
+    vote_service_pb2,
+    vote_service_pb2_grpc,
+)
 from services.common.auth import Authenticator, remote_key_verifier
 from services.common.channels import internal_channel
 from services.common.config import VoteSettings
+from services.common.credentials import service_credential
 from services.common.server import Registration, Resources, main
 from services.vote import jobs
 from services.vote.clients import AgentClient, CatalogClient, ModerationClient
+from services.vote.ledger import VoteLedger, VoteLedgerService
 from services.vote.live import VoteFeed
 from services.vote.ports import VoteStores
 from services.vote.ring_watch import RingWatch
@@ -77,6 +84,11 @@ async def setup(server: grpc.aio.Server, resources: Resources[VoteSettings]) -> 
         stream=StreamLimits(in_flight=settings.stream_votes_in_flight, idle_s=settings.stream_idle_s),
     )
     vote_service_pb2_grpc.add_VoteServiceServicer_to_server(service, server)
+    # Internal: the consumers' reconciliation reads the votes table's truth here.
+    vote_ledger_service_pb2_grpc.add_VoteLedgerServiceServicer_to_server(
+        VoteLedgerService(VoteLedger(resources.engine), service_credential(settings.admin_key, settings.service_token)),
+        server,
+    )
 
     async def follow_auth_changes() -> None:
         # An admin clearing a flag forgives the votes that broke a rule: their
@@ -84,7 +96,10 @@ async def setup(server: grpc.aio.Server, resources: Resources[VoteSettings]) -> 
         await auth.listen(redis, on_flag_cleared=windows.forget)
 
     return Registration(
-        services=[vote_service_pb2.DESCRIPTOR.services_by_name["VoteService"].full_name],
+        services=[
+            vote_service_pb2.DESCRIPTOR.services_by_name["VoteService"].full_name,
+            vote_ledger_service_pb2.DESCRIPTOR.services_by_name["VoteLedgerService"].full_name,
+        ],
         background=[
             partial(jobs.relay_forever, relay),
             partial(jobs.retain_by_progress, redis, relay, settings.stream_max_len, settings.feed_resume_window_s),

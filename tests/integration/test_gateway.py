@@ -16,6 +16,7 @@ from aimusicstore.reputation.v1 import (
     moderation_service_pb2,
     moderation_service_pb2_grpc,
 )
+from aimusicstore.vote.v1 import vote_ledger_service_pb2, vote_ledger_service_pb2_grpc
 from devstack.stack import Stack
 from gateway.envoy_config import PUBLIC_SERVICES
 from services.common.credentials import SERVICE_CREDENTIAL_KEY, service_credential
@@ -80,6 +81,10 @@ def test_internal_services_are_not_routed(channel: grpc.Channel) -> None:
     stub = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
     with pytest.raises(grpc.RpcError) as caught:
         stub.VerifyApiKey(api_key_service_pb2.VerifyApiKeyRequest(api_key="ams_x"), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    ledger = vote_ledger_service_pb2_grpc.VoteLedgerServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as caught:
+        ledger.CountItemVotes(vote_ledger_service_pb2.CountItemVotesRequest(), timeout=5)
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 

@@ -177,11 +177,11 @@ def test_cacheable_reads_carry_cache_control() -> None:
 
 
 def test_internal_services_have_no_route() -> None:
+    internal = ("ApiKeyService", "ModerationService", "VoteLedgerService")
     for hcm in _listeners(build(SETTINGS)).values():
-        assert not any(
-            "ApiKeyService" in str(r["match"]) or "ModerationService" in str(r["match"]) for r in _routes(hcm)
-        )
+        assert not any(name in str(r["match"]) for r in _routes(hcm) for name in internal)
     assert "aimusicstore.reputation.v1.ApiKeyService" not in PUBLIC_SERVICES
+    assert "aimusicstore.vote.v1.VoteLedgerService" not in PUBLIC_SERVICES
 
 
 def test_transcoder_options_follow_the_contract() -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date
 from typing import Any
 
-from sqlalchemy import delete, text, tuple_
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
@@ -22,7 +22,7 @@ from services.ranking.store.catalog import trending_attributes
 from services.ranking.store.item_cache import COUNT_FIELDS, ItemCache, NewCounts
 from services.ranking.store.trending_sets import TrendingSets
 from services.ranking.store.vote_weights import VoteWeights
-from services.ranking.tables import processed_events, votes
+from services.ranking.tables import processed_events
 from services.ranking.trending import TrendClock
 from services.ranking.vote_batch import AgentWeights, CountChange, DayKey, ProjectedVote, VoteKey
 
@@ -65,21 +65,40 @@ _ADD_DAILY_TALLIES = text(
         weighted_up = t.weighted_up + EXCLUDED.weighted_up, weighted_down = t.weighted_down + EXCLUDED.weighted_down
     """
 )
+# Order-independent (services/common/vote_order.py): per agent and item the
+# projection holds the event id of its live vote (votes.event_id) or of the
+# retraction it applied last (vote_tombstones); an older event changes nothing.
+_BATCH_KEYS = (
+    "jsonb_to_recordset(CAST(:rows AS jsonb)) AS b(agent_id text, item_type text, item_id text, event_id bigint"
+)
+# A vote that is newer than the tombstone of its key (if any) is projected
+# unless a live vote holds the key (ON CONFLICT: an older one is replaced on
+# the slow path, a newer or equal one stands); tombstones older than it go.
 _PROJECT_VOTES = text(
-    """
-    INSERT INTO ranking.votes (agent_id, item_type, item_id, direction, voted_at, weight, chart_weight)
-    SELECT agent_id, item_type, item_id, direction, voted_at, weight, chart_weight
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-        AS b(agent_id text, item_type text, item_id text, direction smallint, voted_at timestamptz,
-             weight float8, chart_weight float8)
+    f"""
+    WITH b AS (
+        SELECT * FROM {_BATCH_KEYS},
+            direction smallint, voted_at timestamptz, weight float8, chart_weight float8, rating smallint,
+            has_review boolean)
+    ), superseded AS (
+        DELETE FROM ranking.vote_tombstones t USING b
+        WHERE (t.agent_id, t.item_type, t.item_id) = (b.agent_id, b.item_type, b.item_id) AND t.event_id < b.event_id
+    )
+    INSERT INTO ranking.votes
+        (agent_id, item_type, item_id, direction, voted_at, weight, chart_weight, rating, has_review, event_id)
+    SELECT agent_id, item_type, item_id, direction, voted_at, weight, chart_weight, rating, has_review, event_id
+    FROM b
+    WHERE NOT EXISTS (
+        SELECT 1 FROM ranking.vote_tombstones t
+        WHERE (t.agent_id, t.item_type, t.item_id) = (b.agent_id, b.item_type, b.item_id) AND t.event_id >= b.event_id
+    )
     ON CONFLICT DO NOTHING
     """
 )
 # Which of these votes this transaction projected (inserted): asked only when
-# the insert took in fewer rows than it was given, i.e. a vote was projected
-# already (an event applied out of order by an overlapping consumer), which
-# must not add its weight a second time. Cheaper than RETURNING every row of
-# every batch for a case that should not happen.
+# the insert took in fewer rows than it was given (a vote of the key was
+# projected already, older or newer), which is rare. Cheaper than RETURNING
+# every row of every batch.
 _PROJECTED_HERE = text(
     """
     SELECT v.agent_id, v.item_type, v.item_id
@@ -87,6 +106,32 @@ _PROJECTED_HERE = text(
     JOIN jsonb_to_recordset(CAST(:rows AS jsonb)) AS b(agent_id text, item_type text, item_id text)
         ON (v.agent_id, v.item_type, v.item_id) = (b.agent_id, b.item_type, b.item_id)
     WHERE v.xmin = pg_current_xact_id()::xid
+    """
+)
+# Takes out the projected votes older than the batch's events of their key
+# (retractions, or newer votes replacing them), with what they were held
+# with. Rows projected before event ids were kept (has_review NULL) take the
+# rating and review from the event (a retraction carries its vote's).
+_TAKE_OUT_OLDER = text(
+    f"""
+    DELETE FROM ranking.votes v USING {_BATCH_KEYS}, rating smallint, has_review boolean)
+    WHERE (v.agent_id, v.item_type, v.item_id) = (b.agent_id, b.item_type, b.item_id) AND v.event_id < b.event_id
+    RETURNING v.item_type, v.item_id, v.direction, v.voted_at, v.weight, v.chart_weight,
+        CASE WHEN v.has_review IS NULL THEN b.rating ELSE v.rating END AS rating,
+        coalesce(v.has_review, b.has_review, false) AS has_review
+    """
+)
+# A retraction leaves a tombstone (its event id) unless a newer vote is projected.
+_LEAVE_TOMBSTONES = text(
+    f"""
+    INSERT INTO ranking.vote_tombstones AS t (agent_id, item_type, item_id, event_id)
+    SELECT b.agent_id, b.item_type, b.item_id, b.event_id FROM {_BATCH_KEYS})
+    WHERE NOT EXISTS (
+        SELECT 1 FROM ranking.votes v
+        WHERE (v.agent_id, v.item_type, v.item_id) = (b.agent_id, b.item_type, b.item_id) AND v.event_id > b.event_id
+    )
+    ON CONFLICT (agent_id, item_type, item_id)
+    DO UPDATE SET event_id = EXCLUDED.event_id, retracted_at = now() WHERE t.event_id < EXCLUDED.event_id
     """
 )
 # One chunk of an agent's votes whose weights differ from its current ones,
@@ -127,8 +172,12 @@ def _tally_rows(day_changes: Iterable[tuple[DayKey, CountChange]]) -> str:
     )
 
 
-def _projected(row: Any, chart_weight: float) -> ProjectedVote:
-    return ProjectedVote(row.item_type, row.item_id, row.direction, row.voted_at, chart_weight)
+def _projected(
+    row: Any, chart_weight: float, rating: int | None = None, has_review: bool | None = False
+) -> ProjectedVote:
+    return ProjectedVote(
+        row.item_type, row.item_id, row.direction, row.voted_at, chart_weight, rating, bool(has_review)
+    )
 
 
 class VoteProjection:
@@ -141,16 +190,19 @@ class VoteProjection:
         self.trending_sets = trending_sets
 
     async def apply_events(self, events: Iterable[VoteEvent], trend: TrendClock) -> int:
-        """Applies a batch of vote events exactly once; returns how many were new.
+        """Applies a batch of vote events exactly once and in any order;
+        returns how many were new.
 
         One transaction: record the event ids (skipping ones seen before),
-        drop events of deleted items, then one change of the vote projection,
-        one UPDATE per table and one upsert of daily tallies for the whole
-        batch, so a hot item costs one row update per batch, not per vote.
-        The tallies' weighted sums follow the projection's change (what it
-        took in and gave up, with the weights it held). The trending sets are
-        moved after the commit (a failure there is repaired by the periodic
-        rebuild from the projection).
+        drop events of deleted items, then one change of the vote projection
+        (per agent and item, the batch's newest event, if newer than what the
+        projection holds: services/common/vote_order.py), one UPDATE per table
+        and one upsert of daily tallies for the whole batch, so a hot item
+        costs one row update per batch, not per vote. Counts and tallies
+        follow the projection's change (what it took in and gave up, with
+        what it held them with), so a stale event changes nothing. The
+        trending sets are moved after the commit (a failure there is repaired
+        by the periodic rebuild from the projection).
         """
         events = list(events)
         if not events:
@@ -163,21 +215,17 @@ class VoteProjection:
             if not fresh:
                 return 0
             removed, added, trend_deltas = await self._apply_projection(conn, fresh, weights, trend)
-            counts = await self._apply_counts(conn, fresh, removed, added)
+            counts = await self._apply_counts(conn, removed, added)
         await self.item_cache.copy_counts(counts)
         await self.trending_sets.move(trend_deltas, attributes)
         return len(fresh)
 
     async def _apply_counts(
-        self,
-        conn: AsyncConnection,
-        fresh: list[VoteEvent],
-        removed: Sequence[ProjectedVote],
-        added: Sequence[ProjectedVote],
+        self, conn: AsyncConnection, removed: Sequence[ProjectedVote], added: Sequence[ProjectedVote]
     ) -> NewCounts:
-        """Applies the batch to the counters and daily tallies; returns the new
-        absolute counts of every item it changed."""
-        item_changes, day_changes = vote_batch.count_changes(fresh, removed, added)
+        """Applies the projection's change to the counters and daily tallies;
+        returns the new absolute counts of every item it changed."""
+        item_changes, day_changes = vote_batch.count_changes(removed, added)
         new_counts: NewCounts = {}
         for item_type, statement in _ADD_COUNTS.items():
             rows = [
@@ -197,7 +245,8 @@ class VoteProjection:
             fields = COUNT_FIELDS[item_type]
             for row in await conn.execute(statement, {"rows": json.dumps(rows)}):
                 new_counts[(item_type, row.id)] = {f: int(row._mapping[f]) for f in fields}
-        await conn.execute(_ADD_DAILY_TALLIES, {"rows": _tally_rows(day_changes)})
+        if day_changes:
+            await conn.execute(_ADD_DAILY_TALLIES, {"rows": _tally_rows(day_changes)})
         return new_counts
 
     async def _apply_projection(
@@ -209,56 +258,83 @@ class VoteProjection:
         retracted, cast = vote_batch.live_vote_changes(fresh)
         deltas: TrendDeltas = defaultdict(float)
         removed = await self._take_out(conn, retracted) if retracted else []
-        added = await self._take_in(conn, cast, weights) if cast else []
+        if cast:
+            replaced, added = await self._take_in(conn, cast, weights)
+            removed += replaced
+        else:
+            added = []
         for vote, trending_weight, sign in [(v, w, -1) for v, w in removed] + [(v, w, 1) for v, w in added]:
             deltas[(vote.item_type, vote.item_id)] += sign * trend.scaled(
                 trending_weight, vote.direction, vote.voted_at
             )
         return [v for v, _ in removed], [v for v, _ in added], deltas
 
-    async def _take_out(self, conn: AsyncConnection, retracted: list[VoteKey]) -> list[tuple[ProjectedVote, float]]:
-        """Deletes the retracted votes; returns those there were, with the
-        weights they were held with (chart in the vote, trending beside it)."""
-        deleted = await conn.execute(
-            delete(votes)
-            .where(tuple_(votes.c.agent_id, votes.c.item_type, votes.c.item_id).in_(retracted))
-            .returning(
-                votes.c.item_type,
-                votes.c.item_id,
-                votes.c.direction,
-                votes.c.voted_at,
-                votes.c.weight,
-                votes.c.chart_weight,
-            )
-        )
-        return [(_projected(row, row.chart_weight), row.weight) for row in deleted]
+    async def _take_out_older(
+        self, conn: AsyncConnection, rows: list[dict[str, Any]]
+    ) -> list[tuple[ProjectedVote, float]]:
+        """Deletes the projected votes older than the rows' events; returns
+        them with the weights they were held with (chart in the vote,
+        trending beside it)."""
+        deleted = await conn.execute(_TAKE_OUT_OLDER, {"rows": json.dumps(rows)})
+        return [(_projected(row, row.chart_weight, row.rating, row.has_review), row.weight) for row in deleted]
+
+    async def _take_out(
+        self, conn: AsyncConnection, retracted: list[tuple[VoteKey, VoteEvent]]
+    ) -> list[tuple[ProjectedVote, float]]:
+        """Applies the retractions that stand: takes out the older votes
+        projected under their keys and leaves their tombstones."""
+        rows = [
+            {
+                "agent_id": agent_id,
+                "item_type": item_type,
+                "item_id": item_id,
+                "event_id": event.event_id,
+                "rating": event.rating if event.HasField("rating") else None,
+                "has_review": event.has_review,
+            }
+            for (agent_id, item_type, item_id), event in retracted
+        ]
+        removed = await self._take_out_older(conn, rows)
+        await conn.execute(_LEAVE_TOMBSTONES, {"rows": json.dumps(rows)})
+        return removed
 
     async def _take_in(
         self, conn: AsyncConnection, cast: list[tuple[VoteKey, VoteEvent]], weights: dict[str, AgentWeights]
-    ) -> list[tuple[ProjectedVote, float]]:
-        """Inserts the cast votes with their agents' weights; returns those it
-        took in, with their trending weights."""
+    ) -> tuple[list[tuple[ProjectedVote, float]], list[tuple[ProjectedVote, float]]]:
+        """Projects the cast votes that stand, with their agents' weights;
+        returns the older votes they replaced and the votes taken in, each
+        with its trending weight."""
         rows, taken_in = [], []
         for (agent_id, item_type, item_id), event in cast:
             weight, voted_at = weights[agent_id], event.voted_at.ToDatetime(tzinfo=UTC)
+            rating = event.rating if event.HasField("rating") else None
             rows.append(
                 {
                     "agent_id": agent_id,
                     "item_type": item_type,
                     "item_id": item_id,
+                    "event_id": event.event_id,
                     "direction": event.direction,
                     "voted_at": voted_at.isoformat(),
                     "weight": weight.trending,
                     "chart_weight": weight.chart,
+                    "rating": rating,
+                    "has_review": event.has_review,
                 }
             )
-            taken_in.append(
-                (ProjectedVote(item_type, item_id, event.direction, voted_at, weight.chart), weight.trending)
-            )
+            vote = ProjectedVote(item_type, item_id, event.direction, voted_at, weight.chart, rating, event.has_review)
+            taken_in.append((vote, weight.trending))
+        replaced: list[tuple[ProjectedVote, float]] = []
         if (await conn.execute(_PROJECT_VOTES, {"rows": json.dumps(rows)})).rowcount != len(rows):
+            # Some keys hold a vote already: an older one (its retraction is
+            # late, or was never seen) is replaced, a newer one stands.
+            older = [{**row, "rating": None, "has_review": None} for row in rows]
+            replaced = await self._take_out_older(conn, older)
+            if replaced:
+                await conn.execute(_PROJECT_VOTES, {"rows": json.dumps(rows)})
             projected = {tuple(r) for r in await conn.execute(_PROJECTED_HERE, {"rows": json.dumps(rows)})}
             taken_in = [vote for (key, _), vote in zip(cast, taken_in, strict=True) if key in projected]
-        return taken_in
+        return replaced, taken_in
 
     async def reweigh_agent(self, agent_id: str, trend: TrendClock, changed_days: ChangedDays) -> int:
         """Re-applies an agent's live votes with its current weights (0 while

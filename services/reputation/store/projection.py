@@ -9,12 +9,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select, text, tuple_
+from sqlalchemy import select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.common.processed_events import only_new
+from services.common.vote_order import newest_per_key
 from services.reputation.formula import (
     DAYS_PER_BONUS_POINT,
     MAX_REPUTATION,
@@ -27,12 +28,16 @@ from services.reputation.tables import agents, item_scores, processed_events, vo
 
 Item = tuple[str, str]  # (item_type, item_id)
 VoteKey = tuple[str, str, str]  # (agent_id, item_type, item_id)
+# A vote as the projection gave it up or took it in: (agent, item type, item id, direction).
+ProjectedVote = tuple[str, str, str, int]
 
 
 @dataclass(slots=True)
 class AgentVotes:
-    """One agent's share of a batch: votes added (retractions subtract), and
-    the first and last vote time in it."""
+    """One agent's share of a batch: live votes added (the projection's
+    change: votes taken in minus votes taken out), and the first and last
+    vote time among its vote events (every one: in order, each vote was
+    projected, if only until its retraction)."""
 
     added: int = 0
     first_at: datetime | None = None
@@ -42,31 +47,41 @@ class AgentVotes:
 @dataclass
 class BatchTally:
     per_agent: dict[str, AgentVotes] = field(default_factory=dict)
-    # The last event per (agent, item), as ON CONFLICT DO UPDATE needs one row per key.
+    # The newest event per (agent, item): the only one of the batch that can
+    # stand (services/common/vote_order.py), and one row per key, as the
+    # statements need.
     final: dict[VoteKey, VoteEvent] = field(default_factory=dict)
     # Net change of each item's score (up - down) in the batch.
     score_delta: dict[Item, int] = field(default_factory=dict)
 
+    def count_change(self, removed: Iterable[ProjectedVote], added: Iterable[ProjectedVote]) -> None:
+        """Adds the projection's change (what it gave up, what it took in)
+        to the agents' vote counts and the items' scores."""
+        for changed, sign in ((removed, -1), (added, 1)):
+            for agent_id, item_type, item_id, direction in changed:
+                entry = self.per_agent.get(agent_id)
+                if entry is None:
+                    entry = self.per_agent[agent_id] = AgentVotes()
+                entry.added += sign
+                item = (item_type, item_id)
+                self.score_delta[item] = self.score_delta.get(item, 0) + sign * direction
+
 
 def tally(events: Iterable[VoteEvent]) -> BatchTally:
-    """Counts a batch of vote events (no I/O): what apply_events writes."""
-    batch = BatchTally()
-    per_agent, final, score_delta = batch.per_agent, batch.final, batch.score_delta
+    """What a batch of vote events brings (no I/O): every voter, its vote
+    times, and the newest event per (agent, item). Counts and scores are
+    added from the projection's change (BatchTally.count_change)."""
+    events = list(events)
+    batch = BatchTally(final=newest_per_key(events))
+    per_agent = batch.per_agent
     for event in events:
         entry = per_agent.get(event.agent_id)
         if entry is None:
             entry = per_agent[event.agent_id] = AgentVotes()
-        item = (event.item_type, event.item_id)
         if event.type == "vote":
-            entry.added += 1
             at = event.voted_at.ToDatetime(tzinfo=UTC)
             entry.first_at = at if entry.first_at is None else min(entry.first_at, at)
             entry.last_at = at if entry.last_at is None else max(entry.last_at, at)
-            score_delta[item] = score_delta.get(item, 0) + event.direction
-        else:
-            entry.added -= 1
-            score_delta[item] = score_delta.get(item, 0) - event.direction
-        final[(event.agent_id, *item)] = event
     return batch
 
 
@@ -98,8 +113,9 @@ class VoteProjection:
                     select(agents.c.id, agents.c.flagged).where(agents.c.id.in_(batch_agents))
                 )
             }
+            removed, added = await self._project_votes(conn, batch.final, flagged)
+            batch.count_change(removed, added)
             await self._count_agent_votes(conn, batch.per_agent)
-            await self._project_votes(conn, batch.final, flagged)
             flipped = await self._apply_score_deltas(conn, batch.score_delta)
             affected = set(batch_agents)
             if flipped:
@@ -134,26 +150,53 @@ class VoteProjection:
 
     async def _project_votes(
         self, conn: AsyncConnection, final: dict[VoteKey, VoteEvent], flagged: dict[str, bool]
-    ) -> None:
-        gone = [key for key, event in final.items() if event.type != "vote"]
+    ) -> tuple[list[ProjectedVote], list[ProjectedVote]]:
+        """Applies each key's newest event if it is newer than what the
+        projection holds; returns the votes given up and taken in."""
+        keys = sorted(final)  # rows locked in key order
+        gone = [
+            {"agent_id": a, "item_type": t, "item_id": i, "event_id": final[(a, t, i)].event_id}
+            for a, t, i in keys
+            if final[(a, t, i)].type != "vote"
+        ]
         cast = [
             {
                 "agent_id": event.agent_id,
                 "item_type": event.item_type,
                 "item_id": event.item_id,
+                "event_id": event.event_id,
                 "direction": event.direction,
                 "cast_at": event.voted_at.ToDatetime(tzinfo=UTC).isoformat(),
                 "earns": vote_earns(flagged.get(event.agent_id, False)),
             }
-            for event in final.values()
+            for event in (final[key] for key in keys)
             if event.type == "vote"
         ]
+        removed: list[ProjectedVote] = []
+        added: list[ProjectedVote] = []
         if gone:
-            await conn.execute(
-                delete(votes).where(tuple_(votes.c.agent_id, votes.c.item_type, votes.c.item_id).in_(gone))
-            )
+            removed += await self._take_out_older(conn, gone)
+            await conn.execute(_LEAVE_TOMBSTONES, {"rows": json.dumps(gone)})
         if cast:
-            await conn.execute(_PROJECT_VOTES, {"rows": json.dumps(cast)})
+            added = await self._project(conn, cast)
+            if len(added) < len(cast):
+                # Some keys hold a vote already: an older one (its retraction
+                # is late, or was never seen) is replaced, a newer one stands.
+                taken = {vote[:3] for vote in added}
+                rest = [row for row in cast if (row["agent_id"], row["item_type"], row["item_id"]) not in taken]
+                replaced = await self._take_out_older(conn, rest)
+                if replaced:
+                    removed += replaced
+                    added += await self._project(conn, rest)
+        return removed, added
+
+    async def _take_out_older(self, conn: AsyncConnection, rows: list[dict[str, object]]) -> list[ProjectedVote]:
+        deleted = await conn.execute(_TAKE_OUT_OLDER, {"rows": json.dumps(rows)})
+        return [(r.agent_id, r.item_type, r.item_id, r.direction) for r in deleted]
+
+    async def _project(self, conn: AsyncConnection, rows: list[dict[str, object]]) -> list[ProjectedVote]:
+        inserted = await conn.execute(_PROJECT_VOTES, {"rows": json.dumps(rows)})
+        return [(r.agent_id, r.item_type, r.item_id, r.direction) for r in inserted]
 
     async def _apply_score_deltas(self, conn: AsyncConnection, deltas: dict[Item, int]) -> list[Item]:
         """Adds the batch's score changes; returns the items whose sign changed."""
@@ -198,16 +241,53 @@ _COUNT_AGENT_VOTES = text(
     WHERE a.id = b.id
     """
 )
-# `final` holds one event per (agent, item), as ON CONFLICT DO UPDATE needs.
+# Order-independent (services/common/vote_order.py): per agent and item the
+# projection holds the event id of its live vote (votes.event_id) or of the
+# retraction it applied last (vote_tombstones); an older event changes nothing.
+_BATCH_KEYS = (
+    "jsonb_to_recordset(CAST(:rows AS jsonb)) AS b(agent_id text, item_type text, item_id text, event_id bigint"
+)
+# A vote newer than its key's tombstone (if any) is projected unless a live
+# vote holds the key (ON CONFLICT: an older one is then replaced, a newer or
+# equal one stands); tombstones older than it go.
 _PROJECT_VOTES = text(
+    f"""
+    WITH b AS (
+        SELECT * FROM {_BATCH_KEYS}, direction smallint, cast_at timestamptz, earns boolean)
+    ), superseded AS (
+        DELETE FROM reputation.vote_tombstones t USING b
+        WHERE (t.agent_id, t.item_type, t.item_id) = (b.agent_id, b.item_type, b.item_id) AND t.event_id < b.event_id
+    )
+    INSERT INTO reputation.votes (agent_id, item_type, item_id, direction, cast_at, earns, event_id)
+    SELECT agent_id, item_type, item_id, direction, cast_at, earns, event_id FROM b
+    WHERE NOT EXISTS (
+        SELECT 1 FROM reputation.vote_tombstones t
+        WHERE (t.agent_id, t.item_type, t.item_id) = (b.agent_id, b.item_type, b.item_id) AND t.event_id >= b.event_id
+    )
+    ON CONFLICT (agent_id, item_type, item_id) DO NOTHING
+    RETURNING agent_id, item_type, item_id, direction
     """
-    INSERT INTO reputation.votes (agent_id, item_type, item_id, direction, cast_at, earns)
-    SELECT agent_id, item_type, item_id, direction, cast_at, earns
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS b(
-        agent_id text, item_type text, item_id text, direction smallint, cast_at timestamptz, earns boolean
+)
+# Takes out the projected votes older than the rows' events (retractions, or
+# newer votes replacing them).
+_TAKE_OUT_OLDER = text(
+    f"""
+    DELETE FROM reputation.votes v USING {_BATCH_KEYS})
+    WHERE (v.agent_id, v.item_type, v.item_id) = (b.agent_id, b.item_type, b.item_id) AND v.event_id < b.event_id
+    RETURNING v.agent_id, v.item_type, v.item_id, v.direction
+    """
+)
+# A retraction leaves a tombstone (its event id) unless a newer vote is projected.
+_LEAVE_TOMBSTONES = text(
+    f"""
+    INSERT INTO reputation.vote_tombstones AS t (agent_id, item_type, item_id, event_id)
+    SELECT b.agent_id, b.item_type, b.item_id, b.event_id FROM {_BATCH_KEYS})
+    WHERE NOT EXISTS (
+        SELECT 1 FROM reputation.votes v
+        WHERE (v.agent_id, v.item_type, v.item_id) = (b.agent_id, b.item_type, b.item_id) AND v.event_id > b.event_id
     )
     ON CONFLICT (agent_id, item_type, item_id)
-    DO UPDATE SET direction = EXCLUDED.direction, cast_at = EXCLUDED.cast_at, earns = EXCLUDED.earns
+    DO UPDATE SET event_id = EXCLUDED.event_id, retracted_at = now() WHERE t.event_id < EXCLUDED.event_id
     """
 )
 

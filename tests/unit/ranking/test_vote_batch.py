@@ -37,26 +37,7 @@ def event(
     return result
 
 
-def test_votes_add_and_retractions_take_back_the_same_counts() -> None:
-    items, days = count_changes(
-        [
-            event("vote", "a1", "t1", rating=5, review=True),
-            event("vote", "a2", "t1", direction=-1, rating=2),
-            event("retract", "a3", "t1", direction=1, rating=4, review=True),
-            event("vote", "a1", "t0", direction=-1, day=2),
-        ]
-    )
-    assert items == [
-        (("tool", "t0"), CountChange(down=1)),
-        (("tool", "t1"), CountChange(up=0, down=1, rating_sum=3, rating_count=1, reviews=0)),
-    ]
-    assert days == [
-        (("tool", "t0", date(2026, 3, 2)), CountChange(down=1)),
-        (("tool", "t1", date(2026, 3, 1)), CountChange(up=0, down=1)),
-    ]
-
-
-def test_live_votes_keep_each_agents_last_event() -> None:
+def test_live_votes_keep_each_agents_newest_event() -> None:
     retracted, cast = live_vote_changes(
         [
             event("vote", "b", "t1"),
@@ -66,34 +47,46 @@ def test_live_votes_keep_each_agents_last_event() -> None:
             event("retract", "c", "t2"),
         ]
     )
-    assert retracted == [("a", "tool", "t1"), ("c", "tool", "t2")]
+    assert [key for key, _ in retracted] == [("c", "tool", "t2")]
     assert [(key, e.direction) for key, e in cast] == [(("a", "tool", "t1"), -1), (("b", "tool", "t1"), 1)]
 
 
-def projected(item: str, direction: int, weight: float, day: int = 1) -> ProjectedVote:
+def test_the_newest_event_stands_whatever_the_order_in_the_batch() -> None:
+    vote, retraction = event("vote", "a", "t1"), event("retract", "a", "t1")
+    retracted, cast = live_vote_changes([retraction, vote])  # read out of order
+    assert ([key for key, _ in retracted], cast) == ([("a", "tool", "t1")], [])
+
+
+def projected(
+    item: str, direction: int, weight: float, day: int = 1, rating: int | None = None, review: bool = False
+) -> ProjectedVote:
     # As PostgreSQL hands it back: in the session's time zone (here UTC+2,
     # so the vote cast at 23:59 UTC reads as the next day there).
     voted_at = datetime(2026, 3, day, 23, 59, tzinfo=UTC).astimezone(timezone(timedelta(hours=2)))
-    return ProjectedVote("tool", item, direction, voted_at, weight)
+    return ProjectedVote("tool", item, direction, voted_at, weight, rating, review)
 
 
-def test_weighted_tallies_follow_what_the_projection_took_in_and_gave_up() -> None:
-    _, days = count_changes(
-        [
-            event("vote", "a1", "t1"),
-            event("vote", "a2", "t1", direction=-1),
-            event("retract", "a3", "t1"),  # held at 0.25 (on probation when it was cast)
-            event("vote", "a4", "t1"),  # already projected: the projection took nothing in
+def test_counts_follow_what_the_projection_took_in_and_gave_up() -> None:
+    items, days = count_changes(
+        removed=[projected("t1", 1, 0.25, rating=4, review=True)],  # held at 0.25 (on probation when cast)
+        added=[
+            projected("t1", 1, 1.0, rating=5, review=True),
+            projected("t1", -1, 0.25, rating=2),
+            projected("t0", -1, 1.0, day=2),
         ],
-        removed=[projected("t1", 1, 0.25)],
-        added=[projected("t1", 1, 1.0), projected("t1", -1, 0.25)],
     )
-    assert days == [(("tool", "t1", date(2026, 3, 1)), CountChange(up=1, down=1, weighted_up=0.75, weighted_down=0.25))]
+    assert items == [
+        (("tool", "t0"), CountChange(down=1)),
+        (("tool", "t1"), CountChange(up=0, down=1, rating_sum=3, rating_count=1, reviews=0)),
+    ]
+    assert days == [
+        (("tool", "t0", date(2026, 3, 2)), CountChange(down=1, weighted_down=1.0)),
+        (("tool", "t1", date(2026, 3, 1)), CountChange(up=0, down=1, weighted_up=0.75, weighted_down=0.25)),
+    ]
 
 
-def test_a_vote_cast_and_retracted_in_one_batch_weighs_nothing() -> None:
-    _, days = count_changes([event("vote", "a1", "t1"), event("retract", "a1", "t1")])
-    assert days == [(("tool", "t1", date(2026, 3, 1)), CountChange())]
+def test_an_event_that_changes_no_projected_vote_changes_no_count() -> None:
+    assert count_changes() == ([], [])
 
 
 def test_reweighing_moves_each_days_weighted_sums_by_the_difference() -> None:
