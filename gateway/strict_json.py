@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf import descriptor_pb2
 
@@ -230,7 +231,7 @@ METADATA_NAMESPACE = "aimusicstore"
 METADATA_KEY = "json_error"
 
 
-def local_reply_mapper() -> dict[str, object]:
+def local_reply_mapper() -> dict[str, Any]:
     """A local-reply mapper, to go before those that rewrite 400s: the
     script's answers keep their body (already the API's JSON error)."""
     return {
