@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway import descriptors, rate_limits
+from gateway import descriptors, rate_limits, strict_json
 from services.common import vocabulary
 from services.common.config import GatewaySettings
 from services.common.credentials import SERVICE_CREDENTIAL_KEY
@@ -238,6 +238,9 @@ def _local_reply_config() -> dict[str, Any]:
                     "content_type": "application/json",
                 },
             },
+            # A JSON body the strict check refused: its answer is the API's
+            # JSON error already, with the field's BadRequest detail.
+            strict_json.local_reply_mapper(),
             _json_error(400, 3, body),
             _json_error(401, 16, body),
             _json_error(403, 7, body),
@@ -406,6 +409,11 @@ def _gateway_routes(generated: Path) -> list[dict[str, Any]]:
             }
         )
     routes += _method_not_allowed_routes()
+    # Calls with a JSON body: transcoded here like every other JSON call,
+    # once a Lua script has checked the body against the protos (unknown
+    # fields and wrong JSON types are 400, which the transcoder lets
+    # through: gateway/strict_json.py).
+    routes += _strict_body_routes()
     # The NDJSON feed: transcoded here like any JSON call (then routed as
     # WatchVotes), its Content-Type made application/x-ndjson.
     routes.append(
@@ -427,24 +435,48 @@ def _gateway_routes(generated: Path) -> list[dict[str, Any]]:
     return routes
 
 
+def _strict_body_routes() -> list[dict[str, Any]]:
+    """One route per http rule with a body (POST, PATCH), routed as the
+    catch-all below, with its body checked first by a Lua script generated
+    for the rule's body message (the buffer filter before it has read the
+    whole body; the transcoder after it sees only checked bodies)."""
+    routes = []
+    for check in strict_json.body_checks(API):
+        routes.append(
+            {
+                "match": {"safe_regex": {"regex": check.path_regex}, "headers": [_method_is(check.verb)]},
+                "route": {"cluster": "api", "timeout": "0s", "idle_timeout": "3600s"},
+                "typed_per_filter_config": _filters_off(_CACHE)
+                | _lua_on_route(strict_json.lua_script(API, check.message)),
+            }
+        )
+    return routes
+
+
 # JSON bodies are buffered at the edge so an oversized one is refused (413)
 # before it travels further, and cacheable JSON reads are cached; routes turn
 # off the filters that do not apply to them.
 _BUFFER = "envoy.filters.http.buffer"
 _CACHE = "envoy.filters.http.cache_v2"
 _TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
-# A Lua filter with no script of its own: on the edge-cached routes only, it
-# sets the Host to one name before the cache keys the request by it (Envoy's
-# header mutation filters refuse to touch the Host).
-_ONE_HOST = "envoy.filters.http.lua"
-_ONE_HOST_ON_ROUTE = {
-    _ONE_HOST: {
-        _TYPE: "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
-        "source_code": {
-            "inline_string": 'function envoy_on_request(h) h:headers():replace(":authority", "aimusicstore") end'
-        },
+# A Lua filter with no script of its own; routes give it theirs. On the
+# edge-cached routes it sets the Host to one name before the cache keys the
+# request by it (Envoy's header mutation filters refuse to touch the Host);
+# on the routes that take a JSON body it checks the body (strict_json); on
+# the live feed's it relabels the answer (_NDJSON_ON_ROUTE).
+_LUA = "envoy.filters.http.lua"
+
+
+def _lua_on_route(script: str) -> dict[str, Any]:
+    return {
+        _LUA: {
+            _TYPE: "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
+            "source_code": {"inline_string": script},
+        }
     }
-}
+
+
+_ONE_HOST_ON_ROUTE = _lua_on_route('function envoy_on_request(h) h:headers():replace(":authority", "aimusicstore") end')
 
 
 # The transcoder labels every answer application/json, a stream of
@@ -453,23 +485,16 @@ _ONE_HOST_ON_ROUTE = {
 # filter consults) a successful transcoded answer is relabelled
 # application/x-ndjson, as the OpenAPI document says; errors stay JSON, and
 # native gRPC (application/grpc) is left alone.
-_NDJSON_ON_ROUTE = {
-    _ONE_HOST: {
-        _TYPE: "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
-        "source_code": {
-            "inline_string": (
-                "function envoy_on_response(h)\n"
-                "  local headers = h:headers()\n"
-                '  local ct = headers:get("content-type")\n'
-                '  if headers:get(":status") == "200" and ct ~= nil\n'
-                '     and string.find(ct, "application/json", 1, true) == 1 then\n'
-                '    headers:replace("content-type", "application/x-ndjson")\n'
-                "  end\n"
-                "end\n"
-            )
-        },
-    }
-}
+_NDJSON_ON_ROUTE = _lua_on_route(
+    "function envoy_on_response(h)\n"
+    "  local headers = h:headers()\n"
+    '  local ct = headers:get("content-type")\n'
+    '  if headers:get(":status") == "200" and ct ~= nil\n'
+    '     and string.find(ct, "application/json", 1, true) == 1 then\n'
+    '    headers:replace("content-type", "application/x-ndjson")\n'
+    "  end\n"
+    "end\n"
+)
 
 
 def _filters_off(*names: str) -> dict[str, Any]:
@@ -784,7 +809,7 @@ def build(settings: GatewaySettings, generated: Path = GENERATED) -> dict[str, A
     # (_ONE_HOST_ON_ROUTE), or a client varying it (any name reaches this
     # listener) would multiply the entries without bound. No-op elsewhere.
     one_host = {
-        "name": _ONE_HOST,
+        "name": _LUA,
         "typed_config": {
             _TYPE: "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
         },

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from tests.integration.conftest import auth
+from tests.integration.conftest import auth, unique
 
 pytestmark = pytest.mark.integration
 
@@ -246,3 +246,144 @@ def test_a_request_body_that_never_completes_is_408(stack: Stack) -> None:
         reply = conn.recv(4096).decode(errors="replace")
     assert reply.startswith("HTTP/1.1 408"), reply
     assert time.monotonic() - started < 20
+
+
+# Strict JSON bodies (gateway/strict_json.py): Envoy's transcoder drops
+# unknown fields and takes a string for a list or a bool; the gateway's
+# check refuses them first, naming the field as the client wrote it.
+
+
+def assert_names_field(reply: httpx.Response, field: str) -> None:
+    assert_error(reply, 400, 3)
+    body = reply.json()
+    assert body["message"].startswith(f"{field}: "), body
+    violations = [v for d in body["details"] for v in d.get("field_violations", [])]
+    assert [v["field"] for v in violations] == [field], body
+
+
+def _routes_with_bodies(api: httpx.Client, stack: Stack, agent: dict[str, Any], song: dict[str, Any]) -> dict:
+    """Per route: (method, path, headers, a valid body). Each valid body is
+    sent first: it must succeed, so a 400 below is the strict check's alone."""
+    admin = auth(stack.admin_key)
+    return {
+        "vote": ("POST", "/api/v1/vote", auth(agent["key"]), vote_body(song)),
+        "batch": ("POST", "/api/v1/votes:batchCreate", auth(agent["key"]), {"votes": [vote_body(song)]}),
+        "songs": ("POST", "/api/v1/songs", auth(agent["key"]), {"title": "T", "artist": "A", "platform": "udio"}),
+        "tools": ("POST", "/api/v1/tools", admin, {"name": "Strict", "features": ["stems"], "pricing": {"free": True}}),
+        "register": ("POST", "/api/v1/agents", {}, {"name": "Strict agent"}),
+        "patch": ("PATCH", f"/api/v1/agents/{agent['id']}", admin, {"tier": "pro"}),
+        "rotate": ("POST", f"/api/v1/agents/{agent['id']}/keys", admin, {}),
+    }
+
+
+@pytest.mark.parametrize(
+    ("route", "extra", "field"),
+    [
+        ("vote", {"stars": 3}, "stars"),
+        ("songs", {"bpm": 120}, "bpm"),
+        ("tools", {"price": 10}, "price"),
+        ("register", {"nick": "x"}, "nick"),
+        ("patch", {"nick": "x"}, "nick"),
+        ("rotate", {"reason": "lost"}, "reason"),
+        # Wrong JSON types, the field named (not the message: `song`)
+        ("tools", {"features": "stems"}, "features"),  # a string for a list: was a list of one
+        ("batch", {"votes": "up"}, "votes"),
+        ("patch", {"flagged": "yes"}, "flagged"),  # a string for a bool: was true
+        ("patch", {"flagged": "no"}, "flagged"),  # was false
+        ("register", {"flagged": "true"}, "flagged"),
+        ("songs", {"tempo": "fast"}, "tempo"),  # a string that is no integer
+        ("songs", {"tempo": 1.5}, "tempo"),
+        ("songs", {"title": {"text": "T"}}, "title"),  # an object for a string
+        ("songs", {"title": ["T"]}, "title"),  # a list for a string
+        ("vote", {"vote": {"up": True}}, "vote"),
+        ("tools", {"pricing": "free"}, "pricing"),  # a string for an object
+    ],
+)
+def test_unknown_fields_and_wrong_types_in_a_body_are_400_naming_the_field(
+    api: httpx.Client, stack: Stack, agent: dict[str, Any], song: dict[str, Any], route: str, extra: dict, field: str
+) -> None:
+    method, path, headers, body = _routes_with_bodies(api, stack, agent, song)[route]
+    if route != "vote":  # (a vote counts once: its valid form is tested apart)
+        valid = api.request(method, path, json=body, headers=headers)
+        assert valid.status_code == 200, valid.text
+    reply = api.request(method, path, json=body | extra, headers=headers)
+    assert_names_field(reply, field)
+    assert not reply.json()["message"].startswith(("song", "tool", "agent")), reply.json()
+
+
+def test_unknown_and_mistyped_fields_inside_a_batch_are_named_with_their_index(
+    api: httpx.Client, agent: dict[str, Any], song: dict[str, Any]
+) -> None:
+    key = auth(agent["key"])
+    good = vote_body(song)
+    cases = [
+        ({"votes": [good, good | {"stars": 3}]}, "votes[1].stars"),
+        ({"votes": [good | {"rating": "five"}]}, "votes[0].rating"),
+        ({"votes": [good | {"item_id": 7}]}, "votes[0].item_id"),
+        ({"votes": ["up"]}, "votes[0]"),
+        ({"votes": good}, "votes"),  # an object for a list: the transcoder took it as a list of one
+    ]
+    for body, field in cases:
+        assert_names_field(api.post("/api/v1/votes:batchCreate", json=body, headers=key), field)
+    # None of them was cast: the valid vote still counts once.
+    reply = api.post("/api/v1/votes:batchCreate", json={"votes": [good]}, headers=key)
+    assert reply.status_code == 200 and reply.json()["results"][0]["status"] == "recorded", reply.text
+
+
+def test_a_vote_with_an_unknown_field_is_refused_and_not_counted(
+    api: httpx.Client, agent: dict[str, Any], song: dict[str, Any]
+) -> None:
+    key = auth(agent["key"])
+    assert_names_field(api.post("/api/v1/vote", json=vote_body(song, stars=3), headers=key), "stars")
+    # An escaped key is the same key.
+    escaped = b'{"item_type": "song", "item_id": "%s", "vote": "up", "st\\u0061rs": 3}' % song["id"].encode()
+    assert_names_field(api.post("/api/v1/vote", content=escaped, headers=key), "stars")
+    assert api.get(f"/api/v1/votes/song/{song['id']}").json()["up_votes"] == 0
+    assert api.post("/api/v1/vote", json=vote_body(song), headers=key).status_code == 200
+
+
+def test_what_the_json_mapping_allows_still_passes(
+    api: httpx.Client, agent: dict[str, Any], song: dict[str, Any]
+) -> None:
+    key = auth(agent["key"])
+    # JSON names as well as proto names; numbers as strings; null for absent.
+    song_body = {"title": "T", "artist": "A", "platform": "udio", "platformUrl": "https://x.example/a", "tempo": "120"}
+    created = api.post("/api/v1/songs", json=song_body | {"mood": None}, headers=key)
+    assert created.status_code == 200, created.text
+    assert created.json()["tempo"] == 120 and created.json()["platform_url"] == "https://x.example/a"
+    reply = api.post("/api/v1/vote", json={"itemType": "song", "itemId": song["id"], "vote": "up"}, headers=key)
+    assert reply.status_code == 200, reply.text
+    # A trailing slash reaches the same method, and the same check.
+    assert_names_field(api.post("/api/v1/vote/", json=vote_body(song, stars=1), headers=key), "stars")
+
+
+def test_bytes_after_the_json_object_are_400(api: httpx.Client, agent: dict[str, Any], song: dict[str, Any]) -> None:
+    # The transcoder read a body only up to its first NUL: the rest was ignored.
+    body = json.dumps(vote_body(song)).encode() + b"\x00junk"
+    reply = api.post("/api/v1/vote", content=body, headers=auth(agent["key"]))
+    assert_error(reply, 400, 3, "after its JSON object")
+    assert_error(api.post("/api/v1/vote", content=b"[1, 2]", headers=auth(agent["key"])), 400, 3, "JSON object")
+
+
+def test_every_json_example_in_the_readme_works(api: httpx.Client, stack: Stack) -> None:
+    """The README's curl calls with a body, in order, with fresh ids."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    calls = re.findall(r"curl -s -X (POST|PATCH) localhost:8080(\S+)(.*?)-d '(.*?)'", readme, re.DOTALL)
+    assert len(calls) >= 5, calls
+    suffix = unique("readme")
+    key = ""
+    for method, path, options, raw in calls:
+        body = raw.replace("neon-rain", f"neon-rain-{suffix}").replace('"udio"', f'"udio-{suffix}"')
+        body = body.replace("my-agent", f"my-agent-{suffix}")
+        headers = {}
+        if "$ADMIN" in options:
+            headers = auth(stack.admin_key)
+        elif "$KEY" in options:
+            headers = auth(key)
+        reply = api.request(method, path, content=body.encode(), headers=headers)
+        assert reply.status_code == 200, (path, body, reply.text)
+        if path == "/api/v1/agents":
+            key = reply.json()["api_key"]
