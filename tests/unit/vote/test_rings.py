@@ -219,3 +219,27 @@ def test_a_fresh_population_starting_together_on_a_fresh_catalogue_is_not_a_ring
             at += rng.uniform(16, 24)
     end = max(vote.at for vote in votes)
     assert flagged(votes, T0, end + 300) == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13, not solved: sleepers whose earlier votes look honest fail the member rule "
+    "(their group is found, chance about 1e-20, but the strike is a small share of their votes)",
+)
+def test_sleepers_that_voted_like_the_honest_population_then_strike_together_are_flagged(
+    population: list[RecentVote],
+) -> None:
+    # make integrity's aged ring: 50 agents that voted as the honest agents
+    # do (by popularity over the whole catalogue, 16-24 s apart, one in five
+    # down), went quiet, and then upvote a fresh song within 3 s. Measured
+    # 2026-12-06: 0 of 50 flagged. Counting only votes from a window before
+    # the strike flagged 22 of 50, but also an honest bystander who voted
+    # niche songs ten minutes earlier and the target in the burst
+    # (test_an_honest_agent_voting_the_target_among_its_own_votes_is_not_flagged).
+    sleepers = honest(
+        seeded(99), agents=50, session_s=1500.0, down_share=0.2, gap_s=(16.0, 24.0), votes_each=24, prefix="r"
+    )
+    aged = [vote for vote in sleepers if vote.at < ATTACK_AT - 5] + ring(seeded(4), target="fresh", at=ATTACK_AT)
+    found = flagged(population + aged, ATTACK_AT, ATTACK_AT + 3 + DEADLINE_S)
+    assert len(ring_members(found)) >= 48  # 95%
+    assert not honest_flagged(found)
