@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -297,23 +298,35 @@ class Stack:
         raise RuntimeError(f"the stack did not become healthy within {timeout_s:.0f}s: {last}")
 
     def _wait_routed(self, deadline: float) -> None:
-        """Until Envoy counts every service's processes healthy (its stats
-        listener; skipped when that is off)."""
+        """Until Envoy counts every service's processes healthy and has seen
+        each pass a health check since this call (its stats listener;
+        skipped when that is off). "Healthy" alone is not enough after a
+        restart: a process stopped for less than three checks is still
+        counted healthy, and the failed checks can mark it unhealthy just
+        after this returned, for a second."""
         port = self.ports.get("gateway_metrics")
         if not port:
             return
-        url = f"http://127.0.0.1:{port}/stats/prometheus?filter=membership_(healthy|total)"
-        while True:
+        wanted = urllib.parse.quote(r"membership_(healthy|total)|health_check\.success")
+        url = f"http://127.0.0.1:{port}/stats/prometheus?filter={wanted}"
+
+        def read() -> dict[str, float]:
             with urllib.request.urlopen(url, timeout=2) as reply:
                 lines = reply.read().decode().splitlines()
-            members = {
-                line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if line and line[0] != "#"
-            }
+            return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if line and line[0] != "#"}
+
+        def stat(name: str, service: str, default: float) -> float:
+            return members.get(f'envoy_cluster_{name}{{envoy_cluster_name="{service}"}}', default)
+
+        members = read()
+        checked_before = {service: stat("health_check_success", service, 0) for service in self.SERVICES}
+        while True:
+            members = read()
             unhealthy = [
                 service
                 for service in self.SERVICES
-                if members.get(f'envoy_cluster_membership_healthy{{envoy_cluster_name="{service}"}}', 0)
-                < members.get(f'envoy_cluster_membership_total{{envoy_cluster_name="{service}"}}', 1)
+                if stat("membership_healthy", service, 0) < stat("membership_total", service, 1)
+                or stat("health_check_success", service, 1) <= checked_before[service]
             ]
             if not unhealthy:
                 return
