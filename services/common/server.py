@@ -44,6 +44,10 @@ from services.common.redis_client import (
 
 log = logging.getLogger("server")
 
+# How long a stopping service waits for each background job, and each
+# client it closes, to end before it moves on without it.
+STOP_TIMEOUT_S = 5.0
+
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
 # Request headers Envoy lets through (max_request_headers_kb = 32, plus what
@@ -209,9 +213,23 @@ class RunningService:
         await self.server.stop(self.settings.shutdown_grace_s)
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Bounded: a job that does not end when cancelled must not hold the
+        # process (or a test run) forever; it is named, and left behind.
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
+            for task in stuck:
+                log.error(
+                    "background job %s did not stop within %.0f s of being cancelled", task.get_name(), STOP_TIMEOUT_S
+                )
         for close in self.registration.on_close:
-            await close()
+            try:
+                await asyncio.wait_for(close(), STOP_TIMEOUT_S)
+            except TimeoutError:
+                log.error(
+                    "closing %s took more than %.0f s; left behind",
+                    getattr(close, "__qualname__", close),
+                    STOP_TIMEOUT_S,
+                )
         resources = self.resources
         await resources.redis.aclose()
         await resources.redis_at_most_once.aclose()

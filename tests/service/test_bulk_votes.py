@@ -186,6 +186,7 @@ async def test_a_key_revoked_mid_stream_closes_it_unauthenticated(services: Serv
     await queue.put(up(b))
     with pytest.raises(grpc.aio.AioRpcError) as closed:
         await call.read()
+    await queue.put(None)  # the client's side ends too: nothing is left waiting at teardown
     assert closed.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "not valid" in (closed.value.details() or "")
     listed = await services.votes.ListAgentVotes(pb.ListAgentVotesRequest(agent_id=voter), timeout=5)
