@@ -118,8 +118,21 @@ def _differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 
 def _differences_until_none(before: dict[str, Any], read: Callable[[], dict[str, Any]], timeout_s: float) -> list[str]:
+    """The reads that still differ once they all agree or `timeout_s` passed.
+    A read refused as UNAVAILABLE counts as "not yet": for a second after
+    its restart, Envoy may still hold a service unhealthy from the checks it
+    failed while stopped (seen in CI)."""
     deadline = time.monotonic() + timeout_s
-    while (differ := _differences(before, read())) and time.monotonic() < deadline:
+
+    def differences() -> list[str]:
+        try:
+            return _differences(before, read())
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() >= deadline:
+                raise
+            return ["(a service was unavailable)"]
+
+    while (differ := differences()) and time.monotonic() < deadline:
         time.sleep(1.0)
     return differ
 
