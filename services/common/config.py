@@ -391,6 +391,11 @@ class VoteSettings(Settings):
         "a group of bursts over more items than this is a crowd moving through the catalogue, not a ring",
         minimum=1,
     )
+    ring_session_gap_s: float = setting(
+        "AIMUSICSTORE_RING_SESSION_GAP_S",
+        300.0,
+        "coordinated voting: an agent silent longer than this starts a new session (a woken sleeper is new again)",
+    )
     reconcile_interval_s: float = setting(
         "AIMUSICSTORE_RECONCILE_INTERVAL_S", 5.0, "time between passes that check cached counts against the votes table"
     )

@@ -70,9 +70,13 @@ LN10 = math.log(10)
 TRIM_GAIN = 1.0
 # Votes sampled to measure how many of the agents voting at a burst's time vote again.
 QUIET_SAMPLE = 500
-# Agents with at most this many recent votes by a burst's end are "new" for
-# the quiet test.
+# Agents with at most this many votes in their session by a burst's end are
+# "new" for the quiet test: just arrived, or back after `session_gap_s`.
 QUIET_NEW_VOTES = 5
+# Fewer new agents than this voting other things at a burst's time (a quiet
+# hour, or the burst is all the traffic there is) are no measure of how often
+# new agents go on voting: the whole lookback's new agents are, instead.
+QUIET_MIN_OTHERS = 20
 # However busy the others, an agent is expected to vote again with at most
 # this chance: a handful of honest agents ending their sessions together is
 # no proof.
@@ -120,6 +124,9 @@ class RingRules:
     # 300 agents voting 24 of 200 fresh songs each, 20 s apart in random
     # order, made one group of 39 agents on 82 items.
     max_items: int = 12
+    # An agent's votes with no gap longer than this are one session: an agent
+    # back after a longer silence (a sleeper woken to strike) is new again.
+    session_gap_s: float = 300.0
 
     @classmethod
     def from_settings(cls, settings: Any) -> RingRules:
@@ -138,6 +145,7 @@ class RingRules:
             crowd_voters=int(settings.ring_crowd_voters),
             crowd_share=float(settings.ring_crowd_share),
             max_items=int(settings.ring_max_items),
+            session_gap_s=float(settings.ring_session_gap_s),
         )
 
 
@@ -197,7 +205,7 @@ class _Traffic:
     """The recent votes indexed for counting: all of them by time, each
     action's and each agent's by time, each item's first vote."""
 
-    def __init__(self, votes: Iterable[RecentVote]) -> None:
+    def __init__(self, votes: Iterable[RecentVote], session_gap_s: float) -> None:
         by_action: dict[Action, list[tuple[float, str]]] = defaultdict(list)
         by_agent: dict[str, list[float]] = defaultdict(list)
         first: dict[tuple[str, str], float] = {}
@@ -221,8 +229,16 @@ class _Traffic:
             self.item_voters[action[:2]] += found
         for found in self.item_voters.values():
             found.sort()
-        for times in by_agent.values():
+        # Per agent, the index of the first vote of the session each vote is in.
+        self.session_start: dict[str, list[int]] = {}
+        for agent, times in by_agent.items():
             times.sort()
+            starts, first_of = [], 0
+            for n, at in enumerate(times):
+                if n and at - times[n - 1] > session_gap_s:
+                    first_of = n
+                starts.append(first_of)
+            self.session_start[agent] = starts
         self.by_agent = by_agent
 
     def between(self, start: float, end: float) -> int:
@@ -246,6 +262,12 @@ class _Traffic:
         even sample of about `at_most` of the votes when there were more)."""
         lo, hi = bisect_left(self.times, start), bisect_right(self.times, end)
         return self.voters[lo : hi : max(1, (hi - lo) // at_most)]
+
+    def session_votes(self, agent: str, until: float) -> int:
+        """The agent's votes by `until` in its session then (since its last
+        silence of more than `session_gap_s`)."""
+        n = bisect_right(self.by_agent[agent], until)
+        return 0 if n == 0 else n - self.session_start[agent][n - 1]
 
     def voted_in(self, agent: str, after: float, until: float) -> bool:
         """Whether the agent voted in (after, until]."""
@@ -346,7 +368,7 @@ class _BurstSearch:
             return 0.0  # too short to tell
 
         def new(agent: str) -> bool:
-            return bisect_right(traffic.by_agent[agent], end) <= QUIET_NEW_VOTES
+            return traffic.session_votes(agent, end) <= QUIET_NEW_VOTES
 
         members = [agent for agent in agents if new(agent)]
         if len(members) < rules.min_size:
@@ -356,26 +378,77 @@ class _BurstSearch:
         # quiet.
         chose = set(self.agents)
         others = [a for a in traffic.sample_between(start, end, QUIET_SAMPLE) if a not in chose and new(a)]
-        share = (sum(1 for agent in others if traffic.voted_in(agent, since, until)) + 1) / (len(others) + 2)
-        share = min(share, QUIET_MAX_SHARE)
+        if len(others) >= QUIET_MIN_OTHERS:
+            went_on, compared = sum(1 for agent in others if traffic.voted_in(agent, since, until)), len(others)
+        else:
+            went_on, compared = self._went_on_before(chose, since - end, until - end)
+        share = min((went_on + 1) / (compared + 2), QUIET_MAX_SHARE)
         again = sum(1 for agent in members if traffic.voted_in(agent, since, until))
         if again * rules.min_lift > share * len(members):
             return 0.0  # a difference of degree only
         return log10_binomial_tail(again, len(members), share, upper=False, at_most=rules.evidence_votes)
 
-    def burst(self, i: int, j: int) -> Burst:
+    def _went_on_before(self, chose: set[str], settle: float, after: float) -> tuple[int, int]:
+        """Of a sample of the lookback's votes cast by new agents (long
+        enough ago to tell), how many were followed by another vote of
+        theirs as a burst's agents' would be; and how many were sampled.
+        The measure when few agents vote at a burst's time: in a quiet
+        hour, a ring's own traffic is all there is."""
+        traffic, went_on, sampled = self.traffic, 0, 0
+        step = max(1, len(traffic.times) // QUIET_SAMPLE)
+        for n in range(0, bisect_right(traffic.times, self.now - after), step):
+            agent, at = traffic.voters[n], traffic.times[n]
+            if agent in chose or traffic.session_votes(agent, at) > QUIET_NEW_VOTES:
+                continue
+            sampled += 1
+            went_on += traffic.voted_in(agent, at + settle, at + after)
+        return went_on, sampled
+
+    def burst(self, i: int, j: int) -> tuple[Burst, int, int]:
+        """Votes i..j judged; with the quiet test, also the widest window
+        around them (its votes' agents stopping together may say more than
+        the timing of the densest stretch: in a quiet hour a ring's own
+        votes are all the traffic, and its densest stretch is any part of
+        it). The less likely of the two, and its first and last vote."""
+        found, quiet = self._judged(i, j)
+        if quiet:
+            wide_i, wide_j = self._widened(i, j)
+            if (wide_i, wide_j) != (i, j):
+                wider, _ = self._judged(wide_i, wide_j)
+                if wider.log10_chance < found.log10_chance:
+                    return wider, wide_i, wide_j
+        return found, i, j
+
+    def _judged(self, i: int, j: int) -> tuple[Burst, bool]:
+        """Votes i..j as a burst, and whether its agents' quiet was weighed."""
         lift, timing = self.timing(i, j, open_only=True)
         agents = frozenset(self.agents[i : j + 1])
         start, end = self.times[i], self.times[j]
         if lift < self.rules.min_lift:
             # The action drew votes around the burst about as much as in it:
             # a popular song, whose voters and timing prove nothing.
-            return Burst(self.action, agents, start, end, lift, 0.0)
+            return Burst(self.action, agents, start, end, lift, 0.0), False
         enough = math.log10(self.rules.max_chance)
         most = min(len(agents), self.rules.evidence_votes) * math.log10(1 - QUIET_MAX_SHARE)
         if enough < timing <= enough - most:  # the timing alone does not decide, with the quiet it might
-            timing += self.quiet(agents, start, end)
-        return Burst(self.action, agents, start, end, lift, timing)
+            return Burst(self.action, agents, start, end, lift, timing + self.quiet(agents, start, end)), True
+        return Burst(self.action, agents, start, end, lift, timing), False
+
+    def _widened(self, i: int, j: int) -> tuple[int, int]:
+        """Votes i..j grown one vote at a time, the nearer side first, while
+        they span at most `window_s` and are settled."""
+        times, rules = self.times, self.rules
+        while True:
+            left = times[i - 1] if i > 0 and times[j] - times[i - 1] <= rules.window_s else None
+            right = None
+            if j + 1 < len(times) and times[j + 1] <= self.last_end and times[j + 1] - times[i] <= rules.window_s:
+                right = times[j + 1]
+            if left is None and right is None:
+                return i, j
+            if right is None or (left is not None and times[i] - left <= right - times[j]):
+                i -= 1
+            else:
+                j += 1
 
     def bursts(self) -> list[Burst]:
         found: list[Burst] = []
@@ -384,8 +457,8 @@ class _BurstSearch:
             lo, hi = spans.pop()
             if hi - lo < self.rules.min_size or (best := self.best(lo, hi)) is None:
                 continue
-            i, j = best
-            found.append(self.burst(i, j))
+            burst, i, j = self.burst(*best)
+            found.append(burst)
             spans += [(lo, i), (j + 1, hi)]
         return found
 
@@ -432,11 +505,32 @@ def _against(burst: Burst, voters: dict[Action, int]) -> bool:
     return voters.get((item_type, item_id, -direction), 0) > voters[burst.action] - len(burst.agents)
 
 
+def _struck_and_left(strongest: Burst, traffic: _Traffic, now: float, rules: RingRules) -> set[str]:
+    """The agents who voted the group's own action in its least likely
+    burst and have not voted since the burst, once `after_s` has passed.
+
+    A sleeper (aged with honest-looking votes, woken to strike, gone again)
+    has mostly honest votes: the strike and the silence after give it away.
+    An honest agent that happens to vote the ring's item in that stretch goes
+    on with its session (or ends it then, and is flagged with the ring:
+    docs/integrity.md, "Limits")."""
+    if now - strongest.end < rules.after_s:
+        return set()
+    return {agent for agent in strongest.agents if not traffic.voted_in(agent, strongest.end, now)}
+
+
 def _members(
-    group: Sequence[Burst], votes_of: dict[str, list[Action]], voters: dict[Action, int], rules: RingRules
+    group: Sequence[Burst],
+    votes_of: dict[str, list[Action]],
+    voters: dict[Action, int],
+    traffic: _Traffic,
+    now: float,
+    rules: RingRules,
 ) -> list[str]:
     """The group's agents in its core (its least likely burst, or half its
-    bursts and at least two) whose recent votes are mostly the group's."""
+    bursts and at least two) whose recent votes are mostly the group's; and
+    the agents of its least likely burst, on an action of the group's own,
+    who have not voted since (`after_s` on)."""
     strongest = min(group, key=lambda burst: burst.log10_chance)
     bursts_of: dict[str, int] = defaultdict(int)
     for burst in group:
@@ -459,8 +553,11 @@ def _members(
     # the honest agents who also voted against it (one in five votes down,
     # spread over their sessions) can outnumber a brigade of 50 on the #1.
     own |= {burst.action for burst in group if _against(burst, voters)}
-    members = []
-    for agent in agents:
+    struck_and_left: set[str] = set()
+    if strongest.action in own:
+        struck_and_left = _struck_and_left(strongest, traffic, now, rules)
+    members = set(struck_and_left)
+    for agent in agents - struck_and_left:
         counted = group_votes = 0
         for action in votes_of[agent]:
             if action in own:
@@ -469,13 +566,13 @@ def _members(
             elif voters[action] - in_group[action] < crowd:
                 counted += 1
         if group_votes and group_votes >= rules.member_share * counted:
-            members.append(agent)
+            members.add(agent)
     return sorted(members)
 
 
 def find_rings(votes: Sequence[RecentVote], now: float, rules: RingRules) -> list[Ring]:
     """The rings among the recent votes (each vote once: one per agent and item)."""
-    traffic = _Traffic(votes)
+    traffic = _Traffic(votes, rules.session_gap_s)
     bursts = [burst for burst in _find_bursts(traffic, rules, now) if burst.log10_chance <= CANDIDATE_LOG10_CHANCE]
     if not bursts:
         return []
@@ -490,7 +587,7 @@ def find_rings(votes: Sequence[RecentVote], now: float, rules: RingRules) -> lis
             continue
         if len({burst.action[:2] for burst in group}) > rules.max_items:
             continue
-        members = _members(group, votes_of, voters, rules)
+        members = _members(group, votes_of, voters, traffic, now, rules)
         if len(members) < rules.min_size:
             continue
         rings.append(

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from services.vote.rings import RecentVote, Ring, RingRules, find_rings, group_id, log10_binomial_tail
-from tests.unit.vote.votegraphs import T0, flagged, honest, ring, seeded, top_song
+from tests.unit.vote.votegraphs import T0, bench_population, flagged, honest, returning, ring, seeded, top_song
 
 RULES = RingRules()
 # The grouping and settling tests use smaller rings than the defaults catch
@@ -112,6 +112,37 @@ def test_honest_agents_voting_by_popularity_are_not_flagged(kind: dict[str, obje
     assert not flagged(votes, T0, last + 150, every_s=60.0)
 
 
+@pytest.mark.parametrize(
+    "kind",
+    [dict(), dict(votes_per_session=(1, 3), sessions=(3, 6), agents=500), dict(gap_s=(1.1, 5.0), span_s=1200.0)],
+    ids=["sessions", "short-sessions", "fast-sessions"],
+)
+def test_honest_agents_coming_back_in_sessions_are_not_flagged(kind: dict[str, object]) -> None:
+    # Each session after the first starts an agent anew (a sleeper's strike
+    # does too): agents ending sessions after the popular songs must not
+    # look like a ring stopping together.
+    votes = returning(seeded(22), **kind)  # type: ignore[arg-type]
+    assert not flagged(votes, T0, max(vote.at for vote in votes) + 150, every_s=60.0)
+
+
+@pytest.mark.parametrize("seed", [51, 52])
+@pytest.mark.parametrize("within_s", [20.0, 180.0])
+def test_honest_agents_piling_onto_a_new_song_are_not_flagged(
+    population: list[RecentVote], seed: int, within_s: float
+) -> None:
+    # A release everybody hears of at once: every agent voting in a stretch
+    # (25-80 of them) votes the new song seconds after one of its votes
+    # then; a few of them end their sessions right after it.
+    rng = seeded(seed)
+    first_then: dict[str, float] = {}
+    for vote in population:
+        if ATTACK_AT <= vote.at <= ATTACK_AT + within_s:
+            first_then.setdefault(vote.agent_id, vote.at)
+    release = [RecentVote(agent, "song", "new", 1, at + rng.uniform(0.5, 3.0)) for agent, at in first_then.items()]
+    assert len(release) >= 25
+    assert not flagged(population + release, ATTACK_AT, ATTACK_AT + within_s + 300)
+
+
 def test_a_ring_smaller_than_the_minimum_is_not_flagged() -> None:
     votes = ring(seeded(6), target="fresh", at=T0, size=RULES.min_size - 1)
     assert not flagged(votes, T0, T0 + 150)
@@ -130,13 +161,27 @@ def test_a_burst_long_past_is_not_judged_again() -> None:
 
 
 def test_an_honest_agent_voting_the_target_among_its_own_votes_is_not_flagged(population: list[RecentVote]) -> None:
-    bystander = [RecentVote("h-bystander", "song", f"niche{n}", 1, ATTACK_AT - 600 + 40 * n) for n in range(8)] + [
-        RecentVote("h-bystander", "song", "fresh", 1, ATTACK_AT + 1)
+    # Two honest agents vote the ring's song inside its 3 s, one mid-session,
+    # one back after ten minutes away; both go on voting niche songs after.
+    # (One that votes the ring's song in its 3 s and then leaves for good is
+    # flagged with the ring: it does what a woken sleeper does. See
+    # docs/integrity.md, "Limits".)
+    def session(agent: str, since: float, count: int) -> list[RecentVote]:
+        return [RecentVote(agent, "song", f"niche-{agent}-{since}-{n}", 1, since + 40 * n) for n in range(count)]
+
+    bystanders = [
+        *session("h-midsession", ATTACK_AT - 300, 7),
+        RecentVote("h-midsession", "song", "fresh", 1, ATTACK_AT + 1),
+        *session("h-midsession", ATTACK_AT + 30, 4),
+        *session("h-returning", ATTACK_AT - 900, 8),
+        RecentVote("h-returning", "song", "fresh", 1, ATTACK_AT + 2),
+        *session("h-returning", ATTACK_AT + 40, 4),
     ]
-    votes = population + bystander + ring(seeded(9), target="fresh", at=ATTACK_AT)
-    found = flagged(votes, ATTACK_AT, ATTACK_AT + DEADLINE_S)
+    votes = population + bystanders + ring(seeded(9), target="fresh", at=ATTACK_AT)
+    found = flagged(votes, ATTACK_AT, ATTACK_AT + DEADLINE_S + 60)
     assert len(ring_members(found)) == 50
-    assert "h-bystander" not in found
+    assert "h-midsession" not in found
+    assert "h-returning" not in found
 
 
 def test_two_rings_are_two_groups_each_named_in_its_members_reason(population: list[RecentVote]) -> None:
@@ -201,41 +246,52 @@ def test_a_pass_over_ten_thousand_recent_votes_stays_well_under_100_ms_of_cpu() 
 
 @pytest.mark.parametrize("seed", [3, 4, 5])
 def test_a_fresh_population_starting_together_on_a_fresh_catalogue_is_not_a_ring(seed: int) -> None:
-    # The integrity bench's honest population: 350 agents start within 20 s
-    # on 200 fresh songs, 24 songs each chosen by popularity and voted in
-    # no particular order, 16-24 s apart, one in five down. At the old
+    # The integrity bench's honest population (bench_population). At the old
     # threshold (1e-7) the pile-on at the start made a "group" of 63 agents
     # (chance 1e-13) and flagged most of the population.
-    rng = seeded(seed)
-    weights = [1 / (rank + 1) ** 0.8 for rank in range(200)]
-    votes = []
-    for n in range(350):
-        picks: set[int] = set()
-        while len(picks) < 24:
-            picks.add(rng.choices(range(200), weights)[0])
-        at = T0 + rng.uniform(0, 20)
-        for song in sorted(picks, key=lambda _: rng.random()):
-            votes.append(RecentVote(f"h{n}", "song", f"s{song}", -1 if rng.random() < 0.2 else 1, at))
-            at += rng.uniform(16, 24)
+    votes = bench_population(seeded(seed))
     end = max(vote.at for vote in votes)
     assert flagged(votes, T0, end + 300) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13, not solved: sleepers whose earlier votes look honest fail the member rule "
-    "(their group is found, chance about 1e-20, but the strike is a small share of their votes)",
-)
+@pytest.mark.parametrize("seed", [41, 42, 43])
+def test_a_slow_ring_with_camouflage_in_silence_after_the_population_is_flagged(seed: int) -> None:
+    # make integrity's slow ring: the honest population has finished, nothing
+    # else is voted, 50 fresh agents upvote a fresh song over 150 s, each
+    # after 3 camouflage votes on the top 20. Measured 2026-12-06: 0 of 50
+    # (its own traffic is all the traffic: its song's share of the votes
+    # around it proves nothing, and its agents' stopping weighed even odds).
+    population = bench_population(seeded(seed))
+    at = max(vote.at for vote in population) + 300
+    votes = population + ring(seeded(seed), target="fresh", at=at, spread_s=150.0, camouflage=3, popular=20)
+    found = flagged(votes, at, at + 150 + DEADLINE_S)
+    assert len(ring_members(found)) >= 48  # 95%
+    assert not honest_flagged(found)
+
+
+@pytest.mark.parametrize("seed", [44, 45, 46])
+def test_sleepers_aged_with_the_population_striking_in_silence_are_flagged(seed: int) -> None:
+    # make integrity's aged ring: 50 of the bench population's agents are
+    # the attacker's, and 10 minutes after everyone stopped they upvote a
+    # fresh song within 3 s. Measured 2026-12-06: 0 of 50.
+    population = bench_population(seeded(seed), agents=350)
+    sleepers = [vote._replace(agent_id="r" + vote.agent_id[1:]) for vote in population if int(vote.agent_id[1:]) >= 300]
+    honest_votes = [vote for vote in population if int(vote.agent_id[1:]) < 300]
+    at = max(vote.at for vote in population) + 600
+    strike = [RecentVote(f"r{300 + n}", "song", "fresh", 1, at + seeded(seed + n).uniform(0, 3)) for n in range(50)]
+    found = flagged(honest_votes + sleepers + strike, at, at + 3 + DEADLINE_S)
+    assert len(ring_members(found)) >= 48  # 95%
+    assert not honest_flagged(found)
+
+
 def test_sleepers_that_voted_like_the_honest_population_then_strike_together_are_flagged(
     population: list[RecentVote],
 ) -> None:
-    # make integrity's aged ring: 50 agents that voted as the honest agents
-    # do (by popularity over the whole catalogue, 16-24 s apart, one in five
-    # down), went quiet, and then upvote a fresh song within 3 s. Measured
-    # 2026-12-06: 0 of 50 flagged. Counting only votes from a window before
-    # the strike flagged 22 of 50, but also an honest bystander who voted
-    # niche songs ten minutes earlier and the target in the burst
-    # (test_an_honest_agent_voting_the_target_among_its_own_votes_is_not_flagged).
+    # 50 agents that voted as the honest agents do (by popularity over the
+    # whole catalogue, 16-24 s apart, one in five down), some until the
+    # strike, then upvote a fresh song within 3 s and stop. Their group was
+    # found (chance about 1e-20), but the strike was a small share of their
+    # votes: 0 of 50 flagged until the member rule took "struck and left".
     sleepers = honest(
         seeded(99), agents=50, session_s=1500.0, down_share=0.2, gap_s=(16.0, 24.0), votes_each=24, prefix="r"
     )

@@ -53,6 +53,53 @@ def honest(
     return votes
 
 
+def returning(
+    rng: random.Random,
+    *,
+    agents: int = 300,
+    songs: int = 200,
+    sessions: tuple[int, int] = (2, 4),
+    votes_per_session: tuple[int, int] = (3, 8),
+    gap_s: tuple[float, float] = (5.0, 60.0),
+    away_s: tuple[float, float] = (600.0, 2400.0),
+    span_s: float = 3600.0,
+) -> list[RecentVote]:
+    """Agents that come back: each starts at random over `span_s` and votes
+    in a few short sessions, `away_s` apart (each back as new as a woken
+    sleeper is), songs by popularity (Zipf 1), one vote in seven down."""
+    weights = [1 / (rank + 1) for rank in range(songs)]
+    votes = []
+    for n in range(agents):
+        at = T0 + rng.uniform(0, span_s)
+        left = list(range(songs))
+        for _ in range(rng.randint(*sessions)):
+            for _ in range(rng.randint(*votes_per_session)):
+                song = rng.choices(left, [weights[s] for s in left])[0]
+                left.remove(song)
+                votes.append(RecentVote(f"h{n}", "song", f"s{song}", 1 if rng.random() < 0.85 else -1, at))
+                at += rng.uniform(*gap_s)
+            at += rng.uniform(*away_s)
+    return votes
+
+
+def bench_population(rng: random.Random, *, agents: int = 350, songs: int = 200, prefix: str = "h") -> list[RecentVote]:
+    """The integrity bench's honest population (bench/integrity.py): every
+    agent starts within 20 s on a fresh catalogue, votes 24 songs chosen by
+    popularity (Zipf 0.8) in no particular order, 16-24 s apart, one in five
+    down; then nothing (the bench's attacks come after it, in silence)."""
+    weights = [1 / (rank + 1) ** 0.8 for rank in range(songs)]
+    votes = []
+    for n in range(agents):
+        picks: set[int] = set()
+        while len(picks) < 24:
+            picks.add(rng.choices(range(songs), weights)[0])
+        at = T0 + rng.uniform(0, 20)
+        for song in sorted(picks, key=lambda _: rng.random()):
+            votes.append(RecentVote(f"{prefix}{n}", "song", f"s{song}", -1 if rng.random() < 0.2 else 1, at))
+            at += rng.uniform(16, 24)
+    return votes
+
+
 def ring(
     rng: random.Random,
     *,
