@@ -56,7 +56,7 @@ import math
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 # An action: what a vote did, (item_type, item_id, direction).
@@ -157,6 +157,13 @@ class Burst:
     end: float
     lift: float  # the action's share of the votes in the burst over its share around it
     log10_chance: float
+    # The agents of its densest stretch, when the burst is that stretch
+    # widened (see _BurstSearch.burst); else its agents.
+    densest: frozenset[str] = frozenset()
+
+    @property
+    def tight(self) -> frozenset[str]:
+        return self.densest or self.agents
 
 
 @dataclass(frozen=True)
@@ -405,34 +412,38 @@ class _BurstSearch:
         return went_on, sampled
 
     def burst(self, i: int, j: int) -> tuple[Burst, int, int]:
-        """Votes i..j judged; with the quiet test, also the widest window
-        around them (its votes' agents stopping together may say more than
-        the timing of the densest stretch: in a quiet hour a ring's own
-        votes are all the traffic, and its densest stretch is any part of
-        it). The less likely of the two, and its first and last vote."""
-        found, quiet = self._judged(i, j)
-        if quiet:
-            wide_i, wide_j = self._widened(i, j)
-            if (wide_i, wide_j) != (i, j):
-                wider, _ = self._judged(wide_i, wide_j)
-                if wider.log10_chance < found.log10_chance:
-                    return wider, wide_i, wide_j
+        """Votes i..j judged and, when they are any evidence, the widest
+        window around them too (all its agents stopping together may say
+        more than the timing of the densest stretch: in a quiet hour a
+        ring's own votes are all the traffic, and its densest stretch is
+        any part of it). The less likely of the two, and its first and last
+        vote."""
+        found = self._judged(i, j)
+        if found.log10_chance < 0 and (wide := self._widened(i, j)) != (i, j):
+            wider = self._judged(*wide)
+            if wider.log10_chance < found.log10_chance:
+                return replace(wider, densest=found.agents), *wide
         return found, i, j
 
-    def _judged(self, i: int, j: int) -> tuple[Burst, bool]:
-        """Votes i..j as a burst, and whether its agents' quiet was weighed."""
+    def _judged(self, i: int, j: int) -> Burst:
+        """Votes i..j as a burst."""
         lift, timing = self.timing(i, j, open_only=True)
         agents = frozenset(self.agents[i : j + 1])
         start, end = self.times[i], self.times[j]
-        if lift < self.rules.min_lift:
-            # The action drew votes around the burst about as much as in it:
-            # a popular song, whose voters and timing prove nothing.
-            return Burst(self.action, agents, start, end, lift, 0.0), False
+        # The action drew votes around the burst about as much as in it: a
+        # popular song, whose voters and timing prove nothing. Unless the
+        # burst is all the item's recent history, settled, and nothing more
+        # came after: its share of the votes around is then only the prior
+        # (a fresh song takes a tenth), which a ring voting it among as many
+        # camouflage votes, while nobody else votes, does not exceed.
+        whole = i == 0 and j == len(self.times) - 1 and self.first >= start and self.now - end >= self.rules.after_s
+        if lift < (1.0 if whole else self.rules.min_lift):
+            return Burst(self.action, agents, start, end, lift, 0.0)
         enough = math.log10(self.rules.max_chance)
         most = min(len(agents), self.rules.evidence_votes) * math.log10(1 - QUIET_MAX_SHARE)
         if enough < timing <= enough - most:  # the timing alone does not decide, with the quiet it might
-            return Burst(self.action, agents, start, end, lift, timing + self.quiet(agents, start, end)), True
-        return Burst(self.action, agents, start, end, lift, timing), False
+            timing += self.quiet(agents, start, end)
+        return Burst(self.action, agents, start, end, lift, timing)
 
     def _widened(self, i: int, j: int) -> tuple[int, int]:
         """Votes i..j grown one vote at a time, the nearer side first, while
@@ -505,18 +516,26 @@ def _against(burst: Burst, voters: dict[Action, int]) -> bool:
     return voters.get((item_type, item_id, -direction), 0) > voters[burst.action] - len(burst.agents)
 
 
-def _struck_and_left(strongest: Burst, traffic: _Traffic, now: float, rules: RingRules) -> set[str]:
+def _struck_and_left(burst: Burst, whole: bool, traffic: _Traffic, now: float, rules: RingRules) -> set[str]:
     """The agents who voted the group's own action in its least likely
-    burst and have not voted since the burst, once `after_s` has passed.
+    burst on one, and have not voted since the burst, once `after_s` has
+    passed.
 
     A sleeper (aged with honest-looking votes, woken to strike, gone again)
     has mostly honest votes: the strike and the silence after give it away.
     An honest agent that happens to vote the ring's item in that stretch goes
     on with its session (or ends it then, and is flagged with the ring:
-    docs/integrity.md, "Limits")."""
-    if now - strongest.end < rules.after_s:
+    docs/integrity.md, "Limits").
+
+    The whole burst when most of the action's voters are the group's and
+    it goes with its item's other votes (a ring's own song); else only its
+    densest stretch (a brigade on the honest #1: widened, it takes in the
+    honest voters of the same direction minutes either side, some of whom
+    end their sessions then)."""
+    if now - burst.end < rules.after_s:
         return set()
-    return {agent for agent in strongest.agents if not traffic.voted_in(agent, strongest.end, now)}
+    agents = burst.agents if whole else burst.tight
+    return {agent for agent in agents if not traffic.voted_in(agent, burst.end, now)}
 
 
 def _members(
@@ -536,7 +555,11 @@ def _members(
     for burst in group:
         for agent in burst.agents:
             bursts_of[agent] += 1
-    agents = {agent for agent, n in bursts_of.items() if agent in strongest.agents or 2 <= n >= len(group) / 2}
+    # Against its item's prevailing direction (a brigade on the #1), only
+    # its densest stretch: widened, it takes in the honest voters of the
+    # same direction minutes either side.
+    core = strongest.tight if _against(strongest, voters) else strongest.agents
+    agents = {agent for agent, n in bursts_of.items() if agent in core or 2 <= n >= len(group) / 2}
     crowd = max(rules.crowd_voters, rules.crowd_share * (len(votes_of) - len(agents)))
     in_group: dict[Action, int] = defaultdict(int)
     for agent in agents:
@@ -546,7 +569,8 @@ def _members(
     # their recent votes. Not the popular songs its camouflage made bursty:
     # their voters are mostly others, honest agents among them.
     common = max(2, len(agents) / 4)
-    own = {action for action, count in in_group.items() if count >= common and 2 * count >= voters[action]}
+    mostly_ours = {action for action, count in in_group.items() if count >= common and 2 * count >= voters[action]}
+    own = set(mostly_ours)
     # And its bursts against their item's prevailing direction (a brigade
     # downvoting a song most recent votes raise): camouflage goes with the
     # crowd, so this never makes a popular song's up votes the ring's, while
@@ -554,8 +578,12 @@ def _members(
     # spread over their sessions) can outnumber a brigade of 50 on the #1.
     own |= {burst.action for burst in group if _against(burst, voters)}
     struck_and_left: set[str] = set()
-    if strongest.action in own:
-        struck_and_left = _struck_and_left(strongest, traffic, now, rules)
+    if own_bursts := [burst for burst in group if burst.action in own]:
+        # Not a popular song its camouflage made bursty (whose voters are
+        # mostly others): its own least likely burst.
+        burst = min(own_bursts, key=lambda b: b.log10_chance)
+        whole = burst.action in mostly_ours and not _against(burst, voters)
+        struck_and_left = _struck_and_left(burst, whole, traffic, now, rules)
     members = set(struck_and_left)
     for agent in agents - struck_and_left:
         counted = group_votes = 0
