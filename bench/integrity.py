@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import random
 import tempfile
 import time
@@ -374,6 +375,28 @@ async def run(url: str, admin_key: str, database_url: str, args: argparse.Namesp
             reason.split(":")[0] if reason.startswith("coordinated") else reason for reason in honest_flagged.values()
         )
         print(f"honest agents' flag reasons: {dict(reasons)}")
+        if honest_flagged:
+            groups = Counter(honest_flagged.values()).most_common(5)
+            print("honest agents' most common reasons: " + "; ".join(f"{n} × {reason}" for reason, n in groups))
+        if args.dump_votes:
+            dump_votes(database_url, args.dump_votes, honest_ids)
+
+
+def dump_votes(database_url: str, path: str, honest_ids: set[str]) -> None:
+    """Every vote cast, and every flag, as JSON lines: a run's detection can
+    then be replayed offline (rings.find_rings over the votes at each pass)."""
+    with psycopg.connect(database_url) as conn, open(path, "w") as out:
+        votes = conn.execute(
+            "SELECT agent_id, item_type, item_id, direction, extract(epoch FROM created_at)::float8 FROM vote.votes"
+        )
+        for agent, item_type, item_id, direction, at in votes:
+            out.write(json.dumps({"vote": [agent, item_type, item_id, direction, at]}) + "\n")
+        flags = conn.execute(
+            "SELECT id, flag_reason, extract(epoch FROM flagged_at)::float8 FROM reputation.agents WHERE flagged"
+        )
+        for agent, reason, at in flags:
+            out.write(json.dumps({"flag": [agent, reason, at, agent in honest_ids]}) + "\n")
+    print(f"votes and flags written to {path}")
 
 
 def main() -> None:
@@ -384,6 +407,7 @@ def main() -> None:
     parser.add_argument("--votes-each", type=int, default=24)
     parser.add_argument("--watch-s", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--dump-votes", default="", help="write every vote and flag as JSON lines to this file")
     args = parser.parse_args()
     RNG.seed(args.seed)
     with tempfile.TemporaryDirectory(prefix="aimusicstore-integrity-") as tmp:

@@ -39,6 +39,8 @@ COUNTS_REPAIRED = Counter(
     ["item_type"],
 )
 ITEM_TYPES = ("song", "tool")
+for _item_type in ITEM_TYPES:  # exported at 0 before the first repair (an alert rule reads it)
+    COUNTS_REPAIRED.labels(_item_type)
 
 _PAGE = {
     "song": text("SELECT id, up_votes, down_votes, 0, 0, 0 FROM ranking.songs WHERE id > :after ORDER BY id LIMIT :n"),

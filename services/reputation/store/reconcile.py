@@ -45,6 +45,8 @@ VOTES_REPAIRED = Counter(
     "from the votes table",
     ["kind"],
 )
+for _kind in ("vote_count", "ghost", "direction", "missing"):  # exported at 0 before the first repair
+    VOTES_REPAIRED.labels(_kind)
 
 _PAGE = text(
     f"""
