@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     PrimaryKeyConstraint,
     SmallInteger,
     Table,
@@ -141,8 +142,97 @@ chart_snapshots = Table(
     Column("score", Integer, nullable=False),
     Column("up_votes", Integer, nullable=False),
     Column("down_votes", Integer, nullable=False),
+    # The item's best rank and its days on the daily charts frozen up to
+    # this day, so peak_rank and days_on_chart as of any day are one row
+    # (the item's latest frozen day up to it), not a sum over its days.
+    # Kept by ChartStore.save_snapshots whenever days are (re)frozen.
+    Column("peak_rank", Integer, nullable=False),
+    Column("days_on_chart", Integer, nullable=False),
     PrimaryKeyConstraint("day", "item_type", "item_id"),
     Index("chart_snapshots_item_idx", "item_type", "item_id", "day"),
+)
+
+# The day the live chart windows end on (one row): chart_totals holds the
+# windows ending on it. Vote batches hold it shared while they add to the
+# windows; the roll-over to a new day holds it exclusively.
+chart_anchor = Table(
+    "chart_anchor",
+    metadata,
+    Column("id", Boolean, primary_key=True, server_default=text("true")),
+    Column("day", Date, nullable=False),
+    CheckConstraint("id", name="chart_anchor_one_row"),
+)
+
+# Each item's votes in each live window (services/ranking/store/live_charts.py):
+# the windows of the period charts ending on chart_anchor.day ("daily",
+# "weekly", "monthly", "all_time") and the windows one period earlier that
+# movement compares with ("daily:previous"...). Raw counts (shown) and
+# chart-weighted sums (ranked by), kept in the transaction that writes the
+# daily tallies; genre and platform copied from the song so a filtered
+# chart is an index scan. The sort keys are the chart rules of
+# services/ranking/charts.py in SQL (NULL when the votes weigh nothing: off
+# the chart), so the top of any sort is the first rows of an index.
+_COUNTED = "weighted_up + weighted_down > 1e-9"
+# Float8 throughout, in the order services/ranking/charts.py computes them,
+# so the keys are the same doubles before rounding.
+_N = "(weighted_up + weighted_down)"
+_P = f"(weighted_up / {_N})"
+_Z = "CAST(1.959963984540054 AS float8)"
+_ZZ = f"({_Z} * {_Z})"
+_WILSON = f"(({_P} + {_ZZ} / (2 * {_N}) - {_Z} * sqrt(({_P} * (1 - {_P}) + {_ZZ} / (4 * {_N})) / {_N})) / (1 + {_ZZ} / {_N}))"
+_CONTROVERSY = (
+    "CASE WHEN weighted_up <= 1e-9 OR weighted_down <= 1e-9 THEN 0"
+    " WHEN weighted_up + weighted_down < 1"
+    " THEN (weighted_up + weighted_down) * (least(weighted_up, weighted_down) / greatest(weighted_up, weighted_down))"
+    " ELSE power(weighted_up + weighted_down, least(weighted_up, weighted_down) / greatest(weighted_up, weighted_down))"
+    " END"
+)
+
+
+def _settled(expression: str) -> str:
+    """A ranking key as services/ranking/charts.py compares it: to 9 decimals."""
+    return f"round(CAST({expression} AS numeric), 9)"
+
+
+def _sort_indexes(sort: str) -> list[Index]:
+    key, tie = f"{sort}_key", f"{sort}_tie"
+    order = [text(f"{key} DESC"), text(f"{tie} DESC"), "item_id"]
+    where = text(f"{key} IS NOT NULL")
+    return [
+        Index(f"chart_totals_{sort}_idx", "period", "item_type", *order, postgresql_where=where),
+        Index(f"chart_totals_{sort}_genre_idx", "period", "item_type", "genre", *order, postgresql_where=where),
+        Index(f"chart_totals_{sort}_platform_idx", "period", "item_type", "platform", *order, postgresql_where=where),
+    ]
+
+
+chart_totals = Table(
+    "chart_totals",
+    metadata,
+    Column("period", Text, nullable=False),
+    Column("item_type", Text, nullable=False),
+    Column("item_id", Text, nullable=False),
+    Column("genre", Text, nullable=False, server_default=""),
+    Column("platform", Text, nullable=False, server_default=""),
+    Column("up_votes", Integer, nullable=False, server_default="0"),
+    Column("down_votes", Integer, nullable=False, server_default="0"),
+    Column("weighted_up", Float, nullable=False, server_default="0"),
+    Column("weighted_down", Float, nullable=False, server_default="0"),
+    Column(
+        "score_key",
+        Numeric,
+        Computed(f"CASE WHEN {_COUNTED} THEN {_settled('weighted_up - weighted_down')} END", persisted=True),
+    ),
+    Column("score_tie", Numeric, Computed(_settled("weighted_up"), persisted=True)),
+    Column("best_key", Numeric, Computed(f"CASE WHEN {_COUNTED} THEN {_settled(_WILSON)} END", persisted=True)),
+    Column("best_tie", Numeric, Computed(_settled("weighted_up"), persisted=True)),
+    Column(
+        "controversial_key", Numeric, Computed(f"CASE WHEN {_COUNTED} THEN {_settled(_CONTROVERSY)} END", persisted=True)
+    ),
+    Column("controversial_tie", Numeric, Computed(_settled("weighted_up + weighted_down"), persisted=True)),
+    PrimaryKeyConstraint("period", "item_type", "item_id"),
+    *_sort_indexes("score"),
+    *_sort_indexes("best"),
+    *_sort_indexes("controversial"),
 )
 
 # Vote events already applied, so a redelivered event is not counted twice.

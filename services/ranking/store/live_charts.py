@@ -1,0 +1,252 @@
+"""The live chart windows in PostgreSQL (ranking.chart_totals): each item's
+votes in the windows of the period charts ending on the anchor day
+(ranking.chart_anchor, today once rolled over) and in the windows one period
+earlier, kept as the daily tallies are written, so a chart of today is the
+first rows of an index and a rank is a count along one.
+
+- Vote batches and re-weighs write the daily tallies and these windows in one
+  statement (ADD_TALLIES), holding the anchor shared: a change of a day's
+  tally is added to every window whose days hold that day.
+- The roll-over to a new day (a background job, every second, and any read
+  that finds the anchor behind today) holds the anchor exclusively and
+  moves each window by the days entering and leaving it: a day's tallies
+  per window, whatever the number of items or days kept.
+- Deleted items leave with their rows (CatalogStore.delete_item).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import func, literal_column, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.ranking.charts import Tally
+from services.ranking.tables import chart_anchor, chart_totals, daily_tallies
+
+# Each live window by the days back from the anchor: (first, last) days back,
+# first None = from the beginning. "<period>:previous" is the window
+# movement compares with (services/ranking/charts.py, previous_date).
+WINDOWS: dict[str, tuple[int | None, int]] = {
+    "daily": (0, 0),
+    "weekly": (6, 0),
+    "monthly": (29, 0),
+    "all_time": (None, 0),
+    "daily:previous": (1, 1),
+    "weekly:previous": (13, 7),
+    "monthly:previous": (59, 30),
+    "all_time:previous": (None, 1),
+}
+_WINDOW_VALUES = "(VALUES {}) AS w(period, first_back, last_back)".format(
+    ", ".join(f"('{name}', {'NULL::int' if first is None else first}, {last})" for name, (first, last) in WINDOWS.items())
+)
+_TOTALS_SET = """
+    up_votes = c.up_votes + EXCLUDED.up_votes, down_votes = c.down_votes + EXCLUDED.down_votes,
+    weighted_up = c.weighted_up + EXCLUDED.weighted_up, weighted_down = c.weighted_down + EXCLUDED.weighted_down
+"""
+# A batch's changes of daily tallies, into the tallies and every live window
+# holding their day, in one statement. The anchor is held shared to the end
+# of the transaction: a roll-over waits for it, then finds its tallies.
+ADD_TALLIES = text(
+    f"""
+    WITH b AS (
+        SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+            AS b(item_type text, item_id text, day date, up int, down int, wup float8, wdown float8)
+    ), tallied AS (
+        INSERT INTO ranking.daily_tallies AS t
+            (item_type, item_id, day, up_votes, down_votes, weighted_up, weighted_down)
+        SELECT item_type, item_id, day, up, down, wup, wdown FROM b
+        ON CONFLICT (item_type, item_id, day)
+        DO UPDATE SET up_votes = t.up_votes + EXCLUDED.up_votes, down_votes = t.down_votes + EXCLUDED.down_votes,
+            weighted_up = t.weighted_up + EXCLUDED.weighted_up,
+            weighted_down = t.weighted_down + EXCLUDED.weighted_down
+    ), anchor AS (
+        SELECT day FROM ranking.chart_anchor FOR SHARE
+    )
+    INSERT INTO ranking.chart_totals AS c
+        (period, item_type, item_id, genre, platform, up_votes, down_votes, weighted_up, weighted_down)
+    SELECT w.period, b.item_type, b.item_id, coalesce(s.genre, ''), coalesce(s.platform, ''),
+        sum(b.up), sum(b.down), sum(b.wup), sum(b.wdown)
+    FROM b CROSS JOIN anchor a CROSS JOIN {_WINDOW_VALUES}
+    LEFT JOIN ranking.songs s ON b.item_type = 'song' AND s.id = b.item_id
+    WHERE b.day <= a.day - w.last_back AND (w.first_back IS NULL OR b.day >= a.day - w.first_back)
+    GROUP BY w.period, b.item_type, b.item_id, s.genre, s.platform
+    ORDER BY w.period, b.item_type, b.item_id
+    ON CONFLICT (period, item_type, item_id) DO UPDATE SET {_TOTALS_SET}
+    """
+)
+# One window moved: the tallies of the days entering it added, of the days
+# leaving it taken away (items still in the catalog).
+_SHIFT_WINDOW = text(
+    f"""
+    INSERT INTO ranking.chart_totals AS c
+        (period, item_type, item_id, genre, platform, up_votes, down_votes, weighted_up, weighted_down)
+    SELECT :period, t.item_type, t.item_id, coalesce(s.genre, ''), coalesce(s.platform, ''),
+        sum(t.sign * t.up_votes), sum(t.sign * t.down_votes),
+        sum(t.sign * t.weighted_up), sum(t.sign * t.weighted_down)
+    FROM (
+        SELECT item_type, item_id, up_votes, down_votes, weighted_up, weighted_down, 1 AS sign
+        FROM ranking.daily_tallies WHERE day BETWEEN :in_first AND :in_last
+        UNION ALL
+        SELECT item_type, item_id, up_votes, down_votes, weighted_up, weighted_down, -1
+        FROM ranking.daily_tallies WHERE day BETWEEN :out_first AND :out_last
+    ) t
+    LEFT JOIN ranking.songs s ON t.item_type = 'song' AND s.id = t.item_id
+    LEFT JOIN ranking.tools o ON t.item_type = 'tool' AND o.id = t.item_id
+    WHERE s.id IS NOT NULL OR o.id IS NOT NULL
+    GROUP BY t.item_type, t.item_id, s.genre, s.platform
+    ORDER BY t.item_type, t.item_id
+    ON CONFLICT (period, item_type, item_id) DO UPDATE SET {_TOTALS_SET}
+    RETURNING c.item_type, c.item_id, c.up_votes, c.down_votes
+    """
+)
+_DROP_EMPTY = text(
+    """
+    DELETE FROM ranking.chart_totals c
+    USING jsonb_to_recordset(CAST(:rows AS jsonb)) AS b(item_type text, item_id text)
+    WHERE c.period = :period AND (c.item_type, c.item_id) = (b.item_type, b.item_id)
+        AND c.up_votes = 0 AND c.down_votes = 0
+    """
+)
+# A date before any vote, for an empty range.
+_NEVER = date(1, 1, 1)
+
+
+def shifted_days(window: str, old: date, new: date) -> tuple[tuple[date, date], tuple[date, date]]:
+    """The days entering and leaving a window when its anchor moves from
+    `old` to `new` (later), each as an inclusive range (empty: first > last)."""
+    first_back, last_back = WINDOWS[window]
+    old_last, new_last = old - timedelta(days=last_back), new - timedelta(days=last_back)
+    if first_back is None:
+        return (old_last + timedelta(days=1), new_last), (date.max, _NEVER)
+    old_first, new_first = old - timedelta(days=first_back), new - timedelta(days=first_back)
+    entering = (max(old_last + timedelta(days=1), new_first), new_last)
+    leaving = (old_first, min(old_last, new_first - timedelta(days=1)))
+    return entering, leaving
+
+
+def _keys(sort: str) -> tuple[Any, Any]:
+    return chart_totals.c[f"{sort}_key"], chart_totals.c[f"{sort}_tie"]
+
+
+def _scoped(query: Any, table: Any, period: str, item_type: str, filters: dict[str, str]) -> Any:
+    query = query.where(table.c.period == period, table.c.item_type == item_type)
+    for name, value in filters.items():
+        if value:
+            query = query.where(table.c[name] == value)
+    return query
+
+
+class LiveCharts:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.reads = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def live_day(self) -> date | None:
+        async with self.reads.connect() as conn:
+            return (await conn.execute(select(chart_anchor.c.day))).scalar_one_or_none()
+
+    async def roll_live_windows(self, today: date) -> date | None:
+        """Moves every live window to end on `today` (never back); returns
+        the anchor day after. One transaction, the anchor held exclusively."""
+        async with self.engine.begin() as conn:
+            anchor = (await conn.execute(select(chart_anchor.c.day).with_for_update())).scalar_one_or_none()
+            if anchor is None or anchor >= today:
+                return anchor
+            for window in WINDOWS:
+                await self._shift(conn, window, anchor, today)
+            await conn.execute(chart_anchor.update().values(day=today))
+        return today
+
+    async def _shift(self, conn: AsyncConnection, window: str, old: date, new: date) -> None:
+        (in_first, in_last), (out_first, out_last) = shifted_days(window, old, new)
+        params = {
+            "period": window,
+            "in_first": in_first,
+            "in_last": in_last,
+            "out_first": out_first,
+            "out_last": out_last,
+        }
+        changed = (await conn.execute(_SHIFT_WINDOW, params)).all()
+        empty = [{"item_type": r.item_type, "item_id": r.item_id} for r in changed if not (r.up_votes or r.down_votes)]
+        if empty:
+            await conn.execute(_DROP_EMPTY, {"period": window, "rows": json.dumps(empty)})
+
+    async def live_top(
+        self, period: str, item_type: str, sort: str, filters: dict[str, str], limit: int
+    ) -> list[Tally]:
+        """The first `limit` items of a live window in the sort's order (an
+        index scan; items whose votes weigh nothing are not in it)."""
+        key, tie = _keys(sort)
+        c = chart_totals.c
+        query = _scoped(
+            select(c.item_id, c.up_votes, c.down_votes, c.weighted_up, c.weighted_down).where(key.is_not(None)),
+            chart_totals,
+            period,
+            item_type,
+            filters,
+        )
+        query = query.order_by(key.desc(), tie.desc(), c.item_id).limit(limit)
+        async with self.reads.connect() as conn:
+            return [_tally(row) for row in await conn.execute(query)]
+
+    async def live_ranks(
+        self, period: str, item_type: str, ids: Iterable[str], sort: str, filters: dict[str, str]
+    ) -> dict[str, tuple[int, Tally]]:
+        """Each item's rank in a live window (sort and filters as a chart's)
+        and its votes there, for those of `ids` on it: 1 + the items before
+        it, counted along the sort's index (no window is ranked whole)."""
+        ids = sorted(set(ids))
+        if not ids:
+            return {}
+        x = chart_totals.alias("x")
+        key, tie = f"{sort}_key", f"{sort}_tie"
+
+        def before(conditions: Callable[[Any], list[Any]]) -> Any:
+            o = chart_totals.alias("o")
+            counted = _scoped(select(func.count()).select_from(o), o, period, item_type, filters)
+            return counted.where(*conditions(o)).scalar_subquery()
+
+        rank = (
+            literal_column("1")
+            + before(lambda o: [o.c[key] > x.c[key]])
+            + before(lambda o: [o.c[key] == x.c[key], o.c[tie] > x.c[tie]])
+            + before(lambda o: [o.c[key] == x.c[key], o.c[tie] == x.c[tie], o.c.item_id < x.c.item_id])
+        )
+        query = _scoped(
+            select(x.c.item_id, x.c.up_votes, x.c.down_votes, x.c.weighted_up, x.c.weighted_down, rank.label("rank")),
+            x,
+            period,
+            item_type,
+            filters,
+        ).where(x.c.item_id.in_(ids), x.c[key].is_not(None))
+        async with self.reads.connect() as conn:
+            return {row.item_id: (int(row.rank), _tally(row)) for row in await conn.execute(query)}
+
+    async def weighted_scores(self, item_type: str, ids: list[str]) -> dict[str, float]:
+        """All-time weighted score of each item among `ids` that has votes:
+        its all_time window, and any tally of a day after it (a roll-over
+        not done yet)."""
+        if not ids:
+            return {}
+        c, t = chart_totals.c, daily_tallies.c
+        in_window = select(c.item_id, (c.weighted_up - c.weighted_down).label("w")).where(
+            c.period == "all_time", c.item_type == item_type, c.item_id.in_(ids)
+        )
+        after = select(t.item_id, (t.weighted_up - t.weighted_down).label("w")).where(
+            t.item_type == item_type,
+            t.item_id.in_(ids),
+            t.day > select(chart_anchor.c.day).scalar_subquery(),
+        )
+        both = in_window.union_all(after).subquery()
+        query = select(both.c.item_id, func.sum(both.c.w)).group_by(both.c.item_id)
+        async with self.reads.connect() as conn:
+            return {row[0]: float(row[1]) for row in await conn.execute(query)}
+
+
+def _tally(row: Any) -> Tally:
+    return Tally(row.item_id, int(row.up_votes), int(row.down_votes), float(row.weighted_up), float(row.weighted_down))
+
