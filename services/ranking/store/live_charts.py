@@ -111,6 +111,21 @@ _DROP_EMPTY = text(
         AND c.up_votes = 0 AND c.down_votes = 0
     """
 )
+# One window built whole from the tallies (a rebuild).
+_BUILD_WINDOW = text(
+    """
+    INSERT INTO ranking.chart_totals
+        (period, item_type, item_id, genre, platform, up_votes, down_votes, weighted_up, weighted_down)
+    SELECT :period, t.item_type, t.item_id, coalesce(s.genre, ''), coalesce(s.platform, ''),
+        sum(t.up_votes), sum(t.down_votes), sum(t.weighted_up), sum(t.weighted_down)
+    FROM ranking.daily_tallies t
+    LEFT JOIN ranking.songs s ON t.item_type = 'song' AND s.id = t.item_id
+    LEFT JOIN ranking.tools o ON t.item_type = 'tool' AND o.id = t.item_id
+    WHERE (s.id IS NOT NULL OR o.id IS NOT NULL) AND t.day BETWEEN :first AND :last
+    GROUP BY t.item_type, t.item_id, s.genre, s.platform
+    HAVING sum(t.up_votes) + sum(t.down_votes) > 0
+    """
+)
 # A date before any vote, for an empty range.
 _NEVER = date(1, 1, 1)
 
@@ -160,6 +175,20 @@ class LiveCharts:
                 await self._shift(conn, window, anchor, today)
             await conn.execute(chart_anchor.update().values(day=today))
         return today
+
+    async def rebuild_live_windows(self, day: date) -> None:
+        """Builds every live window anew from the daily tallies, ending on
+        `day`, in one transaction (the migration's backfill; a repair if the
+        windows ever drift from the tallies). Sums every tally: an
+        operator's tool, never on a read."""
+        async with self.engine.begin() as conn:
+            await conn.execute(select(chart_anchor.c.day).with_for_update())
+            await conn.execute(chart_totals.delete())
+            for window, (first_back, last_back) in WINDOWS.items():
+                first = _NEVER if first_back is None else day - timedelta(days=first_back)
+                params = {"period": window, "first": first, "last": day - timedelta(days=last_back)}
+                await conn.execute(_BUILD_WINDOW, params)
+            await conn.execute(chart_anchor.update().values(day=day))
 
     async def _shift(self, conn: AsyncConnection, window: str, old: date, new: date) -> None:
         (in_first, in_last), (out_first, out_last) = shifted_days(window, old, new)
