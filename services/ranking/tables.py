@@ -7,6 +7,8 @@ any chart window is a sum over days, and chart_snapshots freezes each
 finished day's chart for history and movement.
 """
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -179,7 +181,9 @@ _N = "(weighted_up + weighted_down)"
 _P = f"(weighted_up / {_N})"
 _Z = "CAST(1.959963984540054 AS float8)"
 _ZZ = f"({_Z} * {_Z})"
-_WILSON = f"(({_P} + {_ZZ} / (2 * {_N}) - {_Z} * sqrt(({_P} * (1 - {_P}) + {_ZZ} / (4 * {_N})) / {_N})) / (1 + {_ZZ} / {_N}))"
+_WILSON = (
+    f"(({_P} + {_ZZ} / (2 * {_N}) - {_Z} * sqrt(({_P} * (1 - {_P}) + {_ZZ} / (4 * {_N})) / {_N})) / (1 + {_ZZ} / {_N}))"
+)
 _CONTROVERSY = (
     "CASE WHEN weighted_up <= 1e-9 OR weighted_down <= 1e-9 THEN 0"
     " WHEN weighted_up + weighted_down < 1"
@@ -196,7 +200,7 @@ def _settled(expression: str) -> str:
 
 def _sort_indexes(sort: str) -> list[Index]:
     key, tie = f"{sort}_key", f"{sort}_tie"
-    order = [text(f"{key} DESC"), text(f"{tie} DESC"), "item_id"]
+    order: list[Any] = [text(f"{key} DESC"), text(f"{tie} DESC"), "item_id"]
     where = text(f"{key} IS NOT NULL")
     return [
         Index(f"chart_totals_{sort}_idx", "period", "item_type", *order, postgresql_where=where),
@@ -226,7 +230,9 @@ chart_totals = Table(
     Column("best_key", Numeric, Computed(f"CASE WHEN {_COUNTED} THEN {_settled(_WILSON)} END", persisted=True)),
     Column("best_tie", Numeric, Computed(_settled("weighted_up"), persisted=True)),
     Column(
-        "controversial_key", Numeric, Computed(f"CASE WHEN {_COUNTED} THEN {_settled(_CONTROVERSY)} END", persisted=True)
+        "controversial_key",
+        Numeric,
+        Computed(f"CASE WHEN {_COUNTED} THEN {_settled(_CONTROVERSY)} END", persisted=True),
     ),
     Column("controversial_tie", Numeric, Computed(_settled("weighted_up + weighted_down"), persisted=True)),
     PrimaryKeyConstraint("period", "item_type", "item_id"),

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import pytest
 from alembic import command
@@ -131,9 +130,7 @@ async def test_the_migration_builds_the_windows_and_running_peaks_from_what_ther
     async with world.engine.begin() as conn:
         for song, day, up, down, wup, wdown in tallies:
             await conn.execute(
-                text(
-                    "INSERT INTO ranking.daily_tallies VALUES ('song', :s, :d, :u, :n, :wu, :wn)"
-                ),
+                text("INSERT INTO ranking.daily_tallies VALUES ('song', :s, :d, :u, :n, :wu, :wn)"),
                 {"s": song, "d": day, "u": up, "n": down, "wu": wup, "wn": wdown},
             )
         # Frozen days: old-0 ranks 3, then 1, then 2.
@@ -176,7 +173,10 @@ async def test_vote_batches_and_reweighs_keep_every_window(world: World) -> None
     await expect_windows_equal_the_tallies(world, ids)
 
     # Retractions take their weight back out of every window.
-    await apply(world, [vote(ids[1], f"{newcomer}-0", TODAY, kind="retract"), vote(ids[4], f"{trusted}-9", TODAY, kind="retract")])
+    await apply(
+        world,
+        [vote(ids[1], f"{newcomer}-0", TODAY, kind="retract"), vote(ids[4], f"{trusted}-9", TODAY, kind="retract")],
+    )
     await expect_windows_equal_the_tallies(world, ids)
 
     # The ring is flagged: its past votes weigh 0 in every window at once.
@@ -199,7 +199,11 @@ async def test_the_roll_over_moves_each_window_by_the_days_entering_and_leaving_
     # The windows as they were 40 days ago; votes arrive for days after it
     # (as after midnight before the roll-over), and on days inside it.
     await store.rebuild_live_windows(TODAY - timedelta(days=40))
-    batch = [vote(song, f"agent-{uuid.uuid4().hex[:6]}", TODAY - timedelta(days=back)) for song in ids for back in (0, 2, 35, 50)]
+    batch = [
+        vote(song, f"agent-{uuid.uuid4().hex[:6]}", TODAY - timedelta(days=back))
+        for song in ids
+        for back in (0, 2, 35, 50)
+    ]
     await apply(world, batch)
     for back in (3, 2, 1):  # a day at a time, then many at once
         assert await store.roll_live_windows(TODAY - timedelta(days=back)) == TODAY - timedelta(days=back)
@@ -212,7 +216,10 @@ async def test_the_roll_over_moves_each_window_by_the_days_entering_and_leaving_
     # Items whose votes all left a window leave it (no empty rows kept).
     async with world.engine.connect() as conn:
         empty = await conn.scalar(
-            text("SELECT count(*) FROM ranking.chart_totals WHERE period <> 'all_time' AND up_votes = 0 AND down_votes = 0")
+            text(
+                "SELECT count(*) FROM ranking.chart_totals"
+                " WHERE period <> 'all_time' AND up_votes = 0 AND down_votes = 0"
+            )
         )
     assert empty == 0
 

@@ -132,13 +132,11 @@ class ChartStore(LiveCharts):
                 .where(chart_snapshots.c.item_type == item_type, chart_snapshots.c.day.in_(list(ranked_days)))
                 .returning(chart_snapshots.c.item_id)
             )
-            changed = {row[0] for row in gone} | {row["item_id"] for row in rows}
+            changed: set[str] = {row[0] for row in gone} | {str(row["item_id"]) for row in rows}
             if rows:
                 await conn.execute(insert(chart_snapshots), rows)
             if changed:
-                await conn.execute(
-                    _RUNNING_STATS, {"t": item_type, "ids": sorted(changed), "first": min(ranked_days)}
-                )
+                await conn.execute(_RUNNING_STATS, {"t": item_type, "ids": sorted(changed), "first": min(ranked_days)})
 
     async def history(self, item_type: str, item_id: str, first: date, last: date) -> list[HistoryPoint]:
         """The item's frozen daily ranks in [first, last], oldest first."""

@@ -16,12 +16,13 @@ first rows of an index and a rank is a count along one.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import func, literal_column, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.ranking.charts import Tally
@@ -41,7 +42,9 @@ WINDOWS: dict[str, tuple[int | None, int]] = {
     "all_time:previous": (None, 1),
 }
 _WINDOW_VALUES = "(VALUES {}) AS w(period, first_back, last_back)".format(
-    ", ".join(f"('{name}', {'NULL::int' if first is None else first}, {last})" for name, (first, last) in WINDOWS.items())
+    ", ".join(
+        f"('{name}', {'NULL::int' if first is None else first}, {last})" for name, (first, last) in WINDOWS.items()
+    )
 )
 _TOTALS_SET = """
     up_votes = c.up_votes + EXCLUDED.up_votes, down_votes = c.down_votes + EXCLUDED.down_votes,
@@ -143,16 +146,57 @@ def shifted_days(window: str, old: date, new: date) -> tuple[tuple[date, date], 
     return entering, leaving
 
 
-def _keys(sort: str) -> tuple[Any, Any]:
-    return chart_totals.c[f"{sort}_key"], chart_totals.c[f"{sort}_tie"]
+_SORTS = ("score", "best", "controversial")
+_FILTERS = ("genre", "platform")
 
 
-def _scoped(query: Any, table: Any, period: str, item_type: str, filters: dict[str, str]) -> Any:
-    query = query.where(table.c.period == period, table.c.item_type == item_type)
-    for name, value in filters.items():
-        if value:
-            query = query.where(table.c[name] == value)
-    return query
+def _scope(alias: str, filters: Iterable[str]) -> str:
+    conditions = [f"{alias}.period = :period", f"{alias}.item_type = :item_type"]
+    return " AND ".join(conditions + [f"{alias}.{name} = :{name}" for name in filters])
+
+
+@functools.cache
+def _top_query(sort: str, filters: tuple[str, ...]) -> Any:
+    """A window's first rows in a sort's order: the sort's index, from the start."""
+    assert sort in _SORTS and set(filters) <= set(_FILTERS)
+    return text(
+        f"""
+        SELECT c.item_id, c.up_votes, c.down_votes, c.weighted_up, c.weighted_down FROM ranking.chart_totals c
+        WHERE {_scope("c", filters)} AND c.{sort}_key IS NOT NULL
+        ORDER BY c.{sort}_key DESC, c.{sort}_tie DESC, c.item_id LIMIT :limit
+        """
+    )
+
+
+@functools.cache
+def _ranks_query(sort: str, filters: tuple[str, ...]) -> Any:
+    """Items by primary key (one probe each), each with 1 + the items before
+    it in the sort's order, counted along the sort's index in three ranges
+    (greater key; equal key, greater tie; equal both, smaller id)."""
+    assert sort in _SORTS and set(filters) <= set(_FILTERS)
+    key, tie = f"{sort}_key", f"{sort}_tie"
+    before = [
+        f"o.{key} > x.{key}",
+        f"o.{key} = x.{key} AND o.{tie} > x.{tie}",
+        f"o.{key} = x.{key} AND o.{tie} = x.{tie} AND o.item_id < x.item_id",
+    ]
+    counts = " + ".join(
+        f"(SELECT count(*) FROM ranking.chart_totals o WHERE {_scope('o', filters)} AND {condition})"
+        for condition in before
+    )
+    return text(
+        f"""
+        SELECT x.item_id, x.up_votes, x.down_votes, x.weighted_up, x.weighted_down, x.{key} AS key,
+            1 + {counts} AS rank
+        FROM unnest(CAST(:ids AS text[])) AS i(id)
+        JOIN ranking.chart_totals x ON {_scope("x", filters)} AND x.item_id = i.id
+        """
+    )
+
+
+def _params(period: str, item_type: str, filters: dict[str, str]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    used = tuple(sorted(name for name, value in filters.items() if value))
+    return used, {"period": period, "item_type": item_type} | {name: filters[name] for name in used}
 
 
 class LiveCharts:
@@ -209,18 +253,10 @@ class LiveCharts:
     ) -> list[Tally]:
         """The first `limit` items of a live window in the sort's order (an
         index scan; items whose votes weigh nothing are not in it)."""
-        key, tie = _keys(sort)
-        c = chart_totals.c
-        query = _scoped(
-            select(c.item_id, c.up_votes, c.down_votes, c.weighted_up, c.weighted_down).where(key.is_not(None)),
-            chart_totals,
-            period,
-            item_type,
-            filters,
-        )
-        query = query.order_by(key.desc(), tie.desc(), c.item_id).limit(limit)
+        used, params = _params(period, item_type, filters)
         async with self.reads.connect() as conn:
-            return [_tally(row) for row in await conn.execute(query)]
+            rows = await conn.execute(_top_query(sort, used), params | {"limit": limit})
+            return [_tally(row) for row in rows]
 
     async def live_ranks(
         self, period: str, item_type: str, ids: Iterable[str], sort: str, filters: dict[str, str]
@@ -228,32 +264,14 @@ class LiveCharts:
         """Each item's rank in a live window (sort and filters as a chart's)
         and its votes there, for those of `ids` on it: 1 + the items before
         it, counted along the sort's index (no window is ranked whole)."""
-        ids = sorted(set(ids))
-        if not ids:
+        wanted = sorted(set(ids))
+        if not wanted:
             return {}
-        x = chart_totals.alias("x")
-        key, tie = f"{sort}_key", f"{sort}_tie"
-
-        def before(conditions: Callable[[Any], list[Any]]) -> Any:
-            o = chart_totals.alias("o")
-            counted = _scoped(select(func.count()).select_from(o), o, period, item_type, filters)
-            return counted.where(*conditions(o)).scalar_subquery()
-
-        rank = (
-            literal_column("1")
-            + before(lambda o: [o.c[key] > x.c[key]])
-            + before(lambda o: [o.c[key] == x.c[key], o.c[tie] > x.c[tie]])
-            + before(lambda o: [o.c[key] == x.c[key], o.c[tie] == x.c[tie], o.c.item_id < x.c.item_id])
-        )
-        query = _scoped(
-            select(x.c.item_id, x.c.up_votes, x.c.down_votes, x.c.weighted_up, x.c.weighted_down, rank.label("rank")),
-            x,
-            period,
-            item_type,
-            filters,
-        ).where(x.c.item_id.in_(ids), x.c[key].is_not(None))
+        used, params = _params(period, item_type, filters)
         async with self.reads.connect() as conn:
-            return {row.item_id: (int(row.rank), _tally(row)) for row in await conn.execute(query)}
+            rows = await conn.execute(_ranks_query(sort, used), params | {"ids": wanted})
+            # An item whose votes weigh nothing (no key) is off the chart.
+            return {row.item_id: (int(row.rank), _tally(row)) for row in rows if row.key is not None}
 
     async def weighted_scores(self, item_type: str, ids: list[str]) -> dict[str, float]:
         """All-time weighted score of each item among `ids` that has votes:
@@ -278,4 +296,3 @@ class LiveCharts:
 
 def _tally(row: Any) -> Tally:
     return Tally(row.item_id, int(row.up_votes), int(row.down_votes), float(row.weighted_up), float(row.weighted_down))
-

@@ -14,6 +14,8 @@ out here rather than imported, so this revision keeps building what it
 built when the code moves on.
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -39,7 +41,9 @@ _N = "(weighted_up + weighted_down)"
 _P = f"(weighted_up / {_N})"
 _Z = "CAST(1.959963984540054 AS float8)"
 _ZZ = f"({_Z} * {_Z})"
-_WILSON = f"(({_P} + {_ZZ} / (2 * {_N}) - {_Z} * sqrt(({_P} * (1 - {_P}) + {_ZZ} / (4 * {_N})) / {_N})) / (1 + {_ZZ} / {_N}))"
+_WILSON = (
+    f"(({_P} + {_ZZ} / (2 * {_N}) - {_Z} * sqrt(({_P} * (1 - {_P}) + {_ZZ} / (4 * {_N})) / {_N})) / (1 + {_ZZ} / {_N}))"
+)
 _CONTROVERSY = (
     "CASE WHEN weighted_up <= 1e-9 OR weighted_down <= 1e-9 THEN 0"
     " WHEN weighted_up + weighted_down < 1"
@@ -136,7 +140,7 @@ def upgrade() -> None:
         )
     for sort in ("score", "best", "controversial"):
         key, tie = f"{sort}_key", f"{sort}_tie"
-        order = [sa.text(f"{key} DESC"), sa.text(f"{tie} DESC"), "item_id"]
+        order: list[Any] = [sa.text(f"{key} DESC"), sa.text(f"{tie} DESC"), "item_id"]
         where = sa.text(f"{key} IS NOT NULL")
         for suffix, scope in (("", []), ("_genre", ["genre"]), ("_platform", ["platform"])):
             op.create_index(
