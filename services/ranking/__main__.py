@@ -115,6 +115,11 @@ def background_jobs(
         # second after midnight at most (a read arriving first rolls them).
         await every(1.0, "chart windows roll-over", rankings.live.roll)
 
+    async def fold_chart_windows() -> None:
+        # The votes' changes reach today's charts in folds: the consumer's
+        # transaction only appends them (services/ranking/store/live_charts.py).
+        await every(settings.chart_fold_interval_s, "chart windows fold", rankings.live.fold)
+
     async def snapshot_days() -> None:
         await every(settings.snapshot_interval_s, "daily snapshots", rankings.snapshots.snapshot_finished_days)
 
@@ -138,6 +143,7 @@ def background_jobs(
         follow_agent_changes,
         rebuild_trending,
         roll_chart_windows,
+        fold_chart_windows,
         snapshot_days,
         prune_processed_events,
         prune_vote_tombstones,

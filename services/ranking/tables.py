@@ -155,8 +155,8 @@ chart_snapshots = Table(
 )
 
 # The day the live chart windows end on (one row): chart_totals holds the
-# windows ending on it. Vote batches hold it shared while they add to the
-# windows; the roll-over to a new day holds it exclusively.
+# windows ending on it. The roll-over to a new day changes it, holding
+# chart_deltas locked against appends and folds (live_charts.py).
 chart_anchor = Table(
     "chart_anchor",
     metadata,
@@ -165,12 +165,33 @@ chart_anchor = Table(
     CheckConstraint("id", name="chart_anchor_one_row"),
 )
 
+# The changes of daily tallies not yet added to the live windows: the
+# transaction that writes the tallies (a vote batch, a re-weigh) appends its
+# per-(item, day) changes here, and the fold job (every
+# AIMUSICSTORE_CHART_FOLD_INTERVAL_S) takes them out and adds them to every
+# window holding their day, one row update per item and window however many
+# batches came in between (services/ranking/store/live_charts.py). Append
+# only and without indexes: an append costs the batch one heap insert per
+# row, where adding to the windows cost it up to four row updates across
+# ten indexes each. Rows live for one fold.
+chart_deltas = Table(
+    "chart_deltas",
+    metadata,
+    Column("item_type", Text, nullable=False),
+    Column("item_id", Text, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("up_votes", Integer, nullable=False),
+    Column("down_votes", Integer, nullable=False),
+    Column("weighted_up", Float, nullable=False),
+    Column("weighted_down", Float, nullable=False),
+)
+
 # Each item's votes in each live window (services/ranking/store/live_charts.py):
 # the windows of the period charts ending on chart_anchor.day ("daily",
 # "weekly", "monthly", "all_time") and the windows one period earlier that
 # movement compares with ("daily:previous"...). Raw counts (shown) and
-# chart-weighted sums (ranked by), kept in the transaction that writes the
-# daily tallies; genre and platform copied from the song so a filtered
+# chart-weighted sums (ranked by), kept from the changes of the daily
+# tallies by the fold of chart_deltas; genre and platform copied from the song so a filtered
 # chart is an index scan. The sort keys are the chart rules of
 # services/ranking/charts.py in SQL (NULL when the votes weigh nothing: off
 # the chart), so the top of any sort is the first rows of an index.
@@ -181,8 +202,13 @@ _N = "(weighted_up + weighted_down)"
 _P = f"(weighted_up / {_N})"
 _Z = "CAST(1.959963984540054 AS float8)"
 _ZZ = f"({_Z} * {_Z})"
+# greatest(.., 0) under the root: the same double for any row's votes (the
+# root's argument is never negative for them), but the key is computed for
+# an upsert's proposed row too, which holds a change (a retracted probation
+# up vote and a trusted down vote: negative up, positive down), not votes.
 _WILSON = (
-    f"(({_P} + {_ZZ} / (2 * {_N}) - {_Z} * sqrt(({_P} * (1 - {_P}) + {_ZZ} / (4 * {_N})) / {_N})) / (1 + {_ZZ} / {_N}))"
+    f"(({_P} + {_ZZ} / (2 * {_N}) - {_Z} * sqrt(greatest(({_P} * (1 - {_P}) + {_ZZ} / (4 * {_N})) / {_N}, 0)))"
+    f" / (1 + {_ZZ} / {_N}))"
 )
 _CONTROVERSY = (
     "CASE WHEN weighted_up <= 1e-9 OR weighted_down <= 1e-9 THEN 0"

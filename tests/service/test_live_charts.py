@@ -8,7 +8,9 @@ chart of the frozen days."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from services.common.weights import CHART_WEIGHTS_KEY, WEIGHTS_KEY
 from services.ranking import charts
 from services.ranking.charts import Tally
 from services.ranking.store import RankingStores
-from services.ranking.store.live_charts import WINDOWS
+from services.ranking.store.live_charts import ADD_TALLIES, FOLD, WINDOWS
 from services.ranking.trending import TrendClock
 from tests.backing import fresh_database
 
@@ -90,11 +92,13 @@ async def apply(world: World, events: list[VoteEvent]) -> None:
 
 
 async def expect_windows_equal_the_tallies(world: World, songs: list[str]) -> None:
-    """Every live window, read by its top and by ranks, in every sort and
-    with a genre filter, equals the window summed from the tallies (every
-    item of this database; `songs` are asked for ranks too, in the window
-    or not)."""
+    """Once the pending changes are folded, every live window, read by its
+    top and by ranks, in every sort and with a genre filter, equals the
+    window summed from the tallies (every item of this database; `songs`
+    are asked for ranks too, in the window or not)."""
     store = world.stores.charts
+    await store.fold_live_windows()
+    assert await pending(world) == 0
     day = await store.live_day()
     assert day is not None
     for window in WINDOWS:
@@ -112,6 +116,11 @@ async def expect_windows_equal_the_tallies(world: World, songs: list[str]) -> No
                 assert {i: r for i, (r, _) in ranks.items()} == {
                     t.item_id: n for n, t in enumerate(expected, start=1)
                 }, (window, genre, sort)
+
+
+async def pending(world: World) -> int:
+    async with world.engine.connect() as conn:
+        return int(await conn.scalar(text("SELECT count(*) FROM ranking.chart_deltas")) or 0)
 
 
 def settled(t: Tally) -> tuple[str, int, int, float, float]:
@@ -222,6 +231,161 @@ async def test_the_roll_over_moves_each_window_by_the_days_entering_and_leaving_
             )
         )
     assert empty == 0
+
+
+async def test_a_batch_appends_its_changes_and_a_fold_adds_them_to_every_window(world: World) -> None:
+    songs = {f"fold-{n}": "rock" for n in range(4)}
+    await add_songs(world.engine, songs)
+    ids = list(songs)
+    store = world.stores.charts
+    await store.rebuild_live_windows(TODAY)
+    agents = f"fold-agent-{uuid.uuid4().hex[:6]}"
+    batch = [
+        vote(song, f"{agents}-{n}", TODAY - timedelta(days=back), 1 if n % 3 else -1)
+        for song in ids
+        for n, back in enumerate((0, 0, 0, 1, 8))
+    ]
+    await apply(world, batch[:10])
+    await apply(world, batch[10:])
+    # Appended, not in the windows yet; the trending score counts them already.
+    assert await pending(world) > 0
+    assert not {t.item_id for t in await store.live_top("daily", "song", "score", {}, 100)} & set(ids)
+    scores = await store.weighted_scores("song", ids)
+    assert scores == {song: (3 - 2) * PROBATION for song in ids}  # new agents: on probation
+    # A fold takes every pending change (both batches), once.
+    assert await store.fold_live_windows() > 0
+    assert await pending(world) == 0
+    assert await store.fold_live_windows() == 0
+    assert await store.weighted_scores("song", ids) == scores
+    await expect_windows_equal_the_tallies(world, ids)
+    daily = {t.item_id: t for t in await store.live_top("daily", "song", "score", {}, 100)}
+    assert {i: (daily[i].up, daily[i].down) for i in ids} == {i: (2, 1) for i in ids}
+
+    # A change that is no count of votes (a probation up vote retracted and
+    # a trusted down vote: -0.25 up, +1 down) folds like any other.
+    await world.redis.hset(CHART_WEIGHTS_KEY, f"{agents}-trusted", 1.0)
+    await apply(
+        world, [vote(ids[1], f"{agents}-1", TODAY, kind="retract"), vote(ids[1], f"{agents}-trusted", TODAY, -1)]
+    )
+    await expect_windows_equal_the_tallies(world, ids)
+
+    # An item deleted while its changes are pending is not brought back by the fold.
+    await apply(world, [vote(ids[0], f"agent-{uuid.uuid4().hex[:6]}", TODAY)])
+    await world.stores.catalog.delete_item("song", ids[0])
+    await store.fold_live_windows()
+    async with world.engine.connect() as conn:
+        rows = await conn.scalar(text("SELECT count(*) FROM ranking.chart_totals WHERE item_id = :i"), {"i": ids[0]})
+    assert rows == 0
+    await expect_windows_equal_the_tallies(world, ids)
+
+
+def tally_rows(songs: list[str], days: list[date]) -> str:
+    return json.dumps(
+        [
+            {"item_type": "song", "item_id": s, "day": d.isoformat(), "up": 2, "down": 1, "wup": 1.25, "wdown": 1.0}
+            for s in songs
+            for d in days
+        ]
+    )
+
+
+async def tallies_of(world: World, songs: list[str]) -> list[tuple[str, date, int]]:
+    async with world.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT item_id, day, up_votes FROM ranking.daily_tallies WHERE item_id = ANY(:s) ORDER BY 1, 2"),
+            {"s": songs},
+        )
+        return [tuple(row) for row in rows]
+
+
+async def test_changes_are_appended_with_the_tallies_or_not_at_all_and_outlive_a_restart(world: World) -> None:
+    songs = {f"crash-{n}": "pop" for n in range(3)}
+    await add_songs(world.engine, songs)
+    ids = list(songs)
+    await world.stores.charts.rebuild_live_windows(TODAY)
+    # A batch that fails after its append (a crash before the commit)
+    # leaves neither its tallies nor its changes.
+    with pytest.raises(RuntimeError):
+        async with world.engine.begin() as conn:
+            await conn.execute(ADD_TALLIES, {"rows": tally_rows(ids, [TODAY])})
+            raise RuntimeError("crashed before the commit")
+    assert await pending(world) == 0
+    assert await tallies_of(world, ids) == []
+    # One that commits and is never folded by its process (it stopped): a
+    # restarted process folds its changes.
+    await apply(world, [vote(song, f"agent-{uuid.uuid4().hex[:6]}", TODAY) for song in ids])
+    assert await pending(world) == len(ids)
+    restarted = create_async_engine(to_sqlalchemy_url(world.url))
+    try:
+        stores = RankingStores.open(restarted, world.redis, probation_weight=PROBATION)
+        assert await stores.charts.fold_live_windows() > 0
+    finally:
+        await restarted.dispose()
+    assert await pending(world) == 0
+    await expect_windows_equal_the_tallies(world, ids)
+
+
+async def waiting_for_locks(world: World, count: int) -> None:
+    """Until `count` sessions of this database wait for a lock."""
+    for _ in range(200):
+        async with world.engine.connect() as conn:
+            waiting = await conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        if waiting == count:
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"{count} sessions never waited for a lock (saw {waiting})")
+
+
+async def test_the_roll_over_waits_for_appends_and_folds_and_counts_each_change_once(world: World) -> None:
+    songs = {f"race-{n}": ("rock" if n % 2 else "jazz") for n in range(4)}
+    await add_songs(world.engine, songs)
+    ids = list(songs)
+    store = world.stores.charts
+    yesterday = TODAY - timedelta(days=1)
+    # The changes of a day that rolls (yesterday: out of daily, into
+    # daily:previous), of the new day, and of days the move does not touch.
+    days = [TODAY, yesterday, TODAY - timedelta(days=7), TODAY - timedelta(days=30)]
+
+    # A batch appending when the roll-over comes: the roll-over waits for it
+    # and counts its changes (by folding them at the old day first).
+    await store.rebuild_live_windows(yesterday)
+    async with world.engine.connect() as appender:
+        append = await appender.begin()
+        await appender.execute(ADD_TALLIES, {"rows": tally_rows(ids[:2], days)})
+        roll = asyncio.create_task(store.roll_live_windows(TODAY))
+        await waiting_for_locks(world, 1)
+        await append.commit()
+    assert await roll == TODAY
+    assert await pending(world) == 0  # folded by the roll-over
+    await expect_windows_equal_the_tallies(world, ids)
+
+    # A fold in flight (it has taken the pending changes), changes appended
+    # after it took them, then the roll-over, and a fold behind it: each
+    # change is counted once, at the day it was folded at.
+    await store.rebuild_live_windows(yesterday)
+    await apply(world, [vote(song, f"agent-{uuid.uuid4().hex[:6]}", day) for song in ids for day in days])
+    async with world.engine.connect() as folder:
+        fold = await folder.begin()
+        await folder.execute(FOLD)
+        await apply(world, [vote(song, f"agent-{uuid.uuid4().hex[:6]}", day) for song in ids[1:] for day in days])
+        roll = asyncio.create_task(store.roll_live_windows(TODAY))
+        await waiting_for_locks(world, 1)
+        late_fold = asyncio.create_task(store.fold_live_windows())
+        await waiting_for_locks(world, 2)
+        # A batch arriving now waits for the roll-over too (its tallies
+        # must not change under the move).
+        late_batch = asyncio.create_task(apply(world, [vote(ids[0], "late-agent", TODAY)]))
+        await waiting_for_locks(world, 3)
+        await fold.commit()
+    assert await roll == TODAY
+    await late_fold
+    await late_batch
+    await expect_windows_equal_the_tallies(world, ids)
 
 
 async def test_refreezing_a_day_moves_the_running_peaks_of_the_days_after_it(world: World) -> None:

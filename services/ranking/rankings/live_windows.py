@@ -1,6 +1,7 @@
 """The live chart windows' day: today's charts are read from them once they
 end on today (a background job rolls them over each second; a read that
-finds them behind rolls them first, a day's tallies per window)."""
+finds them behind rolls them first, a day's tallies per window); and their
+fold, the job that adds the tallies' latest changes to them."""
 
 from __future__ import annotations
 
@@ -34,3 +35,9 @@ class LiveWindows:
             return self._day
 
         return await self._flights.do(("roll", today), roll) == today
+
+    async def fold(self) -> int:
+        """Adds the changes of the daily tallies pending since the last fold
+        to the live windows (the job, every few hundred ms: today's charts
+        are that much behind the votes at most, plus one fold)."""
+        return await self.store.fold_live_windows()

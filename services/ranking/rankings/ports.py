@@ -56,6 +56,10 @@ class LiveWindowsPort(Protocol):
         """Moves the live windows to end on `today` (never back); returns their day after."""
         ...
 
+    async def fold_live_windows(self) -> int:
+        """Adds the changes of the daily tallies not in the live windows yet; returns the rows changed."""
+        ...
+
 
 class LiveRanksPort(Protocol):
     async def live_ranks(

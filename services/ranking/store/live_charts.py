@@ -1,17 +1,29 @@
 """The live chart windows in PostgreSQL (ranking.chart_totals): each item's
 votes in the windows of the period charts ending on the anchor day
 (ranking.chart_anchor, today once rolled over) and in the windows one period
-earlier, kept as the daily tallies are written, so a chart of today is the
-first rows of an index and a rank is a count along one.
+earlier, so a chart of today is the first rows of an index and a rank is a
+count along one.
 
-- Vote batches and re-weighs write the daily tallies and these windows in one
-  statement (ADD_TALLIES), holding the anchor shared: a change of a day's
-  tally is added to every window whose days hold that day.
+- Vote batches and re-weighs write the daily tallies and append the same
+  per-(item, day) changes to ranking.chart_deltas, in one statement
+  (ADD_TALLIES): an unindexed heap insert per row, in the batch's
+  transaction (so a change is in both or in neither).
+- The fold (a background job, every AIMUSICSTORE_CHART_FOLD_INTERVAL_S)
+  takes the pending changes out (DELETE ... RETURNING) and adds them,
+  summed per item, to every window whose days hold their day, in one
+  statement: a window row is updated once per fold however many batches
+  changed it. The windows are behind the tallies by the changes not folded
+  yet: at most one interval plus a fold.
 - The roll-over to a new day (a background job, every second, and any read
-  that finds the anchor behind today) holds the anchor exclusively and
-  moves each window by the days entering and leaving it: a day's tallies
-  per window, whatever the number of items or days kept.
-- Deleted items leave with their rows (CatalogStore.delete_item).
+  that finds the anchor behind today) locks chart_deltas against appends
+  and folds (SHARE ROW EXCLUSIVE: the transactions appending finish first,
+  new ones wait), folds what is pending at the old day, then moves each
+  window by the days entering and leaving it, a day's tallies per window.
+  With no append able to commit meanwhile, the tallies it reads are the
+  windows' tallies exactly: a change is counted once, by the fold before the
+  move or by a fold after it, whatever day it is for.
+- Deleted items leave with their rows (CatalogStore.delete_item); the fold
+  skips changes of items no longer in the catalog.
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.ranking.charts import Tally
-from services.ranking.tables import chart_anchor, chart_totals, daily_tallies
+from services.ranking.tables import chart_anchor, chart_deltas, chart_totals, daily_tallies
 
 # Each live window by the days back from the anchor: (first, last) days back,
 # first None = from the beginning. "<period>:previous" is the window
@@ -50,11 +62,10 @@ _TOTALS_SET = """
     up_votes = c.up_votes + EXCLUDED.up_votes, down_votes = c.down_votes + EXCLUDED.down_votes,
     weighted_up = c.weighted_up + EXCLUDED.weighted_up, weighted_down = c.weighted_down + EXCLUDED.weighted_down
 """
-# A batch's changes of daily tallies, into the tallies and every live window
-# holding their day, in one statement. The anchor is held shared to the end
-# of the transaction: a roll-over waits for it, then finds its tallies.
+# A batch's changes of daily tallies, into the tallies and appended to the
+# pending changes of the live windows, in one statement.
 ADD_TALLIES = text(
-    f"""
+    """
     WITH b AS (
         SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
             AS b(item_type text, item_id text, day date, up int, down int, wup float8, wdown float8)
@@ -66,21 +77,42 @@ ADD_TALLIES = text(
         DO UPDATE SET up_votes = t.up_votes + EXCLUDED.up_votes, down_votes = t.down_votes + EXCLUDED.down_votes,
             weighted_up = t.weighted_up + EXCLUDED.weighted_up,
             weighted_down = t.weighted_down + EXCLUDED.weighted_down
+    )
+    INSERT INTO ranking.chart_deltas (item_type, item_id, day, up_votes, down_votes, weighted_up, weighted_down)
+    SELECT item_type, item_id, day, up, down, wup, wdown FROM b
+    """
+)
+# The pending changes taken out and added to every live window holding their
+# day (the anchor's windows), summed per item and window: one row update
+# each. Items deleted since are skipped. A fold that waited for a roll-over
+# finds the rows it saw taken by it (skipped as deleted), and the changes
+# committed since are for the new day.
+FOLD = text(
+    f"""
+    WITH d AS (
+        DELETE FROM ranking.chart_deltas
+        RETURNING item_type, item_id, day, up_votes, down_votes, weighted_up, weighted_down
     ), anchor AS (
-        SELECT day FROM ranking.chart_anchor FOR SHARE
+        SELECT day FROM ranking.chart_anchor
     )
     INSERT INTO ranking.chart_totals AS c
         (period, item_type, item_id, genre, platform, up_votes, down_votes, weighted_up, weighted_down)
-    SELECT w.period, b.item_type, b.item_id, coalesce(s.genre, ''), coalesce(s.platform, ''),
-        sum(b.up), sum(b.down), sum(b.wup), sum(b.wdown)
-    FROM b CROSS JOIN anchor a CROSS JOIN {_WINDOW_VALUES}
-    LEFT JOIN ranking.songs s ON b.item_type = 'song' AND s.id = b.item_id
-    WHERE b.day <= a.day - w.last_back AND (w.first_back IS NULL OR b.day >= a.day - w.first_back)
-    GROUP BY w.period, b.item_type, b.item_id, s.genre, s.platform
-    ORDER BY w.period, b.item_type, b.item_id
+    SELECT w.period, d.item_type, d.item_id, coalesce(s.genre, ''), coalesce(s.platform, ''),
+        sum(d.up_votes), sum(d.down_votes), sum(d.weighted_up), sum(d.weighted_down)
+    FROM d CROSS JOIN anchor a CROSS JOIN {_WINDOW_VALUES}
+    LEFT JOIN ranking.songs s ON d.item_type = 'song' AND s.id = d.item_id
+    LEFT JOIN ranking.tools o ON d.item_type = 'tool' AND o.id = d.item_id
+    WHERE (s.id IS NOT NULL OR o.id IS NOT NULL)
+        AND d.day <= a.day - w.last_back AND (w.first_back IS NULL OR d.day >= a.day - w.first_back)
+    GROUP BY w.period, d.item_type, d.item_id, s.genre, s.platform
+    HAVING sum(d.up_votes) <> 0 OR sum(d.down_votes) <> 0 OR sum(d.weighted_up) <> 0 OR sum(d.weighted_down) <> 0
+    ORDER BY w.period, d.item_type, d.item_id
     ON CONFLICT (period, item_type, item_id) DO UPDATE SET {_TOTALS_SET}
     """
 )
+# Held by the roll-over and the rebuild: conflicts with the ROW EXCLUSIVE
+# lock every append and fold takes, and with itself.
+_HOLD_DELTAS = text("LOCK TABLE ranking.chart_deltas IN SHARE ROW EXCLUSIVE MODE")
 # One window moved: the tallies of the days entering it added, of the days
 # leaving it taken away (items still in the catalog).
 _SHIFT_WINDOW = text(
@@ -208,13 +240,26 @@ class LiveCharts:
         async with self.reads.connect() as conn:
             return (await conn.execute(select(chart_anchor.c.day))).scalar_one_or_none()
 
+    async def fold_live_windows(self) -> int:
+        """Adds the pending changes of the daily tallies to the live windows
+        (the fold job); returns the window rows changed."""
+        async with self.engine.begin() as conn:
+            return (await conn.execute(FOLD)).rowcount
+
     async def roll_live_windows(self, today: date) -> date | None:
         """Moves every live window to end on `today` (never back); returns
-        the anchor day after. One transaction, the anchor held exclusively."""
+        the anchor day after. One transaction, appends and folds held off."""
+        anchor = await self.live_day()
+        if anchor is None or anchor >= today:
+            return anchor
         async with self.engine.begin() as conn:
+            await conn.execute(_HOLD_DELTAS)
             anchor = (await conn.execute(select(chart_anchor.c.day).with_for_update())).scalar_one_or_none()
             if anchor is None or anchor >= today:
                 return anchor
+            # What is pending belongs to the windows as they are: folded at
+            # the old day, so the move below reads tallies the windows hold.
+            await conn.execute(FOLD)
             for window in WINDOWS:
                 await self._shift(conn, window, anchor, today)
             await conn.execute(chart_anchor.update().values(day=today))
@@ -226,7 +271,10 @@ class LiveCharts:
         windows ever drift from the tallies). Sums every tally: an
         operator's tool, never on a read."""
         async with self.engine.begin() as conn:
+            await conn.execute(_HOLD_DELTAS)
             await conn.execute(select(chart_anchor.c.day).with_for_update())
+            # The pending changes are in the tallies summed below.
+            await conn.execute(chart_deltas.delete())
             await conn.execute(chart_totals.delete())
             for window, (first_back, last_back) in WINDOWS.items():
                 first = _NEVER if first_back is None else day - timedelta(days=first_back)
@@ -275,20 +323,24 @@ class LiveCharts:
 
     async def weighted_scores(self, item_type: str, ids: list[str]) -> dict[str, float]:
         """All-time weighted score of each item among `ids` that has votes:
-        its all_time window, and any tally of a day after it (a roll-over
-        not done yet)."""
+        its all_time window, the changes not folded into it yet, and any
+        tally of a day after it (a roll-over not done yet). One statement,
+        one snapshot: a fold moves changes from the pending ones to the
+        window at once."""
         if not ids:
             return {}
-        c, t = chart_totals.c, daily_tallies.c
+        c, d, t = chart_totals.c, chart_deltas.c, daily_tallies.c
+        anchor = select(chart_anchor.c.day).scalar_subquery()
         in_window = select(c.item_id, (c.weighted_up - c.weighted_down).label("w")).where(
             c.period == "all_time", c.item_type == item_type, c.item_id.in_(ids)
         )
-        after = select(t.item_id, (t.weighted_up - t.weighted_down).label("w")).where(
-            t.item_type == item_type,
-            t.item_id.in_(ids),
-            t.day > select(chart_anchor.c.day).scalar_subquery(),
+        pending = select(d.item_id, (d.weighted_up - d.weighted_down).label("w")).where(
+            d.item_type == item_type, d.item_id.in_(ids), d.day <= anchor
         )
-        both = in_window.union_all(after).subquery()
+        after = select(t.item_id, (t.weighted_up - t.weighted_down).label("w")).where(
+            t.item_type == item_type, t.item_id.in_(ids), t.day > anchor
+        )
+        both = in_window.union_all(pending, after).subquery()
         query = select(both.c.item_id, func.sum(both.c.w)).group_by(both.c.item_id)
         async with self.reads.connect() as conn:
             return {row[0]: float(row[1]) for row in await conn.execute(query)}

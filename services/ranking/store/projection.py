@@ -55,8 +55,8 @@ _ADD_COUNTS = {
         """
     ),
 }
-# The daily tallies and the live chart windows holding their days, in one
-# statement (services/ranking/store/live_charts.py).
+# The daily tallies, and the same changes appended for the live chart
+# windows' fold, in one statement (services/ranking/store/live_charts.py).
 _ADD_DAILY_TALLIES = ADD_TALLIES
 # Order-independent (services/common/vote_order.py): per agent and item the
 # projection holds the event id of its live vote (votes.event_id) or of the

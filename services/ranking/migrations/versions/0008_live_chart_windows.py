@@ -7,7 +7,9 @@ Create Date: 2027-01-20 10:00:00
 Today's period charts are read from ranking.chart_totals (each item's votes
 in the windows ending on ranking.chart_anchor's day, and in the windows one
 period earlier), kept in step with the daily tallies by the consumer; peak
-rank and days on chart from running figures on each frozen day. Both are
+rank and days on chart from running figures on each frozen day. The changes
+of the tallies reach the windows through ranking.chart_deltas (appended with
+the tallies, folded in by a job). Both are
 built here from the tallies and snapshots there are: the anchor is today
 (UTC), and the service rolls it over from there. The windows are written
 out here rather than imported, so this revision keeps building what it
@@ -41,8 +43,13 @@ _N = "(weighted_up + weighted_down)"
 _P = f"(weighted_up / {_N})"
 _Z = "CAST(1.959963984540054 AS float8)"
 _ZZ = f"({_Z} * {_Z})"
+# greatest(.., 0) under the root: the same double for any row's votes (the
+# root's argument is never negative for them), but the key is computed for
+# an upsert's proposed row too, which holds a change (a retracted probation
+# up vote and a trusted down vote: negative up, positive down), not votes.
 _WILSON = (
-    f"(({_P} + {_ZZ} / (2 * {_N}) - {_Z} * sqrt(({_P} * (1 - {_P}) + {_ZZ} / (4 * {_N})) / {_N})) / (1 + {_ZZ} / {_N}))"
+    f"(({_P} + {_ZZ} / (2 * {_N}) - {_Z} * sqrt(greatest(({_P} * (1 - {_P}) + {_ZZ} / (4 * {_N})) / {_N}, 0)))"
+    f" / (1 + {_ZZ} / {_N}))"
 )
 _CONTROVERSY = (
     "CASE WHEN weighted_up <= 1e-9 OR weighted_down <= 1e-9 THEN 0"
@@ -86,6 +93,18 @@ def upgrade() -> None:
     )
     op.execute("INSERT INTO ranking.chart_anchor (day) VALUES ((now() AT TIME ZONE 'UTC')::date)")
 
+    # Append only, no index, no key: the vote batches' pending changes.
+    op.create_table(
+        "chart_deltas",
+        sa.Column("item_type", sa.Text(), nullable=False),
+        sa.Column("item_id", sa.Text(), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("up_votes", sa.Integer(), nullable=False),
+        sa.Column("down_votes", sa.Integer(), nullable=False),
+        sa.Column("weighted_up", sa.Float(), nullable=False),
+        sa.Column("weighted_down", sa.Float(), nullable=False),
+        schema="ranking",
+    )
     op.create_table(
         "chart_totals",
         sa.Column("period", sa.Text(), nullable=False),
@@ -159,6 +178,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("chart_totals", schema="ranking")
+    op.drop_table("chart_deltas", schema="ranking")
     op.drop_table("chart_anchor", schema="ranking")
     op.drop_column("chart_snapshots", "days_on_chart", schema="ranking")
     op.drop_column("chart_snapshots", "peak_rank", schema="ranking")
