@@ -19,8 +19,17 @@ without its 1 s answer cache:
   and ranked, as main did for every date).
 
 Last, the consumer's cost: batches of 500 vote events through
-VoteProjection.apply_events, with the tallies-and-windows statement and
-with the tallies-only statement it replaced.
+VoteProjection.apply_events, in rounds, each round each way (so the
+neighbour's load falls on all three alike):
+
+- main: the tallies-only statement (main's consumer);
+- windows in the batch: the statement that added each change to every
+  window in the batch's transaction (this branch before the fold);
+- appended: the tallies and the appended changes (the service now), with
+  the fold timed on its own, once every four batches (about every 0.5 s at
+  3,800 votes/s).
+
+    python -m bench.chart_reads --consumer-only   # the fill and the consumer's cost, no reads
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ from devstack.stack import Stack
 from services.common.config import to_sqlalchemy_url
 from services.common.migrate import SERVICE_SCHEMAS, alembic_config
 from services.ranking.rankings import Rankings
-from services.ranking.store import RankingStores
+from services.ranking.store import RankingStores, live_charts
 from services.ranking.store import projection as projection_module
 
 GENERATE = """
@@ -103,6 +112,38 @@ TALLIES_ONLY = text(
 )
 
 
+# The statement the consumer ran on this branch before the fold: each
+# change added to every live window holding its day, in the batch.
+WINDOWS_IN_BATCH = text(
+    f"""
+    WITH b AS (
+        SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+            AS b(item_type text, item_id text, day date, up int, down int, wup float8, wdown float8)
+    ), tallied AS (
+        INSERT INTO ranking.daily_tallies AS t
+            (item_type, item_id, day, up_votes, down_votes, weighted_up, weighted_down)
+        SELECT item_type, item_id, day, up, down, wup, wdown FROM b
+        ON CONFLICT (item_type, item_id, day)
+        DO UPDATE SET up_votes = t.up_votes + EXCLUDED.up_votes, down_votes = t.down_votes + EXCLUDED.down_votes,
+            weighted_up = t.weighted_up + EXCLUDED.weighted_up,
+            weighted_down = t.weighted_down + EXCLUDED.weighted_down
+    ), anchor AS (
+        SELECT day FROM ranking.chart_anchor FOR SHARE
+    )
+    INSERT INTO ranking.chart_totals AS c
+        (period, item_type, item_id, genre, platform, up_votes, down_votes, weighted_up, weighted_down)
+    SELECT w.period, b.item_type, b.item_id, coalesce(s.genre, ''), coalesce(s.platform, ''),
+        sum(b.up), sum(b.down), sum(b.wup), sum(b.wdown)
+    FROM b CROSS JOIN anchor a CROSS JOIN {live_charts._WINDOW_VALUES}
+    LEFT JOIN ranking.songs s ON b.item_type = 'song' AND s.id = b.item_id
+    WHERE b.day <= a.day - w.last_back AND (w.first_back IS NULL OR b.day >= a.day - w.first_back)
+    GROUP BY w.period, b.item_type, b.item_id, s.genre, s.platform
+    ORDER BY w.period, b.item_type, b.item_id
+    ON CONFLICT (period, item_type, item_id) DO UPDATE SET {live_charts._TOTALS_SET}
+    """
+)
+
+
 class Statements:
     """Captures the statements a read runs, to EXPLAIN them afterwards."""
 
@@ -142,7 +183,7 @@ async def timed(label: str, read: Callable[[], Awaitable[Any]], statements: Stat
     return median
 
 
-async def measure(database_url: str, redis_url: str, runs: int, explain: bool) -> None:
+async def measure(database_url: str, redis_url: str, runs: int, explain: bool, consumer_only: bool = False) -> None:
     engine = create_async_engine(to_sqlalchemy_url(database_url), pool_size=4)
     redis = Redis.from_url(redis_url, decode_responses=True)
     stores = RankingStores.open(engine, redis, probation_weight=0.25)
@@ -182,6 +223,8 @@ async def measure(database_url: str, redis_url: str, runs: int, explain: bool) -
     async def behind(day: date) -> date | None:
         return day - timedelta(days=1)
 
+    if consumer_only:  # the fill and the consumer's cost only
+        reads = []
     if os.environ.get("BENCH_PROFILE"):  # where a read's time goes, in Python
         profile = cProfile.Profile()
         for _ in range(5):
@@ -189,7 +232,7 @@ async def measure(database_url: str, redis_url: str, runs: int, explain: bool) -
             await charts._chart("weekly", today, "song", 50, "score", {}, now)
             profile.disable()
         pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
-    for mode in ("live", "on demand"):
+    for mode in ("live", "on demand") if reads else ():
         rankings.live._day = None
         if mode == "on demand":
             stores.charts.roll_live_windows = behind  # type: ignore[method-assign,assignment]
@@ -201,7 +244,8 @@ async def measure(database_url: str, redis_url: str, runs: int, explain: bool) -
             rankings.history._today_ranks._entries.clear()
             results.setdefault(label, {})[mode] = await timed(f"{label} ({mode})", read, statements, runs)
 
-    print("\n## Summary (median ms)\n\n| read | live windows | on demand |\n|---|---|---|")
+    if reads:
+        print("\n## Summary (median ms)\n\n| read | live windows | on demand |\n|---|---|---|")
     for label, by_mode in results.items():
         print(f"| {label} | {by_mode['live']:.1f} | {by_mode['on demand']:.1f} |")
 
@@ -214,37 +258,71 @@ async def _no_plans() -> list[str]:
     return []
 
 
-async def consumer_cost(rankings: Rankings, stores: RankingStores, now: datetime) -> None:
-    """Batches of 500 vote events (300 songs, today) through apply_events:
-    with the windows kept, and with the tallies-only statement."""
+async def consumer_cost(rankings: Rankings, stores: RankingStores, now: datetime, rounds: int = 6) -> None:
+    """Batches of 500 vote events (300 songs, today) through apply_events,
+    each of the three ways in every round (6 batches a way a round); the
+    appended way's fold once every four batches, and at the round's end."""
     print("\n## Consumer: batches of 500 vote events on 300 songs\n")
     ids = iter(range(10**12, 10**13))
     kept = projection_module._ADD_DAILY_TALLIES
-    for label, statement in (
-        ("tallies and live windows", kept),
-        ("tallies only (before)", TALLIES_ONLY),
-        ("tallies and live windows, again", kept),
-    ):
-        projection_module._ADD_DAILY_TALLIES = statement
-        times = []
-        for batch_no in range(15):
-            batch = []
-            for n in range(500):
-                e = VoteEvent(
-                    event_id=next(ids),
-                    type="vote",
-                    agent_id=f"bench-{uuid.uuid4().hex[:8]}",
-                    item_type="song",
-                    item_id=f"song-{(batch_no * 7919 + n * 31) % 20000 % 300 * 61 + 1}",
-                    direction=1 if n % 4 else -1,
-                )
-                e.voted_at.FromDatetime(now)
-                batch.append(e)
-            started = time.perf_counter()
-            await rankings.scale.apply_vote_events(batch)
-            times.append((time.perf_counter() - started) * 1000)
-        print(f"- {label}: median {statistics.median(times):.1f} ms per batch (p90 {sorted(times)[13]:.1f})")
+    ways = (
+        ("main: tallies only", TALLIES_ONLY),
+        ("windows in the batch (before)", WINDOWS_IN_BATCH),
+        ("appended, folded apart (now)", kept),
+    )
+    times: dict[str, list[float]] = {label: [] for label, _ in ways}
+    folds: list[tuple[float, int]] = []
+    batch_no = 0
+
+    def next_batch() -> list[VoteEvent]:
+        nonlocal batch_no
+        batch_no += 1
+        batch = []
+        for n in range(500):
+            e = VoteEvent(
+                event_id=next(ids),
+                type="vote",
+                agent_id=f"bench-{uuid.uuid4().hex[:8]}",
+                item_type="song",
+                item_id=f"song-{(batch_no * 7919 + n * 31) % 20000 % 300 * 61 + 1}",
+                direction=1 if n % 4 else -1,
+            )
+            e.voted_at.FromDatetime(now)
+            batch.append(e)
+        return batch
+
+    async def fold() -> None:
+        started = time.perf_counter()
+        rows = await stores.charts.fold_live_windows()
+        folds.append(((time.perf_counter() - started) * 1000, rows))
+
+    for round_no in range(rounds + 1):  # the first round warms up and is not counted
+        for label, statement in ways:
+            projection_module._ADD_DAILY_TALLIES = statement
+            for n in range(6):
+                batch = next_batch()
+                started = time.perf_counter()
+                await rankings.scale.apply_vote_events(batch)
+                if round_no:
+                    times[label].append((time.perf_counter() - started) * 1000)
+                if statement is kept and n % 4 == 3:
+                    await fold()
+            if statement is kept:
+                await fold()
     projection_module._ADD_DAILY_TALLIES = kept
+    main_median = statistics.median(times[ways[0][0]])
+    for label, taken in times.items():
+        median = statistics.median(taken)
+        p90 = statistics.quantiles(taken, n=10)[-1]
+        print(
+            f"- {label}: median {median:.1f} ms per batch (p90 {p90:.1f}, {len(taken)} batches),"
+            f" {median / main_median:.2f}x main"
+        )
+    fold_ms = [ms for ms, _ in folds]
+    print(
+        f"- fold: median {statistics.median(fold_ms):.1f} ms (p90 {statistics.quantiles(fold_ms, n=10)[-1]:.1f},"
+        f" {len(folds)} folds of 2 to 4 batches, median {statistics.median(r for _, r in folds):.0f} window rows)"
+    )
 
 
 def fill(database_url: str, songs: int, tools: int, days: int, per_day: int) -> None:
@@ -278,6 +356,7 @@ def main() -> None:
     parser.add_argument("--per-day", type=int, default=1_100, help="tallies a day (before collisions)")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--no-explain", action="store_true")
+    parser.add_argument("--consumer-only", action="store_true", help="the fill and the consumer's cost, no reads")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-charts-") as tmp:
         base_url = os.environ.get("DATABASE_URL")
@@ -292,7 +371,11 @@ def main() -> None:
         stack.start_redis()
         try:
             fill(stack.database_url or "", args.songs, args.tools, args.days, args.per_day)
-            asyncio.run(measure(stack.database_url or "", stack.redis_url or "", args.runs, not args.no_explain))
+            asyncio.run(
+                measure(
+                    stack.database_url or "", stack.redis_url or "", args.runs, not args.no_explain, args.consumer_only
+                )
+            )
         finally:
             stack.stop()
             if base_url:
