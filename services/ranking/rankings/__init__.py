@@ -72,7 +72,8 @@ class Rankings:
     async def agent_changed(self, agent_id: str) -> None:
         """An agent's weights may have changed (the reputation service
         announced it): its past votes are re-weighed in trending and the
-        tallies (so every live chart follows at once), then the finished
+        tallies (charts of past dates follow at once, today's at the next
+        fold of the live windows), then the finished
         days they were cast on are frozen again (so history ranks follow).
 
         Both steps are idempotent, so a failure (a deadlock, PostgreSQL
