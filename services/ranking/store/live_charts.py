@@ -13,7 +13,8 @@ count along one.
   summed per item, to every window whose days hold their day, in one
   statement: a window row is updated once per fold however many batches
   changed it. The windows are behind the tallies by the changes not folded
-  yet: at most one interval plus a fold.
+  yet: at most one interval plus two folds (a change that just missed a
+  fold waits for the next one to end).
 - The roll-over to a new day (a background job, every second, and any read
   that finds the anchor behind today) locks chart_deltas against appends
   and folds (SHARE ROW EXCLUSIVE: the transactions appending finish first,
