@@ -428,6 +428,17 @@ class RankingSettings(Settings):
     snapshot_interval_s: float = setting(
         "AIMUSICSTORE_SNAPSHOT_INTERVAL_S", 60.0, "how often finished days' charts are frozen into snapshots"
     )
+    # Today's charts are read from the live windows, which take the votes'
+    # changes in folds (services/ranking/store/live_charts.py): a chart is
+    # at most this plus one fold (a few ms) behind the votes, before the 1 s
+    # answer cache (docs/benchmarks.md, docs/integrity.md).
+    chart_fold_interval_s: float = setting(
+        "AIMUSICSTORE_CHART_FOLD_INTERVAL_S",
+        0.5,
+        "how often the votes' pending changes are added to the live chart windows today's charts are read from "
+        "(today's charts are at most this much behind the votes, plus one fold)",
+        minimum=0.05,
+    )
     # The daily song quota (services/ranking/submission_quota.py; docs/integrity.md).
     song_quota_free: int = setting(
         "AIMUSICSTORE_SONG_QUOTA_FREE",

@@ -110,6 +110,16 @@ def background_jobs(
     async def rebuild_trending() -> None:
         await every(settings.trending_rebuild_interval_s, "trending rebuild", rankings.scale.rebuild_trending)
 
+    async def roll_chart_windows() -> None:
+        # Today's charts read the live windows once they end on today: a
+        # second after midnight at most (a read arriving first rolls them).
+        await every(1.0, "chart windows roll-over", rankings.live.roll)
+
+    async def fold_chart_windows() -> None:
+        # The votes' changes reach today's charts in folds: the consumer's
+        # transaction only appends them (services/ranking/store/live_charts.py).
+        await every(settings.chart_fold_interval_s, "chart windows fold", rankings.live.fold)
+
     async def snapshot_days() -> None:
         await every(settings.snapshot_interval_s, "daily snapshots", rankings.snapshots.snapshot_finished_days)
 
@@ -132,6 +142,8 @@ def background_jobs(
         watch_consumer_progress,
         follow_agent_changes,
         rebuild_trending,
+        roll_chart_windows,
+        fold_chart_windows,
         snapshot_days,
         prune_processed_events,
         prune_vote_tombstones,

@@ -7,6 +7,8 @@ any chart window is a sum over days, and chart_snapshots freezes each
 finished day's chart for history and movement.
 """
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -19,6 +21,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     PrimaryKeyConstraint,
     SmallInteger,
     Table,
@@ -141,8 +144,127 @@ chart_snapshots = Table(
     Column("score", Integer, nullable=False),
     Column("up_votes", Integer, nullable=False),
     Column("down_votes", Integer, nullable=False),
+    # The item's best rank and its days on the daily charts frozen up to
+    # this day, so peak_rank and days_on_chart as of any day are one row
+    # (the item's latest frozen day up to it), not a sum over its days.
+    # Kept by ChartStore.save_snapshots whenever days are (re)frozen.
+    Column("peak_rank", Integer, nullable=False),
+    Column("days_on_chart", Integer, nullable=False),
     PrimaryKeyConstraint("day", "item_type", "item_id"),
     Index("chart_snapshots_item_idx", "item_type", "item_id", "day"),
+)
+
+# The day the live chart windows end on (one row): chart_totals holds the
+# windows ending on it. The roll-over to a new day changes it, holding
+# chart_deltas locked against appends and folds (live_charts.py).
+chart_anchor = Table(
+    "chart_anchor",
+    metadata,
+    Column("id", Boolean, primary_key=True, server_default=text("true")),
+    Column("day", Date, nullable=False),
+    CheckConstraint("id", name="chart_anchor_one_row"),
+)
+
+# The changes of daily tallies not yet added to the live windows: the
+# transaction that writes the tallies (a vote batch, a re-weigh) appends its
+# per-(item, day) changes here, and the fold job (every
+# AIMUSICSTORE_CHART_FOLD_INTERVAL_S) takes them out and adds them to every
+# window holding their day, one row update per item and window however many
+# batches came in between (services/ranking/store/live_charts.py). Append
+# only and without indexes: an append costs the batch one heap insert per
+# row, where adding to the windows cost it up to four row updates across
+# ten indexes each. Rows live for one fold.
+chart_deltas = Table(
+    "chart_deltas",
+    metadata,
+    Column("item_type", Text, nullable=False),
+    Column("item_id", Text, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("up_votes", Integer, nullable=False),
+    Column("down_votes", Integer, nullable=False),
+    Column("weighted_up", Float, nullable=False),
+    Column("weighted_down", Float, nullable=False),
+)
+
+# Each item's votes in each live window (services/ranking/store/live_charts.py):
+# the windows of the period charts ending on chart_anchor.day ("daily",
+# "weekly", "monthly", "all_time") and the windows one period earlier that
+# movement compares with ("daily:previous"...). Raw counts (shown) and
+# chart-weighted sums (ranked by), kept from the changes of the daily
+# tallies by the fold of chart_deltas; genre and platform copied from the song so a filtered
+# chart is an index scan. The sort keys are the chart rules of
+# services/ranking/charts.py in SQL (NULL when the votes weigh nothing: off
+# the chart), so the top of any sort is the first rows of an index.
+_COUNTED = "weighted_up + weighted_down > 1e-9"
+# Float8 throughout, in the order services/ranking/charts.py computes them,
+# so the keys are the same doubles before rounding.
+_N = "(weighted_up + weighted_down)"
+_P = f"(weighted_up / {_N})"
+_Z = "CAST(1.959963984540054 AS float8)"
+_ZZ = f"({_Z} * {_Z})"
+# greatest(.., 0) under the root: the same double for any row's votes (the
+# root's argument is never negative for them), but the key is computed for
+# an upsert's proposed row too, which holds a change (a retracted probation
+# up vote and a trusted down vote: negative up, positive down), not votes.
+_WILSON = (
+    f"(({_P} + {_ZZ} / (2 * {_N}) - {_Z} * sqrt(greatest(({_P} * (1 - {_P}) + {_ZZ} / (4 * {_N})) / {_N}, 0)))"
+    f" / (1 + {_ZZ} / {_N}))"
+)
+_CONTROVERSY = (
+    "CASE WHEN weighted_up <= 1e-9 OR weighted_down <= 1e-9 THEN 0"
+    " WHEN weighted_up + weighted_down < 1"
+    " THEN (weighted_up + weighted_down) * (least(weighted_up, weighted_down) / greatest(weighted_up, weighted_down))"
+    " ELSE power(weighted_up + weighted_down, least(weighted_up, weighted_down) / greatest(weighted_up, weighted_down))"
+    " END"
+)
+
+
+def _settled(expression: str) -> str:
+    """A ranking key as services/ranking/charts.py compares it: to 9 decimals."""
+    return f"round(CAST({expression} AS numeric), 9)"
+
+
+def _sort_indexes(sort: str) -> list[Index]:
+    key, tie = f"{sort}_key", f"{sort}_tie"
+    order: list[Any] = [text(f"{key} DESC"), text(f"{tie} DESC"), "item_id"]
+    where = text(f"{key} IS NOT NULL")
+    return [
+        Index(f"chart_totals_{sort}_idx", "period", "item_type", *order, postgresql_where=where),
+        Index(f"chart_totals_{sort}_genre_idx", "period", "item_type", "genre", *order, postgresql_where=where),
+        Index(f"chart_totals_{sort}_platform_idx", "period", "item_type", "platform", *order, postgresql_where=where),
+    ]
+
+
+chart_totals = Table(
+    "chart_totals",
+    metadata,
+    Column("period", Text, nullable=False),
+    Column("item_type", Text, nullable=False),
+    Column("item_id", Text, nullable=False),
+    Column("genre", Text, nullable=False, server_default=""),
+    Column("platform", Text, nullable=False, server_default=""),
+    Column("up_votes", Integer, nullable=False, server_default="0"),
+    Column("down_votes", Integer, nullable=False, server_default="0"),
+    Column("weighted_up", Float, nullable=False, server_default="0"),
+    Column("weighted_down", Float, nullable=False, server_default="0"),
+    Column(
+        "score_key",
+        Numeric,
+        Computed(f"CASE WHEN {_COUNTED} THEN {_settled('weighted_up - weighted_down')} END", persisted=True),
+    ),
+    Column("score_tie", Numeric, Computed(_settled("weighted_up"), persisted=True)),
+    Column("best_key", Numeric, Computed(f"CASE WHEN {_COUNTED} THEN {_settled(_WILSON)} END", persisted=True)),
+    Column("best_tie", Numeric, Computed(_settled("weighted_up"), persisted=True)),
+    Column(
+        "controversial_key",
+        Numeric,
+        Computed(f"CASE WHEN {_COUNTED} THEN {_settled(_CONTROVERSY)} END", persisted=True),
+    ),
+    Column("controversial_tie", Numeric, Computed(_settled("weighted_up + weighted_down"), persisted=True)),
+    PrimaryKeyConstraint("period", "item_type", "item_id"),
+    *_sort_indexes("score"),
+    *_sort_indexes("best"),
+    *_sort_indexes("controversial"),
 )
 
 # Vote events already applied, so a redelivered event is not counted twice.

@@ -6,6 +6,7 @@ and services/ranking/charts.py):
   it (vote batches, re-weighing an agent, the trending rebuild);
 - trending_lists.py: `Trending`, the live trending lists;
 - period_charts.py: `Charts`, period charts with movement, new entries and peaks;
+- live_windows.py: `LiveWindows`, the day today's charts are read for, rolled over;
 - history.py: `History`, an item's daily ranks, frozen days then today;
 - snapshots.py: `Snapshots`, the job freezing each finished day's chart, and
   their re-freezing after an agent's votes are re-weighed;
@@ -24,11 +25,13 @@ from datetime import UTC, date, datetime
 from typing import Protocol
 
 from services.ranking.rankings.history import History
+from services.ranking.rankings.live_windows import LiveWindows
 from services.ranking.rankings.period_charts import Charts
 from services.ranking.rankings.ports import (
     ChartStatsPort,
     HistoryPort,
     ItemsPort,
+    LiveChartsPort,
     ProjectionPort,
     SnapshotsPort,
     TrendEpochPort,
@@ -51,7 +54,7 @@ class TrendingSetsPort(TrendEpochPort, TrendingTopPort, TrendScoresPort, Protoco
     pass
 
 
-class ChartStorePort(ChartStatsPort, HistoryPort, SnapshotsPort, WeightedScoresPort, Protocol):
+class ChartStorePort(ChartStatsPort, HistoryPort, SnapshotsPort, WeightedScoresPort, LiveChartsPort, Protocol):
     pass
 
 
@@ -64,11 +67,13 @@ class Rankings:
     charts: Charts
     history: History
     snapshots: Snapshots
+    live: LiveWindows
 
     async def agent_changed(self, agent_id: str) -> None:
         """An agent's weights may have changed (the reputation service
         announced it): its past votes are re-weighed in trending and the
-        tallies (so every live chart follows at once), then the finished
+        tallies (charts of past dates follow at once, today's at the next
+        fold of the live windows), then the finished
         days they were cast on are frozen again (so history ranks follow).
 
         Both steps are idempotent, so a failure (a deadlock, PostgreSQL
@@ -99,10 +104,12 @@ class Rankings:
     ) -> Rankings:
         clock = clock or (lambda: datetime.now(UTC))
         scale = TrendScale(projection, trending_sets, half_life_s, clock)
+        live = LiveWindows(chart_store, clock)
         return cls(
             scale=scale,
-            trending=Trending(scale, trending_sets, items, chart_store, clock),
-            charts=Charts(scale, trending_sets, items, chart_store, clock),
-            history=History(items, chart_store, clock),
+            trending=Trending(scale, trending_sets, items, chart_store, clock, live),
+            charts=Charts(scale, trending_sets, items, chart_store, clock, live),
+            history=History(items, chart_store, clock, live),
             snapshots=Snapshots(chart_store, clock),
+            live=live,
         )

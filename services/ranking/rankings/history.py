@@ -10,6 +10,7 @@ from services.common import validation
 from services.common.errors import InvalidArgument, NotFound
 from services.ranking.charts import HistoryPoint, Tally
 from services.ranking.rankings.chart_rows import ranked
+from services.ranking.rankings.live_windows import LiveWindows
 from services.ranking.rankings.ports import HistoryPort, ItemsPort
 from services.ranking.rankings.short_cache import ShortCache
 
@@ -25,14 +26,21 @@ class ItemHistory:
 
 
 class History:
-    def __init__(self, items: ItemsPort, chart_store: HistoryPort, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        items: ItemsPort,
+        chart_store: HistoryPort,
+        clock: Callable[[], datetime] | None = None,
+        live: LiveWindows | None = None,
+    ) -> None:
         self.items = items
         self.chart_store = chart_store
         self.clock = clock or (lambda: datetime.now(UTC))
-        # Today's daily ranks, shared by every history read (one ranking per
-        # second at most, however many items are asked for), and the history
-        # answers themselves: the edge does not cache history (one entry per
-        # item would be unbounded there), so the service keeps a bounded set.
+        self.live = live or LiveWindows(chart_store, self.clock)
+        # The history answers: the edge does not cache history (one entry
+        # per item would be unbounded there), so the service keeps a bounded
+        # set. Today's daily ranks, ranked whole, only while the live
+        # windows are not rolled over to today yet (a second after midnight).
         self._today_ranks: ShortCache[dict[str, tuple[int, Tally]]] = ShortCache(maxsize=4, ttl=1.0)
         # Both within the charts' 2 s freshness bound together.
         self._histories: ShortCache[ItemHistory] = ShortCache(maxsize=4096, ttl=1.0)
@@ -52,7 +60,11 @@ class History:
         async def compute() -> ItemHistory:
             first = today - timedelta(days=days - 1)
             points = list(await self.chart_store.history(item_type, item_id, first, today - timedelta(days=1)))
-            ranks = await self._today_ranks.get((item_type, today), lambda: self._ranks_today(item_type, today))
+            if await self.live.ready(today):
+                # Today's rank: counted along the live daily window's index.
+                ranks = await self.chart_store.live_ranks("daily", item_type, [item_id], "score", {})
+            else:
+                ranks = await self._today_ranks.get((item_type, today), lambda: self._ranks_today(item_type, today))
             if item_id in ranks:
                 rank, tally = ranks[item_id]
                 points.append(HistoryPoint(today, rank, tally.score, tally.up, tally.down))

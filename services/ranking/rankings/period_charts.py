@@ -10,12 +10,20 @@ from datetime import UTC, date, datetime, timedelta
 from services.common import validation
 from services.common.errors import InvalidArgument
 from services.ranking import charts
+from services.ranking.charts import Tally
 from services.ranking.rankings.chart_rows import Entry, daily_ranks, entry, ranked
+from services.ranking.rankings.live_windows import LiveWindows
 from services.ranking.rankings.ports import ChartStatsPort, ItemsPort, TrendScoresPort
 from services.ranking.rankings.short_cache import ShortCache
 from services.ranking.rankings.trend_scale import TrendScale
 
 CHART_DEFAULT, CHART_MAX = 50, 100
+# Rows read past the limit from a live window's index, ranked again here by
+# the rules themselves: the index orders by the same keys computed in SQL,
+# which round to 9 decimals through PostgreSQL's numeric (15 significant
+# digits) where Python rounds the double; a few rows of slack absorb any
+# disagreement at the boundary.
+RERANKED = 10
 EARLIEST_DAY = date(2000, 1, 1)
 
 
@@ -54,12 +62,14 @@ class Charts:
         items: ItemsPort,
         chart_store: ChartStatsPort,
         clock: Callable[[], datetime] | None = None,
+        live: LiveWindows | None = None,
     ) -> None:
         self.scale = scale
         self.trending_sets = trending_sets
         self.items = items
         self.chart_store = chart_store
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.live = live or LiveWindows(chart_store, self.clock)
         # Live charts are cached briefly: a burst of identical reads costs one query.
         self._charts: ShortCache[tuple[list[Entry], datetime]] = ShortCache(maxsize=2048, ttl=1.0)
 
@@ -90,15 +100,29 @@ class Charts:
         self, period: str, day: date, item_type: str, limit: int, sort: str, filters: dict[str, str], now: datetime
     ) -> list[Entry]:
         store = self.chart_store
-        ranking = (await ranked(store, period, day, item_type, sort, filters))[:limit]
-        previous_day = charts.previous_date(period, day)
-        previous = {
-            t.item_id: n for n, t in enumerate(await ranked(store, period, previous_day, item_type, sort, filters), 1)
-        }
-        ids = [t.item_id for t in ranking]
+        filters = {k: v for k, v in filters.items() if v} if item_type == "song" else {}
+        if day == now.date() and await self.live.ready(day):
+            # Today's chart: the top of its live window and, for movement and
+            # peaks, ranks counted in the windows before it and in today's
+            # daily window, for the entries shown only.
+            candidates = await store.live_top(period, item_type, sort, filters, limit + RERANKED)
+            ranking = charts.rank(charts.counted(candidates), sort)[:limit]
+            ids = [t.item_id for t in ranking]
+            previous = _ranks(await store.live_ranks(f"{period}:previous", item_type, ids, sort, filters))
+            live = _ranks(await store.live_ranks("daily", item_type, ids, "score", {}))
+        else:
+            # A past day: the window's tallies summed (1, 7 or 30 days, and
+            # the window before; all_time every day up to it).
+            ranking = (await ranked(store, period, day, item_type, sort, filters))[:limit]
+            previous_day = charts.previous_date(period, day)
+            previous = {
+                t.item_id: n
+                for n, t in enumerate(await ranked(store, period, previous_day, item_type, sort, filters), 1)
+            }
+            ids = [t.item_id for t in ranking]
+            live = await daily_ranks(store, item_type, day) if day >= now.date() else {}
         rows = await self.items.items_by_id(item_type, ids)
         stats = await store.snapshot_stats(item_type, ids, min(day, now.date() - timedelta(days=1)))
-        live = await daily_ranks(store, item_type, day) if day >= now.date() else {}
         trend_scores = await self._trend_scores(item_type, ids, now)
         entries = []
         for rank, tally in enumerate(ranking, start=1):
@@ -124,3 +148,7 @@ class Charts:
     async def _trend_scores(self, item_type: str, ids: list[str], now: datetime) -> dict[str, float]:
         stored = await self.trending_sets.scores(item_type, ids)
         return {i: self.scale.unscale(s, now) for i, s in stored.items()}
+
+
+def _ranks(found: dict[str, tuple[int, Tally]]) -> dict[str, int]:
+    return {item_id: rank for item_id, (rank, _) in found.items()}

@@ -51,7 +51,34 @@ class WindowTalliesPort(Protocol):
     ) -> list[Tally]: ...
 
 
-class ChartStatsPort(WindowTalliesPort, Protocol):
+class LiveWindowsPort(Protocol):
+    async def roll_live_windows(self, today: date) -> date | None:
+        """Moves the live windows to end on `today` (never back); returns their day after."""
+        ...
+
+    async def fold_live_windows(self) -> int:
+        """Adds the changes of the daily tallies not in the live windows yet; returns the rows changed."""
+        ...
+
+
+class LiveRanksPort(Protocol):
+    async def live_ranks(
+        self, period: str, item_type: str, ids: Iterable[str], sort: str, filters: dict[str, str]
+    ) -> dict[str, tuple[int, Tally]]:
+        """Each item's rank and votes in a live window ("weekly",
+        "weekly:previous"...), for those of `ids` on it."""
+        ...
+
+
+class LiveChartsPort(LiveWindowsPort, LiveRanksPort, Protocol):
+    async def live_top(
+        self, period: str, item_type: str, sort: str, filters: dict[str, str], limit: int
+    ) -> list[Tally]:
+        """The first `limit` items of a live window in the sort's order."""
+        ...
+
+
+class ChartStatsPort(WindowTalliesPort, LiveChartsPort, Protocol):
     async def snapshot_stats(self, item_type: str, ids: list[str], until: date) -> dict[str, tuple[int, int]]: ...
 
 
@@ -75,5 +102,5 @@ class SnapshotsPort(Protocol):
         ...
 
 
-class HistoryPort(WindowTalliesPort, Protocol):
+class HistoryPort(WindowTalliesPort, LiveWindowsPort, LiveRanksPort, Protocol):
     async def history(self, item_type: str, item_id: str, first: date, last: date) -> list[HistoryPoint]: ...

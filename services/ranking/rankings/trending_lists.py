@@ -10,6 +10,7 @@ from typing import Protocol
 from services.common import validation
 from services.ranking import trending
 from services.ranking.rankings.chart_rows import Entry, daily_ranks, entry
+from services.ranking.rankings.live_windows import LiveWindows
 from services.ranking.rankings.ports import ChartStatsPort, ItemsPort, TrendingTopPort, WeightedScoresPort
 from services.ranking.rankings.short_cache import ShortCache
 from services.ranking.rankings.trend_scale import TrendScale
@@ -40,12 +41,14 @@ class Trending:
         items: ItemsPort,
         chart_store: TrendingChartsPort,
         clock: Callable[[], datetime] | None = None,
+        live: LiveWindows | None = None,
     ) -> None:
         self.scale = scale
         self.trending_sets = trending_sets
         self.items = items
         self.chart_store = chart_store
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.live = live or LiveWindows(chart_store, self.clock)
         # Trending must reflect a vote within 2 s: half a second of reuse
         # (plus the gateway's 1 s edge cache) stays inside that.
         self._lists: ShortCache[TrendingLists] = ShortCache(maxsize=1024, ttl=0.5)
@@ -79,10 +82,15 @@ class Trending:
             members = await self.trending_sets.top(filter_keys[0] if filter_keys else f"trending:{item_type}", limit)
         rows = await self.items.items_by_id(item_type, [m for m, _ in members])
         members = [(m, s) for m, s in members if m in rows]
+        ids = [m for m, _ in members]
         yesterday = now.date() - timedelta(days=1)
-        stats = await self.chart_store.snapshot_stats(item_type, [m for m, _ in members], yesterday)
-        previous = await daily_ranks(self.chart_store, item_type, yesterday)
-        weighted = await self.chart_store.weighted_scores(item_type, [m for m, _ in members])
+        stats = await self.chart_store.snapshot_stats(item_type, ids, yesterday)
+        if await self.live.ready(now.date()):  # yesterday's ranks of these items, counted
+            found = await self.chart_store.live_ranks("daily:previous", item_type, ids, "score", {})
+            previous = {item_id: rank for item_id, (rank, _) in found.items()}
+        else:
+            previous = await daily_ranks(self.chart_store, item_type, yesterday)
+        weighted = await self.chart_store.weighted_scores(item_type, ids)
         return [
             entry(
                 rank,

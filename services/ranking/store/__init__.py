@@ -8,8 +8,11 @@
   agent's past votes;
 - vote_weights.py: the voters' trending and chart weights, as published;
 - trending_sets.py: the trending sorted sets, their epoch and their rebuild;
-- charts.py: window tallies, daily snapshots and history, and the all-time
-  weighted scores trending shows.
+- charts.py: window tallies (charts of past dates), daily snapshots with
+  running peaks, and history;
+- live_charts.py: the live chart windows today's charts are read from,
+  folded from the changes the tallies' writers append and rolled over each
+  day, and the all-time weighted scores trending shows.
 """
 
 from __future__ import annotations

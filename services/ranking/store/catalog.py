@@ -20,7 +20,9 @@ from services.ranking.items import ITEM_CLASSES, Item, ItemT
 from services.ranking.store.item_cache import ItemCache, item_key
 from services.ranking.submission_quota import Charge
 from services.ranking.tables import (
+    chart_deltas,
     chart_snapshots,
+    chart_totals,
     daily_submissions,
     daily_tallies,
     deleted_items,
@@ -185,7 +187,9 @@ class CatalogStore:
             if result.rowcount == 0:
                 raise NotFound(f"{item_type} {item_id!r} does not exist")
             await conn.execute(insert(deleted_items).values(item_type=item_type, item_id=item_id))
-            for derived in (daily_tallies, chart_snapshots, votes):
+            # Its pending window changes before its window rows: a fold
+            # holding them is waited for, and its rows then deleted.
+            for derived in (chart_deltas, daily_tallies, chart_totals, chart_snapshots, votes):
                 await conn.execute(
                     delete(derived).where(derived.c.item_type == item_type, derived.c.item_id == item_id)
                 )

@@ -7,20 +7,23 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ranking.charts import NO_WEIGHT, HistoryPoint, Tally
 from services.ranking.store.catalog import TABLES
+from services.ranking.store.live_charts import LiveCharts
 from services.ranking.tables import chart_snapshots, daily_tallies
 
 
-class ChartStore:
+class ChartStore(LiveCharts):
+    """Window sums of the daily tallies (charts of past dates), the daily
+    snapshots, and the live windows of today's charts (LiveCharts)."""
+
     def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
         # Reads run in autocommit: no BEGIN/ROLLBACK round trips around a
         # single SELECT (writes use engine.begin() and real transactions).
-        self.reads = engine.execution_options(isolation_level="AUTOCOMMIT")
+        super().__init__(engine)
 
     async def window_tallies(
         self, item_type: str, first: date | None, last: date, filters: dict[str, str]
@@ -71,34 +74,15 @@ class ChartStore:
                 found.setdefault(row.day, []).append(_tally(row))
         return found
 
-    async def weighted_scores(self, item_type: str, ids: list[str]) -> dict[str, float]:
-        """All-time weighted score of each item among `ids` that has votes."""
-        if not ids:
-            return {}
-        t = daily_tallies.c
-        query = (
-            select(t.item_id, func.sum(t.weighted_up - t.weighted_down))
-            .where(t.item_type == item_type, t.item_id.in_(ids))
-            .group_by(t.item_id)
-        )
-        async with self.reads.connect() as conn:
-            return {row[0]: float(row[1]) for row in await conn.execute(query)}
-
     async def snapshot_stats(self, item_type: str, ids: list[str], until: date) -> dict[str, tuple[int, int]]:
-        """(best rank, days on chart) from the daily snapshots up to `until`."""
+        """(best rank, days on chart) from the daily snapshots up to `until`:
+        for each item, the running figures of its latest frozen day up to
+        it (one index probe per item, however many days it was on)."""
         if not ids:
             return {}
-        query = (
-            select(chart_snapshots.c.item_id, func.min(chart_snapshots.c.rank), func.count())
-            .where(
-                chart_snapshots.c.item_type == item_type,
-                chart_snapshots.c.item_id.in_(ids),
-                chart_snapshots.c.day <= until,
-            )
-            .group_by(chart_snapshots.c.item_id)
-        )
         async with self.reads.connect() as conn:
-            return {row[0]: (int(row[1]), int(row[2])) for row in await conn.execute(query)}
+            rows = await conn.execute(_LATEST_STATS, {"t": item_type, "ids": sorted(set(ids)), "until": until})
+            return {row[0]: (int(row[1]), int(row[2])) for row in rows}
 
     async def snapshotted_days(self, item_type: str) -> set[date]:
         async with self.reads.connect() as conn:
@@ -122,7 +106,9 @@ class ChartStore:
             return {row[0] for row in rows}
 
     async def save_snapshots(self, item_type: str, ranked_days: dict[date, list[Tally]]) -> None:
-        """Replaces each day's frozen chart with its ranking (rank 1 first), in one transaction."""
+        """Replaces each day's frozen chart with its ranking (rank 1 first),
+        and the running peak and days on chart of each item it changes from
+        the first of those days on, in one transaction."""
         if not ranked_days:
             return
         rows = [
@@ -134,18 +120,23 @@ class ChartStore:
                 "score": t.score,
                 "up_votes": t.up,
                 "down_votes": t.down,
+                "peak_rank": n,
+                "days_on_chart": 1,
             }
             for day, ranked in ranked_days.items()
             for n, t in enumerate(ranked, start=1)
         ]
         async with self.engine.begin() as conn:
-            await conn.execute(
-                delete(chart_snapshots).where(
-                    chart_snapshots.c.item_type == item_type, chart_snapshots.c.day.in_(list(ranked_days))
-                )
+            gone = await conn.execute(
+                delete(chart_snapshots)
+                .where(chart_snapshots.c.item_type == item_type, chart_snapshots.c.day.in_(list(ranked_days)))
+                .returning(chart_snapshots.c.item_id)
             )
+            changed: set[str] = {row[0] for row in gone} | {str(row["item_id"]) for row in rows}
             if rows:
                 await conn.execute(insert(chart_snapshots), rows)
+            if changed:
+                await conn.execute(_RUNNING_STATS, {"t": item_type, "ids": sorted(changed), "first": min(ranked_days)})
 
     async def history(self, item_type: str, item_id: str, first: date, last: date) -> list[HistoryPoint]:
         """The item's frozen daily ranks in [first, last], oldest first."""
@@ -157,6 +148,45 @@ class ChartStore:
         )
         async with self.reads.connect() as conn:
             return [HistoryPoint(*row) for row in await conn.execute(query)]
+
+
+_LATEST_STATS = text(
+    """
+    SELECT i.id, latest.peak_rank, latest.days_on_chart
+    FROM unnest(CAST(:ids AS text[])) AS i(id)
+    JOIN LATERAL (
+        SELECT peak_rank, days_on_chart FROM ranking.chart_snapshots s
+        WHERE s.item_type = :t AND s.item_id = i.id AND s.day <= :until
+        ORDER BY s.day DESC LIMIT 1
+    ) latest ON true
+    """
+)
+# The running peak and days on chart of the items `ids` on their frozen days
+# from `first` on, continuing from each item's last frozen day before it.
+_RUNNING_STATS = text(
+    """
+    WITH base AS (
+        SELECT i.id, b.peak_rank, b.days_on_chart
+        FROM unnest(CAST(:ids AS text[])) AS i(id)
+        LEFT JOIN LATERAL (
+            SELECT peak_rank, days_on_chart FROM ranking.chart_snapshots p
+            WHERE p.item_type = :t AND p.item_id = i.id AND p.day < :first
+            ORDER BY p.day DESC LIMIT 1
+        ) b ON true
+    ), running AS (
+        SELECT r.day, r.item_id,
+            least(coalesce(base.peak_rank, r.rank), min(r.rank) OVER w) AS peak_rank,
+            coalesce(base.days_on_chart, 0) + count(*) OVER w AS days_on_chart
+        FROM ranking.chart_snapshots r JOIN base ON base.id = r.item_id
+        WHERE r.item_type = :t AND r.day >= :first
+        WINDOW w AS (PARTITION BY r.item_id ORDER BY r.day)
+    )
+    UPDATE ranking.chart_snapshots s SET peak_rank = running.peak_rank, days_on_chart = running.days_on_chart
+    FROM running
+    WHERE s.item_type = :t AND s.item_id = running.item_id AND s.day = running.day
+        AND (s.peak_rank, s.days_on_chart) IS DISTINCT FROM (running.peak_rank, running.days_on_chart)
+    """
+)
 
 
 def _tally(row: Any) -> Tally:

@@ -20,6 +20,7 @@ from services.common.processed_events import only_new
 from services.ranking import vote_batch
 from services.ranking.store.catalog import trending_attributes
 from services.ranking.store.item_cache import COUNT_FIELDS, ItemCache, NewCounts
+from services.ranking.store.live_charts import ADD_TALLIES
 from services.ranking.store.trending_sets import TrendingSets
 from services.ranking.store.vote_weights import VoteWeights
 from services.ranking.tables import processed_events
@@ -54,17 +55,9 @@ _ADD_COUNTS = {
         """
     ),
 }
-_ADD_DAILY_TALLIES = text(
-    """
-    INSERT INTO ranking.daily_tallies AS t (item_type, item_id, day, up_votes, down_votes, weighted_up, weighted_down)
-    SELECT item_type, item_id, day, up, down, wup, wdown
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-        AS b(item_type text, item_id text, day date, up int, down int, wup float8, wdown float8)
-    ON CONFLICT (item_type, item_id, day)
-    DO UPDATE SET up_votes = t.up_votes + EXCLUDED.up_votes, down_votes = t.down_votes + EXCLUDED.down_votes,
-        weighted_up = t.weighted_up + EXCLUDED.weighted_up, weighted_down = t.weighted_down + EXCLUDED.weighted_down
-    """
-)
+# The daily tallies, and the same changes appended for the live chart
+# windows' fold, in one statement (services/ranking/store/live_charts.py).
+_ADD_DAILY_TALLIES = ADD_TALLIES
 # Order-independent (services/common/vote_order.py): per agent and item the
 # projection holds the event id of its live vote (votes.event_id) or of the
 # retraction it applied last (vote_tombstones); an older event changes nothing.

@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.common.errors import AlreadyExists, NotFound
-from services.ranking import trending
+from services.ranking import charts, trending
 from services.ranking.charts import NO_WEIGHT, HistoryPoint, Tally
 from services.ranking.items import Item, ItemT, Song, Tool
 from services.ranking.submission_quota import Charge
@@ -191,6 +191,9 @@ class FakeChartStore:
     tallies: dict[tuple[str, str, date], list[float]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0]))
     snapshots: dict[tuple[str, date], list[Tally]] = field(default_factory=dict)
     window_reads: int = 0
+    # The live windows' day (None: not rolled yet), and their reads.
+    live_day: date | None = None
+    live_reads: int = 0
 
     def vote(self, item: Item, day: date, up: int = 0, down: int = 0, weight: float = 1.0) -> None:
         """`up` and `down` votes of agents whose chart weight is `weight`."""
@@ -214,6 +217,9 @@ class FakeChartStore:
     ) -> list[Tally]:
         self.window_reads += 1
         await asyncio.sleep(0)  # a round trip: concurrent readers overlap
+        return self._window_sums(item_type, first, last, filters)
+
+    def _window_sums(self, item_type: str, first: date | None, last: date, filters: dict[str, str]) -> list[Tally]:
         sums: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0, 0])
         for (kind, item_id, day), counts in self.tallies.items():
             item = self._present(item_type, kind, item_id)
@@ -223,6 +229,36 @@ class FakeChartStore:
                 continue
             sums[item_id] = [a + b for a, b in zip(sums[item_id], counts, strict=True)]
         return [_tally(i, counts) for i, counts in sums.items() if counts[0] + counts[1] > 0]
+
+    async def roll_live_windows(self, today: date) -> date | None:
+        self.live_day = max(self.live_day or today, today)
+        return self.live_day
+
+    async def fold_live_windows(self) -> int:
+        return 0  # the fake's windows are summed from the tallies on each read
+
+    async def _live_window(self, period: str, item_type: str, sort: str, filters: dict[str, str]) -> list[Tally]:
+        """A live window ranked whole (the real store reads an index): the
+        window of `period` ending on the windows' day, or the one before it."""
+        assert self.live_day is not None, "read of a live window before its roll-over"
+        self.live_reads += 1
+        await asyncio.sleep(0)  # a round trip
+        name, _, previous = period.partition(":")
+        day = charts.previous_date(name, self.live_day) if previous else self.live_day
+        first, last = charts.window(name, day)
+        return charts.rank(charts.counted(self._window_sums(item_type, first, last, filters)), sort)
+
+    async def live_top(
+        self, period: str, item_type: str, sort: str, filters: dict[str, str], limit: int
+    ) -> list[Tally]:
+        return (await self._live_window(period, item_type, sort, filters))[:limit]
+
+    async def live_ranks(
+        self, period: str, item_type: str, ids: Iterable[str], sort: str, filters: dict[str, str]
+    ) -> dict[str, tuple[int, Tally]]:
+        wanted = set(ids)
+        ranked = await self._live_window(period, item_type, sort, filters)
+        return {t.item_id: (n, t) for n, t in enumerate(ranked, start=1) if t.item_id in wanted}
 
     async def day_tallies(self, item_type: str, days: list[date]) -> dict[date, list[Tally]]:
         found: dict[date, list[Tally]] = defaultdict(list)

@@ -4,6 +4,7 @@ rank, and the request rules; fixed clock."""
 from __future__ import annotations
 
 import asyncio
+from datetime import date
 
 import pytest
 
@@ -44,9 +45,24 @@ async def test_history_rules(world: World) -> None:
         await world.rankings.history.item_history("tools", "bad id!", 0)
 
 
-async def test_todays_ranks_are_shared_by_the_history_reads_of_every_item(world: World) -> None:
+async def test_todays_point_is_a_rank_in_the_live_daily_window(world: World) -> None:
     for item_id in "abc":
         world.charts.vote(world.catalog.put(song(item_id)), TODAY, up=1)
     histories = await asyncio.gather(*(world.rankings.history.item_history("songs", i, 0) for i in "abc"))
     assert [h.points[0].rank for h in histories] == [1, 2, 3]
-    assert world.charts.window_reads == 1  # today ranked once for all three
+    # One rank read per item; today's tallies are never summed and ranked.
+    assert (world.charts.window_reads, world.charts.live_reads) == (0, 3)
+
+
+async def test_before_the_roll_over_todays_ranks_are_shared_by_every_history_read(world: World) -> None:
+    for item_id in "abc":
+        world.charts.vote(world.catalog.put(song(item_id)), TODAY, up=1)
+    world.charts.live_day = days_ago(1)
+
+    async def not_rolled(today: date) -> date | None:  # the roll-over has not happened yet
+        return world.charts.live_day
+
+    world.charts.roll_live_windows = not_rolled  # type: ignore[method-assign]
+    histories = await asyncio.gather(*(world.rankings.history.item_history("songs", i, 0) for i in "abc"))
+    assert [h.points[0].rank for h in histories] == [1, 2, 3]
+    assert (world.charts.window_reads, world.charts.live_reads) == (1, 0)  # today ranked once for all three

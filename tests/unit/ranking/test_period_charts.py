@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -145,4 +146,22 @@ async def test_concurrent_identical_reads_share_one_computation(world: World) ->
     world.charts.vote(world.catalog.put(song("a")), TODAY, up=1)
     same = await asyncio.gather(*(world.rankings.charts.top_chart("weekly", "", "", 0, "", "", "") for _ in range(5)))
     assert all(chart.entries is same[0].entries for chart in same)
-    assert world.charts.window_reads == 3  # the week, the week before it, today's daily ranks
+    # The week's top, the week before it and today's daily ranks of its
+    # entries, from the live windows; no window summed.
+    assert (world.charts.live_reads, world.charts.window_reads) == (3, 0)
+
+
+async def test_todays_chart_ranks_the_rows_it_reads_by_the_rules(world: World) -> None:
+    # The live window's index orders by keys rounded in PostgreSQL; the
+    # chart reads past the limit and ranks by the rules themselves, so an
+    # index order that disagrees at the boundary does not reach the answer.
+    for item_id, up in (("a", 1), ("b", 3), ("c", 2)):
+        world.charts.vote(world.catalog.put(song(item_id)), TODAY, up=up)
+    in_index_order = world.charts.live_top
+
+    async def disagreeing(*args: Any) -> list[Any]:
+        return list(reversed(await in_index_order(*args)))
+
+    world.charts.live_top = disagreeing  # type: ignore[method-assign,assignment]
+    entries = (await world.rankings.charts.top_chart("daily", "", "song", 2, "", "", "")).entries
+    assert [(e.item_id, e.rank) for e in entries] == [("b", 1), ("c", 2)]
