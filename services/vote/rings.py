@@ -412,14 +412,14 @@ class _BurstSearch:
         return went_on, sampled
 
     def burst(self, i: int, j: int) -> tuple[Burst, int, int]:
-        """Votes i..j judged and, when they are any evidence, the widest
-        window around them too (all its agents stopping together may say
+        """Votes i..j judged, and the widest window around them too (all
+        its agents stopping together may say
         more than the timing of the densest stretch: in a quiet hour a
         ring's own votes are all the traffic, and its densest stretch is
         any part of it). The less likely of the two, and its first and last
         vote."""
         found = self._judged(i, j)
-        if found.log10_chance < 0 and (wide := self._widened(i, j)) != (i, j):
+        if (wide := self._widened(i, j)) != (i, j):
             wider = self._judged(*wide)
             if wider.log10_chance < found.log10_chance:
                 return replace(wider, densest=found.agents), *wide
@@ -518,14 +518,17 @@ def _against(burst: Burst, voters: dict[Action, int]) -> bool:
 
 def _struck_and_left(burst: Burst, whole: bool, traffic: _Traffic, now: float, rules: RingRules) -> set[str]:
     """The agents who voted the group's own action in its least likely
-    burst on one, and have not voted since the burst, once `after_s` has
-    passed.
+    burst on one, a few votes into their session (QUIET_NEW_VOTES), and
+    have not voted since the burst, once `after_s` has passed.
 
     A sleeper (aged with honest-looking votes, woken to strike, gone again)
     has mostly honest votes: the strike and the silence after give it away.
-    An honest agent that happens to vote the ring's item in that stretch goes
-    on with its session (or ends it then, and is flagged with the ring:
-    docs/integrity.md, "Limits").
+    An honest agent that happens to vote the ring's item in that stretch
+    goes on with its session (or ends it then, and is flagged with the
+    ring: docs/integrity.md, "Limits"). An agent deep into a session is
+    left to the member share: a population whose sessions all end at once
+    (a benchmark's, or a script's) is not a ring of sleepers, however its
+    last minutes look.
 
     The whole burst when most of the action's voters are the group's and
     it goes with its item's other votes (a ring's own song); else only its
@@ -535,7 +538,11 @@ def _struck_and_left(burst: Burst, whole: bool, traffic: _Traffic, now: float, r
     if now - burst.end < rules.after_s:
         return set()
     agents = burst.agents if whole else burst.tight
-    return {agent for agent in agents if not traffic.voted_in(agent, burst.end, now)}
+    return {
+        agent
+        for agent in agents
+        if traffic.session_votes(agent, burst.end) <= QUIET_NEW_VOTES and not traffic.voted_in(agent, burst.end, now)
+    }
 
 
 def _members(

@@ -284,18 +284,40 @@ def test_sleepers_aged_with_the_population_striking_in_silence_are_flagged(seed:
     assert not honest_flagged(found)
 
 
-def test_sleepers_that_voted_like_the_honest_population_then_strike_together_are_flagged(
-    population: list[RecentVote],
-) -> None:
-    # 50 agents that voted as the honest agents do (by popularity over the
-    # whole catalogue, 16-24 s apart, one in five down), some until the
-    # strike, then upvote a fresh song within 3 s and stop. Their group was
-    # found (chance about 1e-20), but the strike was a small share of their
-    # votes: 0 of 50 flagged until the member rule took "struck and left".
+def sleepers_like_the_population(quiet_s: float) -> list[RecentVote]:
+    """50 agents that vote as the honest agents do (by popularity over the
+    whole catalogue, 16-24 s apart, one in five down), each stopping at
+    least `quiet_s` before the strike (ATTACK_AT)."""
     sleepers = honest(
         seeded(99), agents=50, session_s=1500.0, down_share=0.2, gap_s=(16.0, 24.0), votes_each=24, prefix="r"
     )
-    aged = [vote for vote in sleepers if vote.at < ATTACK_AT - 5] + ring(seeded(4), target="fresh", at=ATTACK_AT)
+    return [vote for vote in sleepers if vote.at < ATTACK_AT - quiet_s]
+
+
+def test_sleepers_that_voted_like_the_honest_population_then_strike_together_are_flagged(
+    population: list[RecentVote],
+) -> None:
+    # Quiet for five minutes or more, then a fresh song upvoted within 3 s,
+    # then quiet again. Their group was found (chance about 1e-20), but the
+    # strike was a small share of their votes: 0 of 50 flagged until the
+    # member rule took "struck and left".
+    aged = sleepers_like_the_population(300.0) + ring(seeded(4), target="fresh", at=ATTACK_AT)
     found = flagged(population + aged, ATTACK_AT, ATTACK_AT + 3 + DEADLINE_S)
     assert len(ring_members(found)) >= 48  # 95%
+    assert not honest_flagged(found)
+
+
+def test_sleepers_striking_in_the_middle_of_their_sessions_are_left_to_the_member_share(
+    population: list[RecentVote],
+) -> None:
+    # Some voting honest-looking votes until seconds before the strike: those
+    # are deep into a session, as an honest population whose sessions all end
+    # at once is (make integrity's, at its end), and "struck and left" does
+    # not take them (docs/integrity.md, "Limits"). The woken ones are flagged.
+    before = sleepers_like_the_population(5.0)
+    last_vote = {vote.agent_id: vote.at for vote in sorted(before, key=lambda vote: vote.at)}
+    woken = {agent for agent, at in last_vote.items() if at < ATTACK_AT - RULES.session_gap_s}
+    found = flagged(population + before + ring(seeded(4), target="fresh", at=ATTACK_AT), ATTACK_AT, ATTACK_AT + 123)
+    assert 20 <= len(woken) < 45
+    assert woken <= ring_members(found)
     assert not honest_flagged(found)
