@@ -480,6 +480,16 @@ def read_lines(url: str, into: queue.Queue, stop: threading.Event) -> None:
         return  # the test ended (and stopped reading) or the stream was closed
 
 
+def gateway_streams_open(stack: Stack) -> float:
+    """Streams the gateway has open to the vote service's live feed (the
+    cluster whose circuit breaker is AIMUSICSTORE_GATEWAY_MAX_STREAMS)."""
+    with urllib.request.urlopen(stack.metrics_urls()["gateway"], timeout=5) as reply:  # noqa: S310 - our http URL
+        for line in reply.read().decode().splitlines():
+            if line.startswith('envoy_cluster_upstream_rq_active{envoy_cluster_name="vote_streams"}'):
+                return float(line.split()[1])
+    raise AssertionError("the vote_streams cluster's active requests are not exported")
+
+
 def watcher_gauge(stack: Stack) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.ports['vote_metrics']}/metrics", timeout=5) as reply:
         for line in reply.read().decode().splitlines():
@@ -515,10 +525,15 @@ def test_live_streams_past_the_gateway_limit_are_refused_and_never_block_votes(
     song_id = new_song(api, agent["key"])
     stub = vote_service_pb2_grpc.VoteServiceStub(channel)
     request = vote_service_pb2.WatchVotesRequest(item_type="song", item_id=song_id)
-    baseline = int(watcher_gauge(stack))
+    # What the gateway's limit counts: its open streams to the vote service.
+    # (Not the service's watcher gauge: it also counts the SSE sidecar's
+    # watchers, and streams the gateway has closed but the service has not
+    # seen end yet; with either in the baseline the gateway was left below
+    # its limit, and the call that should be refused was let through.)
+    baseline = int(gateway_streams_open(stack))
     calls = [stub.WatchVotes(request) for _ in range(GATEWAY_MAX_STREAMS - baseline)]
     try:
-        eventually(lambda: watcher_gauge(stack) == GATEWAY_MAX_STREAMS, 5.0)
+        eventually(lambda: gateway_streams_open(stack) == GATEWAY_MAX_STREAMS, 5.0)
         with pytest.raises(grpc.RpcError) as refused:
             next(iter(stub.WatchVotes(request, timeout=5)))
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -532,10 +547,10 @@ def test_live_streams_past_the_gateway_limit_are_refused_and_never_block_votes(
     finally:
         for call in calls:
             call.cancel()
-    eventually(lambda: watcher_gauge(stack) == baseline, 5.0)
+    eventually(lambda: gateway_streams_open(stack) == baseline, 5.0)
     # A slot freed is a slot usable again.
     again = stub.WatchVotes(request)
-    eventually(lambda: watcher_gauge(stack) == baseline + 1, 5.0)
+    eventually(lambda: gateway_streams_open(stack) == baseline + 1, 5.0)
     again.cancel()
 
 
