@@ -18,7 +18,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -116,8 +115,6 @@ async def in_table(world: World, agent: str, song: str, direction: int, voted_at
 
 
 def event(kind: str, agent: str, song: str, direction: int, voted_at: datetime, event_id: int = 0) -> VoteEvent:
-    stamp = Timestamp()
-    stamp.FromDatetime(voted_at)
     e = VoteEvent(
         event_id=event_id or next(_event_ids),
         type=kind,
@@ -126,11 +123,11 @@ def event(kind: str, agent: str, song: str, direction: int, voted_at: datetime, 
         item_id=song,
         direction=direction,
     )
-    e.voted_at.CopyFrom(stamp)
+    e.voted_at.FromDatetime(voted_at)
     return e
 
 
-async def projected(world: World, agent: str, stores: RankingStores, *events: VoteEvent) -> None:
+async def projected(stores: RankingStores, *events: VoteEvent) -> None:
     """Events the ranking projection applied (with the stores' weight)."""
     await stores.projection.apply_events(list(events), scale(stores).trend())
 
@@ -201,8 +198,6 @@ async def test_lost_ghost_and_flipped_votes_are_repaired_with_tallies_and_window
     # The projection: a ghost (its retraction lost), the first direction of
     # the flipped vote, and the kept vote; at the weight of then.
     await projected(
-        world,
-        agent,
         world.then,
         event("vote", agent, ghost, 1, TODAY),
         event("vote", agent, flipped, 1, TODAY),
@@ -235,7 +230,7 @@ async def test_lost_ghost_and_flipped_votes_are_repaired_with_tallies_and_window
 
     # Order-safe: the lost vote's own retraction, arriving now (a replayed
     # dead letter), still takes the repaired vote out, with its tallies.
-    await projected(world, agent, world.now, event("retract", agent, lost, 1, YESTERDAY))
+    await projected(world.now, event("retract", agent, lost, 1, YESTERDAY))
     assert (lost, YESTERDAY.date()) not in await tallies(world, songs)
     assert [r[0] for r in await rows(world, agent)] == sorted([flipped, kept])
 
@@ -244,7 +239,7 @@ async def test_an_agent_with_events_in_flight_is_left_alone(world: World) -> Non
     agent = unique("recon-busy")
     song = await new_song(world)
     await in_table(world, agent, song, 1, TODAY)
-    await projected(world, agent, world.then, event("vote", agent, song, -1, TODAY))
+    await projected(world.then, event("vote", agent, song, -1, TODAY))
     # An event of the agent still in the outbox: the ranking group may not
     # have applied it yet.
     payload = json.dumps({"type": "vote", "agent_id": agent, "item_type": "song", "item_id": song, "direction": 1})
@@ -269,7 +264,7 @@ async def test_a_missing_vote_retracted_since_the_check_is_left_for_the_next_swe
     agent = unique("recon-late")
     song, other = await new_song(world), await new_song(world)
     await in_table(world, agent, other, 1, TODAY)
-    await projected(world, agent, world.then, event("vote", agent, other, 1, TODAY))
+    await projected(world.then, event("vote", agent, other, 1, TODAY))
     # The table holds a vote on `song` the projection lacks, and the
     # projection holds a tombstone of the key written after the agent was
     # read (perhaps this very vote's retraction): not repaired now.

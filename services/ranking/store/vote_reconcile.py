@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -123,9 +122,7 @@ def _event(kind: str, agent_id: str, key: Key, event_id: int, direction: int, vo
     event = VoteEvent(
         event_id=event_id, type=kind, agent_id=agent_id, item_type=key[0], item_id=key[1], direction=direction
     )
-    stamp = Timestamp()
-    stamp.FromDatetime(datetime.fromisoformat(voted_at) if isinstance(voted_at, str) else voted_at)
-    event.voted_at.CopyFrom(stamp)
+    event.voted_at.FromDatetime(datetime.fromisoformat(voted_at) if isinstance(voted_at, str) else voted_at)
     return event
 
 
@@ -153,7 +150,9 @@ class ProjectionReconciler:
         if not page:
             return VotePassResult(0, 0, 0)
         settled = await settled_truth(self.ledger, [(r.agent_id, r.digest) for r in page])
-        repaired, agents, days = 0, [], set()
+        repaired = 0
+        agents: list[str] = []
+        days: set[tuple[str, date]] = set()  # (item type, day) whose tallies moved
         for mine in page:
             truth = settled.get(mine.agent_id)
             if truth is None or truth.digest == mine.digest or not truth.votes_included:
