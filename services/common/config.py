@@ -465,6 +465,21 @@ class RankingSettings(Settings):
         "at most 1,000 are asked of the vote service at once",
         minimum=1,
     )
+    # Reconciliation of the vote projection (rows, daily tallies, live windows,
+    # trending) with the votes table (services/ranking/store/vote_reconcile.py).
+    projection_reconcile_interval_s: float = setting(
+        "AIMUSICSTORE_PROJECTION_RECONCILE_INTERVAL_S",
+        30.0,
+        "time between passes that check a page of agents' votes in the ranking service's projection against the "
+        "votes table",
+    )
+    projection_reconcile_page_size: int = setting(
+        "AIMUSICSTORE_PROJECTION_RECONCILE_PAGE_SIZE",
+        200,
+        "agents each of those passes checks (those with a projected vote or a tombstone, in id order, resuming "
+        "where the last stopped); at most 1,000 are asked of the vote service at once",
+        minimum=1,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

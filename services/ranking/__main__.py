@@ -26,6 +26,7 @@ from services.ranking.rankings import Rankings
 from services.ranking.servicer import CatalogService, RankingService
 from services.ranking.store import RankingStores
 from services.ranking.store.reconcile import CountReconciler
+from services.ranking.store.vote_reconcile import ProjectionReconciler
 from services.ranking.submission_quota import SubmissionQuotas
 from services.ranking.tables import processed_events, vote_tombstones
 
@@ -84,6 +85,13 @@ def background_jobs(
 ) -> list[Callable[[], Coroutine[Any, Any, None]]]:
     settings = resources.settings
     reconciler = CountReconciler(resources.engine, vote_ledger, stores.item_cache, settings.count_reconcile_page_size)
+    projection_reconciler = ProjectionReconciler(
+        resources.engine,
+        vote_ledger,
+        rankings.scale.repair_votes,
+        settings.projection_reconcile_page_size,
+        refreeze=rankings.snapshots.refreeze,
+    )
 
     async def apply_vote_events() -> None:
         # Counts must show a vote within 1 s and trending within 2 s: collect
@@ -134,6 +142,13 @@ def background_jobs(
         # good), a page of items per pass.
         await every(settings.count_reconcile_interval_s, "count reconciliation", reconciler.reconcile)
 
+    async def reconcile_projection() -> None:
+        # Repairs projected votes that drifted from the votes table, with
+        # their tallies, live windows and trending, a page of agents per pass.
+        await every(
+            settings.projection_reconcile_interval_s, "projection reconciliation", projection_reconciler.reconcile
+        )
+
     async def prune_submission_counts() -> None:
         await every(3600, "prune daily submission counts", stores.catalog.prune_submission_counts)
 
@@ -149,6 +164,7 @@ def background_jobs(
         prune_vote_tombstones,
         prune_submission_counts,
         reconcile_counts,
+        reconcile_projection,
     ]
 
 

@@ -4,14 +4,15 @@ in-memory fakes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.ranking.charts import HistoryPoint, Tally
 from services.ranking.items import Item
 from services.ranking.trending import TrendClock
+from services.ranking.vote_batch import ProjectedVote
 
 
 class ProjectionPort(Protocol):
@@ -20,6 +21,14 @@ class ProjectionPort(Protocol):
     async def reweigh_agent(self, agent_id: str, trend: TrendClock, changed_days: set[tuple[str, date]]) -> int:
         """Re-weighs the agent's live votes; adds the (item type, day) tallies
         it changed to `changed_days` as they commit; returns the votes changed."""
+        ...
+
+    async def repair_votes(
+        self, agent_id: str, plan: Callable[[Any], Awaitable[list[VoteEvent]]], trend: TrendClock
+    ) -> tuple[list[ProjectedVote], list[ProjectedVote]]:
+        """Applies the events `plan` returns (run in the repair's transaction)
+        to the agent's projected votes, tallies and trending; returns the
+        votes given up and taken in."""
         ...
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
+from typing import Any
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.ranking import trending
 from services.ranking.rankings.ports import ProjectionPort, TrendEpochPort
 from services.ranking.trending import TrendClock
+from services.ranking.vote_batch import ProjectedVote
 
 log = logging.getLogger("rankings")
 
@@ -54,6 +56,15 @@ class TrendScale:
         to `changed_days`."""
         async with self._weights_lock:
             await self.projection.reweigh_agent(agent_id, self.trend(), changed_days)
+
+    async def repair_votes(
+        self, agent_id: str, plan: Callable[[Any], Awaitable[list[VoteEvent]]]
+    ) -> tuple[list[ProjectedVote], list[ProjectedVote]]:
+        """A reconciliation's repair of the agent's projected votes
+        (services/ranking/store/vote_reconcile.py): applied with the agent's
+        weights read under the lock a re-weigh holds, as a batch is."""
+        async with self._weights_lock:
+            return await self.projection.repair_votes(agent_id, plan, self.trend())
 
     async def rebuild_trending(self) -> int:
         """Recomputes the trending sets from the vote projection; moves the

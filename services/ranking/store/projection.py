@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, date
 from typing import Any
 
@@ -145,6 +145,9 @@ _REWEIGH_AGENT = text(
 REWEIGH_CHUNK = 5000
 
 TrendDeltas = dict[tuple[str, str], float]
+# A reconciliation's repair of one agent: run first in the repair's
+# transaction, returns the events to apply.
+RepairPlan = Callable[[AsyncConnection], Awaitable[list[VoteEvent]]]
 ChangedDays = set[tuple[str, date]]  # (item_type, day) whose weighted tallies changed
 
 
@@ -242,17 +245,57 @@ class VoteProjection:
             await conn.execute(_ADD_DAILY_TALLIES, {"rows": _tally_rows(day_changes)})
         return new_counts
 
+    async def repair_votes(
+        self, agent_id: str, plan: RepairPlan, trend: TrendClock
+    ) -> tuple[list[ProjectedVote], list[ProjectedVote]]:
+        """Applies the events a reconciliation synthesized to repair one
+        agent's projected votes (services/ranking/store/vote_reconcile.py)
+        the way a batch applies events, in one transaction: the projection
+        with its event-id and tombstone rules, the daily tallies and the live
+        windows' changes (raw, and weighted by the agent's current chart
+        weight), then trending. Not the item counts: the count reconciliation
+        owns them (it repairs them from the same table, so moving them here
+        too would count a lost vote twice). `plan` runs first in the
+        transaction and returns the events, all of `agent_id` (none: nothing to do, e.g. the
+        projection changed since the agent was checked). Returns the votes
+        given up and taken in."""
+        weights = await self.weights.of({agent_id})  # any Redis error raised: a weight is never guessed here
+        async with self.engine.begin() as conn:
+            planned = await plan(conn)
+            if not planned:
+                return [], []
+            attributes = await trending_attributes(conn, {(e.item_type, e.item_id) for e in planned})
+            planned = [e for e in planned if (e.item_type, e.item_id) in attributes]  # not of deleted items
+            if not planned:
+                return [], []
+            removed, added, trend_deltas = await self._apply_projection(
+                conn, planned, weights, trend, review_unknown=True
+            )
+            _, day_changes = vote_batch.count_changes(removed, added)
+            if day_changes:
+                await conn.execute(_ADD_DAILY_TALLIES, {"rows": _tally_rows(day_changes)})
+        await self.trending_sets.move(trend_deltas, attributes)
+        return removed, added
+
     async def _apply_projection(
-        self, conn: AsyncConnection, fresh: list[VoteEvent], weights: dict[str, AgentWeights], trend: TrendClock
+        self,
+        conn: AsyncConnection,
+        fresh: list[VoteEvent],
+        weights: dict[str, AgentWeights],
+        trend: TrendClock,
+        review_unknown: bool = False,
     ) -> tuple[list[ProjectedVote], list[ProjectedVote], TrendDeltas]:
         """Keeps ranking.votes equal to the live votes; returns the votes it
         gave up and took in, and the scaled trending change per item (what
-        was added minus what was removed)."""
+        was added minus what was removed). `review_unknown`: the votes' rating
+        and review are not known (a reconciliation's repair), so their rows
+        hold none and a retraction takes back what it carries, as for rows
+        projected before they were kept."""
         retracted, cast = vote_batch.live_vote_changes(fresh)
         deltas: TrendDeltas = defaultdict(float)
         removed = await self._take_out(conn, retracted) if retracted else []
         if cast:
-            replaced, added = await self._take_in(conn, cast, weights)
+            replaced, added = await self._take_in(conn, cast, weights, review_unknown)
             removed += replaced
         else:
             added = []
@@ -292,7 +335,11 @@ class VoteProjection:
         return removed
 
     async def _take_in(
-        self, conn: AsyncConnection, cast: list[tuple[VoteKey, VoteEvent]], weights: dict[str, AgentWeights]
+        self,
+        conn: AsyncConnection,
+        cast: list[tuple[VoteKey, VoteEvent]],
+        weights: dict[str, AgentWeights],
+        review_unknown: bool = False,
     ) -> tuple[list[tuple[ProjectedVote, float]], list[tuple[ProjectedVote, float]]]:
         """Projects the cast votes that stand, with their agents' weights;
         returns the older votes they replaced and the votes taken in, each
@@ -312,7 +359,7 @@ class VoteProjection:
                     "weight": weight.trending,
                     "chart_weight": weight.chart,
                     "rating": rating,
-                    "has_review": event.has_review,
+                    "has_review": None if review_unknown else event.has_review,
                 }
             )
             vote = ProjectedVote(item_type, item_id, event.direction, voted_at, weight.chart, rating, event.has_review)

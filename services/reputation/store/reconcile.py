@@ -33,6 +33,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aimusicstore.vote.v1 import vote_ledger_service_pb2, vote_ledger_service_pb2_grpc
 from services.common.vote_order import LIVE_VOTES_DIGEST_SQL
+from services.common.vote_reconcile import (
+    REPAIR_KINDS,
+    Key,
+    next_after,
+    page_size_for_check,
+    settled_truth,
+    vote_drift,
+)
 from services.reputation.formula import vote_earns
 from services.reputation.store.projection import VoteProjection
 from services.reputation.store.rows import AgentScore
@@ -45,7 +53,7 @@ VOTES_REPAIRED = Counter(
     "from the votes table",
     ["kind"],
 )
-for _kind in ("vote_count", "ghost", "direction", "missing"):  # exported at 0 before the first repair
+for _kind in ("vote_count", *REPAIR_KINDS):  # exported at 0 before the first repair
     VOTES_REPAIRED.labels(_kind)
 
 _PAGE = text(
@@ -102,8 +110,6 @@ _ADD_SCORES = text(
 _ADD_VOTE_COUNT = text("UPDATE reputation.agents SET vote_count = greatest(vote_count + :n, 0) WHERE id = :a")
 _SET_VOTE_COUNT = text("UPDATE reputation.agents SET vote_count = :n WHERE id = :a AND vote_count = :was")
 
-Key = tuple[str, str]
-
 
 class AgentVoteReconciler:
     def __init__(
@@ -116,7 +122,7 @@ class AgentVoteReconciler:
         self.engine = engine
         self.ledger = ledger
         self.projection = projection
-        self.page_size = min(page_size, 1000)  # VoteLedgerService's limit per call
+        self.page_size = page_size_for_check(page_size)
         self.after = ""  # the last agent id checked; the sweep resumes after it
 
     async def reconcile(self, now: datetime) -> tuple[int, list[AgentScore]]:
@@ -124,19 +130,15 @@ class AgentVoteReconciler:
         the agents whose reputation moved."""
         async with self.engine.connect() as conn:
             page = (await conn.execute(_PAGE, {"after": self.after, "n": self.page_size})).all()
-        self.after = page[-1].id if len(page) == self.page_size else ""
+        self.after = next_after([r.id for r in page], self.page_size)
         if not page:
             return 0, []
-        reply = await self.ledger.CheckAgentVotes(
-            vote_ledger_service_pb2.CheckAgentVotesRequest(
-                agents=[vote_ledger_service_pb2.AgentDigest(agent_id=r.id, digest=r.digest) for r in page]
-            )
-        )
+        settled = await settled_truth(self.ledger, [(r.id, r.digest) for r in page])
         ours = {r.id: r for r in page}
         repaired, moved = 0, []
-        for truth in reply.agents:
+        for truth in settled.values():
             mine = ours.get(truth.agent_id)
-            if mine is None or not truth.settled:
+            if mine is None:
                 continue
             fixed = 0
             if truth.digest != mine.digest and truth.votes_included:
@@ -166,25 +168,24 @@ class AgentVoteReconciler:
         read_at: datetime,
         truth_votes: Sequence[vote_ledger_service_pb2.LiveVote],
     ) -> int:
-        truth = {(v.item_type, v.item_id): v for v in truth_votes}
         async with self.engine.begin() as conn:
             if (await conn.execute(_OWN_DIGEST, {"a": agent_id})).scalar_one() != digest:
                 return 0  # a batch changed the agent's votes since the page was read: the next sweep looks again
             own = {(r.item_type, r.item_id): r for r in await conn.execute(_OWN_ROWS, {"a": agent_id})}
-            ghosts = [
-                {"item_type": t, "item_id": i, "event_id": r.event_id}
-                for (t, i), r in own.items()
-                if (t, i) not in truth
-            ]
+            drift = vote_drift({key: r.direction for key, r in own.items()}, truth_votes)
+            ghosts = [{"item_type": t, "item_id": i, "event_id": own[(t, i)].event_id} for t, i in drift.ghosts]
             rewrites = [
-                {"item_type": t, "item_id": i, "event_id": r.event_id, "direction": truth[(t, i)].direction}
-                for (t, i), r in own.items()
-                if (t, i) in truth and truth[(t, i)].direction != r.direction
+                {
+                    "item_type": v.item_type,
+                    "item_id": v.item_id,
+                    "event_id": own[(v.item_type, v.item_id)].event_id,
+                    "direction": v.direction,
+                }
+                for v in drift.rewrites
             ]
             missing = [
-                {"item_type": t, "item_id": i, "direction": v.direction, "cast_at": v.voted_at}
-                for (t, i), v in truth.items()
-                if (t, i) not in own
+                {"item_type": v.item_type, "item_id": v.item_id, "direction": v.direction, "cast_at": v.voted_at}
+                for v in drift.missing
             ]
             deltas: dict[Key, int] = {}
             count = 0

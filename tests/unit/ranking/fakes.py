@@ -9,7 +9,7 @@ import asyncio
 import itertools
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from services.ranking.charts import NO_WEIGHT, HistoryPoint, Tally
 from services.ranking.items import Item, ItemT, Song, Tool
 from services.ranking.submission_quota import Charge
 from services.ranking.trending import TrendClock
+from services.ranking.vote_batch import ProjectedVote
 
 _COUNTS = {"up_votes": 0, "down_votes": 0, "score": 0, "rating_sum": 0, "rating_count": 0, "review_count": 0}
 
@@ -338,3 +339,9 @@ class FakeProjection:
             raise OperationalError("deadlock detected", None, Exception())
         changed_days.update(self.changed_days.get(agent_id, set()))
         return len(changed_days)
+
+    async def repair_votes(
+        self, agent_id: str, plan: Callable[[Any], Awaitable[list[VoteEvent]]], trend: TrendClock
+    ) -> tuple[list[ProjectedVote], list[ProjectedVote]]:
+        self.applied.append((await plan(None), trend))
+        return [], []

@@ -21,6 +21,22 @@ async def test_votes_and_reweighs_are_applied_with_the_current_trend_clock(world
         assert (clock.half_life_s, clock.epoch, clock.now()) == (HALF_LIFE_S, datetime(2026, 3, 10, tzinfo=UTC), NOW)
 
 
+async def test_a_repair_is_applied_with_the_current_trend_clock_while_batches_wait(world: World) -> None:
+    event = VoteEvent(event_id=2, type="vote", agent_id="ag", item_type="song", item_id="a", direction=1)
+    scale = world.rankings.scale
+    held_during_plan = []
+
+    async def plan(_conn: object) -> list[VoteEvent]:
+        # A batch or a re-weigh would read weights the repair is about to overtake.
+        held_during_plan.append(scale._weights_lock.locked())
+        return [event]
+
+    await scale.repair_votes("ag", plan)
+    (events, trend) = world.projection.applied[0]
+    assert events == [event] and held_during_plan == [True]
+    assert (trend.half_life_s, trend.epoch, trend.now()) == (HALF_LIFE_S, datetime(2026, 3, 10, tzinfo=UTC), NOW)
+
+
 async def test_first_rebuild_sets_and_stores_an_epoch(world: World) -> None:
     await world.rankings.scale.rebuild_trending()
     assert world.trending_sets.stored_epoch == world.rankings.scale.epoch == datetime(2026, 3, 10, 15, tzinfo=UTC)
