@@ -23,7 +23,7 @@ from redis.exceptions import ResponseError
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.common import consumer_rules as rules
-from services.common import tracing
+from services.common import jobs, tracing
 
 log = logging.getLogger("events")
 
@@ -184,7 +184,9 @@ class StreamConsumer:
                 await self._follow_stream()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - keep consuming through outages
+            except Exception as exc:  # keep consuming through outages
+                if jobs.stopping():
+                    raise asyncio.CancelledError from exc
                 log.warning(
                     "vote event consumer %s/%s: %s; retrying in %.1fs",
                     self.group,

@@ -10,6 +10,18 @@ from collections.abc import Awaitable, Callable
 log = logging.getLogger("jobs")
 
 
+def stopping() -> bool:
+    """Whether the current task has been asked to stop (cancelled). A retry
+    loop checks it after a failure: a library may turn the cancellation of
+    the call it was in into an error of its own (grpc.aio ends a call with
+    AioRpcError CANCELLED when its channel closes under it), and a loop
+    that logged it and slept would run on, cancelled, forever. Stopping
+    services waited 5 s for such jobs, and a test run's next tests met
+    their sleeps."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def every(interval_s: float, name: str, job: Callable[[], Awaitable[object]], *, run_first: bool = True) -> None:
     """Runs `job` every interval (first at once, unless run_first is False),
     forever, logging and surviving its failures: the next run retries."""
@@ -24,6 +36,8 @@ async def every(interval_s: float, name: str, job: Callable[[], Awaitable[object
             )
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - retried next interval
+        except Exception as exc:  # retried next interval
+            if stopping():
+                raise asyncio.CancelledError from exc
             log.warning("%s failed (%s); retrying next interval", name, type(exc).__name__)
         await asyncio.sleep(interval_s)

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
+from services.common import jobs
+
 log = logging.getLogger("pubsub")
 
 # The reputation service: "agent:<id>" (tier or flag changed), "key:<sha256 hex>" (revoked).
@@ -38,6 +40,8 @@ async def subscribe_forever(
                     await handle(str(message.get("data", "")))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - Redis away: caches fall back to their TTL
+        except Exception as exc:  # Redis away: caches fall back to their TTL
+            if jobs.stopping():
+                raise asyncio.CancelledError from exc
             log.warning("listener on %s: %s; resubscribing", channel, type(exc).__name__)
             await asyncio.sleep(1.0)

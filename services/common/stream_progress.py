@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from services.common.events import VOTE_EVENTS_STREAM, entry_list
+from services.common.jobs import stopping
 
 log = logging.getLogger("events.progress")
 
@@ -194,5 +195,7 @@ async def watch_group(redis: Redis, group: str, dead_stream: str, interval_s: fl
         except asyncio.CancelledError:
             raise
         except RedisError as exc:
+            if stopping():
+                raise asyncio.CancelledError from exc
             log.debug("could not read consumer progress (%s)", type(exc).__name__)
         await asyncio.sleep(interval_s)

@@ -10,7 +10,7 @@ import logging
 from redis.asyncio import Redis
 
 from services.common import stream_progress
-from services.common.jobs import every
+from services.common.jobs import every, stopping
 from services.vote import metrics
 from services.vote.ring_watch import RingWatch
 from services.vote.store.counts import CountsCache
@@ -37,7 +37,9 @@ async def relay_forever(relay: OutboxRelay) -> None:
                 continue  # more may be waiting: drain before sleeping
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - Redis or PostgreSQL down: events wait in the outbox
+        except Exception as exc:  # Redis or PostgreSQL down: events wait in the outbox
+            if stopping():
+                raise asyncio.CancelledError from exc
             log.warning("outbox relay failed (%s); events stay in the outbox, retrying", type(exc).__name__)
             backoff = min(max(backoff * 2, 0.1), MAX_BACKOFF_S)
         await asyncio.sleep(backoff)

@@ -25,6 +25,7 @@ from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.common import events, validation
 from services.common.errors import InvalidArgument, OutOfRange, ResourceExhausted
 from services.common.events import Entry
+from services.common.jobs import stopping
 from services.vote.model import Counts
 from services.vote.store.votes import VotesTable
 
@@ -219,6 +220,8 @@ class VoteFeed:
                     self._publish(live)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - Redis, PostgreSQL or a bad entry: keep the feed alive
+            except Exception as exc:  # Redis, PostgreSQL or a bad entry: keep the feed alive
+                if stopping():
+                    raise asyncio.CancelledError from exc
                 log.warning("live feed: %s; retrying", type(exc).__name__)
                 await asyncio.sleep(1.0)

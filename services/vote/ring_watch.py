@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
@@ -66,6 +67,11 @@ class RingWatch:
         # again; nor is an agent an admin cleared, for the same votes. Votes
         # after those are new evidence.
         self.flagged: OrderedDict[str, float] = OrderedDict()
+        # Agent -> the id of the group it was flagged in: a ring seen again
+        # with more members (its evidence grows for a while after its last
+        # vote) keeps the name its first members were flagged under, so the
+        # moderation queue shows one group, not one per pass.
+        self.group_of: dict[str, str] = {}
 
     async def one_pass(self) -> int:
         """Reads, searches, flags; returns how many agents it flagged."""
@@ -89,6 +95,11 @@ class RingWatch:
         due = [agent for agent in ring.members if self.flagged.get(agent, -1.0) < ring.start]
         if not due:
             return 0
+        earlier = Counter(self.group_of[agent] for agent in ring.members if agent in self.group_of and agent not in due)
+        if earlier:
+            name, count = earlier.most_common(1)[0]
+            if 2 * count >= len(ring.members):
+                ring = replace(ring, group_id=name)
         metrics.RINGS_FOUND.inc()
         log.warning(
             "%s; flagging %d of its members",
@@ -104,18 +115,19 @@ class RingWatch:
 
         done = await asyncio.gather(*(flag(agent) for agent in due))
         # Not reached: flagged on a later pass (the ring stays recent).
-        self._remember([agent for agent, ok in zip(due, done, strict=True) if ok], ring.end)
+        self._remember([agent for agent, ok in zip(due, done, strict=True) if ok], ring.end, ring.group_id)
         metrics.RING_MEMBERS_FLAGGED.inc(sum(done))
         return sum(done)
 
-    def _remember(self, agents: Sequence[str], until: float) -> None:
+    def _remember(self, agents: Sequence[str], until: float, group: str) -> None:
         for agent in agents:
             self.flagged[agent] = until
             self.flagged.move_to_end(agent)
+            self.group_of[agent] = group
         while len(self.flagged) > REMEMBERED_MAX:
-            self.flagged.popitem(last=False)
+            self.group_of.pop(self.flagged.popitem(last=False)[0], None)
 
     def _forget_before(self, oldest: float) -> None:
         """Rings whose votes left the lookback cannot be seen again."""
         while self.flagged and next(iter(self.flagged.values())) < oldest:
-            self.flagged.popitem(last=False)
+            self.group_of.pop(self.flagged.popitem(last=False)[0], None)

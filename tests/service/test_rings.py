@@ -84,6 +84,9 @@ async def test_a_small_ring_is_flagged_within_seconds_and_honest_agents_are_not(
             break
         await asyncio.sleep(0.5)
     assert len(reasons) >= 0.95 * len(ring), reasons
-    (reason,) = set(reasons)
-    assert reason.startswith("coordinated voting: group ") and " on 1 item within " in reason
+    # One group named in every reason: a member taken in on a later pass (a
+    # vote at the burst's edge) is named under the group first flagged.
+    (group,) = {reason.split()[3] for reason in reasons}
+    for reason in reasons:
+        assert reason.startswith(f"coordinated voting: group {group} of ") and " on 1 item within " in reason
     assert [await flag_reason(services, agent_id) for agent_id, _ in honest] == [""] * len(honest)

@@ -117,3 +117,21 @@ async def test_no_votes_no_flags() -> None:
     moderation = FakeModeration()
     job, _ = watch([], moderation, Clock(T0))
     assert await job.one_pass() == 0 and not moderation.flags
+
+
+async def test_a_ring_seen_again_with_more_members_keeps_its_first_name() -> None:
+    # A vote at the edge of the burst, left out on the first pass and taken
+    # in on a later one (the evidence grows after the last vote): the late
+    # member is named in the group its ring was flagged under.
+    moderation, clock = FakeModeration(), Clock(T0 + 100)
+    votes = ring(seeded(1), target="fresh", at=T0, size=30)
+    late, early = votes[:1], votes[1:]
+    job, source = watch(early, moderation, clock)
+    assert await job.one_pass() == 29
+    (first,) = {reason.split()[3] for _, reason in moderation.flags}
+    source.votes = sorted(votes, key=lambda vote: vote.at)
+    clock.now += 15
+    assert await job.one_pass() == 1
+    assert {reason.split()[3] for _, reason in moderation.flags} == {first}
+    assert moderation.flags[-1] == (late[0].agent_id, moderation.flags[-1][1])
+    assert moderation.flags[-1][1].endswith(" of 30 agents on 1 item within 3 s")
