@@ -157,14 +157,39 @@ def _votes_today(stack: Stack) -> dict[str, int]:
     return {agent: int(n) for agent, n in rows}
 
 
+def _expected_counts(voters: int, songs: list[str], retracted: str) -> dict[str, tuple[int, int]]:
+    """(up, down) per song for the test's votes: voter n votes song m up
+    unless (n + m) is a multiple of 3; voter 0 then retracts one vote."""
+    counts = {}
+    for m, song_id in enumerate(songs):
+        cast = [(n + m) % 3 != 0 for n in range(voters) if not (n == 0 and song_id == retracted)]
+        counts[song_id] = (sum(cast), len(cast) - sum(cast))
+    return counts
+
+
+def _projected_counts(channel: grpc.Channel, songs: list[str]) -> dict[str, tuple[int, int]]:
+    """(up, down) per song as the ranking projection's all_time chart has them."""
+    ranking = ranking_service_pb2_grpc.RankingServiceStub(channel)
+    request = ranking_service_pb2.GetTopChartRequest(period="all_time", sort="score", item_type="song", limit=100)
+    entries = ranking.GetTopChart(request).entries
+    return {e.item_id: (e.up_votes, e.down_votes) for e in entries if e.item_id in songs}
+
+
+def _projected_vote_counts(channel: grpc.Channel, agent_ids: list[str]) -> dict[str, int]:
+    """Live votes per agent as the reputation projection has them."""
+    agents = agent_service_pb2_grpc.AgentServiceStub(channel)
+    return {a: agents.GetAgent(agent_service_pb2.GetAgentRequest(agent_id=a)).vote_count for a in agent_ids}
+
+
 def test_a_restore_into_empty_postgres_and_redis_answers_every_read_as_before(
     stack: Stack, api: httpx.Client, channel: grpc.Channel, tmp_path: Path
 ) -> None:
     if not (stack.embedded_postgres and stack.embedded_redis):
         pytest.skip("wipes the stack's PostgreSQL schemas and Redis: only on the embedded test servers")
-    voters = []
+    voters, voter_ids = [], []
     for _ in range(4):
-        reply = api.post("/api/v1/agents", json={"id": unique("backup-agent")})
+        voter_ids.append(unique("backup-agent"))
+        reply = api.post("/api/v1/agents", json={"id": voter_ids[-1]})
         assert reply.status_code == 200, reply.text
         voters.append(reply.json()["api_key"])
     songs = make_songs(api, voters[0], 5)
@@ -174,7 +199,14 @@ def test_a_restore_into_empty_postgres_and_redis_answers_every_read_as_before(
             comment = {"comment": f"take {n}-{m}"} if m == 0 else {}
             assert vote(api, key, song_id, direction, **comment).status_code == 200
     assert api.delete(f"/api/v1/vote/song/{songs[1]}", headers=auth(voters[0])).status_code == 200
-    # The projections have every vote: reads are stable from here on.
+    # Wait for the projections to hold every vote before the snapshot: two
+    # equal reads alone are not enough, a projection a second behind (seen on a
+    # freshly started stack) reads the same twice and the backup then holds
+    # votes still on their way, which the restored stack applies.
+    expected = _expected_counts(len(voters), songs, retracted=songs[1])
+    eventually(lambda: _projected_counts(channel, songs) == expected, timeout_s=15, interval_s=0.5)
+    cast = {agent_id: len(songs) - (n == 0) for n, agent_id in enumerate(voter_ids)}
+    eventually(lambda: _projected_vote_counts(channel, voter_ids) == cast, timeout_s=15, interval_s=0.5)
     eventually(lambda: everything(channel) == everything(channel), timeout_s=15, interval_s=1.0)
     before = everything(channel)
 
@@ -204,5 +236,12 @@ def test_a_restore_into_empty_postgres_and_redis_answers_every_read_as_before(
         stack.wait_healthy()
 
     # Trending is rebuilt at start, weights republished, counts seeded.
-    differ = _differences_until_none(before, lambda: everything(channel), timeout_s=30)
-    assert not differ, f"reads that differ after the restore: {differ[:20]}"
+    last: dict[str, Any] = {}
+
+    def read() -> dict[str, Any]:
+        last.update(everything(channel))
+        return last
+
+    differ = _differences_until_none(before, read, timeout_s=30)
+    shown = {key: {"before": before.get(key), "after": last.get(key)} for key in differ[:3]}
+    assert not differ, f"reads that differ after the restore: {differ[:20]}; the first three: {shown}"
