@@ -194,31 +194,49 @@ async def measure(database_url: str, redis_url: str, runs: int, explain: bool, c
     today = now.date()
     charts = rankings.charts
     results: dict[str, dict[str, float]] = {}
-    reads: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
-    for period in ("daily", "weekly", "monthly", "all_time"):
-        for sort in ("score", "best", "controversial"):
-            reads.append(
-                (f"{period} {sort}", functools.partial(charts._chart, period, today, "song", 50, sort, {}, now))
+    past = today - timedelta(days=10)
+
+    def chart_reads(day: date) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
+        reads: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+        for period in ("daily", "weekly", "monthly", "all_time"):
+            for sort in ("score", "best", "controversial"):
+                reads.append(
+                    (f"{period} {sort}", functools.partial(charts._chart, period, day, "song", 50, sort, {}, now))
+                )
+        reads.append(
+            (
+                "all_time score genre",
+                lambda: charts._chart("all_time", day, "song", 50, "score", {"genre": "genre-7"}, now),
             )
-    reads.append(
-        (
-            "all_time score genre",
-            lambda: charts._chart("all_time", today, "song", 50, "score", {"genre": "genre-7"}, now),
         )
-    )
-    reads.append(
-        (
-            "monthly best platform",
-            lambda: charts._chart("monthly", today, "song", 100, "best", {"platform": "udio"}, now),
+        reads.append(
+            (
+                "monthly best platform",
+                lambda: charts._chart("monthly", day, "song", 100, "best", {"platform": "udio"}, now),
+            )
         )
-    )
-    histories = iter(range(1, 10**6))
-    reads.append(
-        (
-            "history 365 days",
-            lambda: rankings.history.item_history("songs", f"song-{next(histories) * 37 % 20000 + 1}", 365),
+        histories = iter(range(1, 10**6))
+        reads.append(
+            (
+                "history 365 days",
+                lambda: rankings.history.item_history("songs", f"song-{next(histories) * 37 % 20000 + 1}", 365),
+            )
         )
-    )
+        return reads
+
+    reads = chart_reads(today)
+    if reads and not consumer_only:
+        # Charts of past dates: the freezer's backfill of every finished
+        # day (as after migration 0009), timed; then reads of a past date.
+        started, days = time.perf_counter(), 0
+        while frozen := await rankings.freezer.freeze():
+            days += frozen
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT count(*) FROM ranking.chart_tops"))).scalar_one()
+        print(
+            f"freezer backfill: {days} days (songs and tools) in {time.perf_counter() - started:.1f}s,"
+            f" {rows:,} frozen rows"
+        )
 
     async def behind(day: date) -> date | None:
         return day - timedelta(days=1)
@@ -232,12 +250,12 @@ async def measure(database_url: str, redis_url: str, runs: int, explain: bool, c
             await charts._chart("weekly", today, "song", 50, "score", {}, now)
             profile.disable()
         pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
-    for mode in ("live", "on demand") if reads else ():
+    for mode in ("live", "frozen", "on demand") if reads else ():
         rankings.live._day = None
         if mode == "on demand":
             stores.charts.roll_live_windows = behind  # type: ignore[method-assign,assignment]
-        print(f"\n## {mode}")
-        for label, read in reads:
+        print(f"\n## {mode}" + (f" (charts of {past}; filtered ones are on demand)" if mode == "frozen" else ""))
+        for label, read in chart_reads(past) if mode == "frozen" else reads:
             if not explain:
                 statements.explain = _no_plans  # type: ignore[method-assign]
             rankings.history._histories._entries.clear()
@@ -245,9 +263,12 @@ async def measure(database_url: str, redis_url: str, runs: int, explain: bool, c
             results.setdefault(label, {})[mode] = await timed(f"{label} ({mode})", read, statements, runs)
 
     if reads:
-        print("\n## Summary (median ms)\n\n| read | live windows | on demand |\n|---|---|---|")
+        print(
+            "\n## Summary (median ms)\n\n| read | live windows (today) | frozen (a past date) | on demand |"
+            "\n|---|---|---|---|"
+        )
     for label, by_mode in results.items():
-        print(f"| {label} | {by_mode['live']:.1f} | {by_mode['on demand']:.1f} |")
+        print(f"| {label} | {by_mode['live']:.1f} | {by_mode['frozen']:.1f} | {by_mode['on demand']:.1f} |")
 
     await consumer_cost(rankings, stores, now)
     await redis.aclose()
@@ -341,6 +362,7 @@ def fill(database_url: str, songs: int, tools: int, days: int, per_day: int) -> 
     )
     started = time.perf_counter()
     command.upgrade(alembic_config("ranking", database_url), "0008")
+    command.upgrade(alembic_config("ranking", database_url), "head")  # the frozen tops: filled by the freezer
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE ranking.chart_totals")
         rows = (conn.execute("SELECT count(*) FROM ranking.chart_totals").fetchone() or (0,))[0]

@@ -432,6 +432,23 @@ class RankingSettings(Settings):
     # changes in folds (services/ranking/store/live_charts.py): a chart is
     # at most this plus one fold (a few ms) behind the votes, before the 1 s
     # answer cache (docs/benchmarks.md, docs/integrity.md).
+    # Charts of past dates are read from the frozen tops the freezer keeps
+    # (services/ranking/rankings/freezer.py): a finished day is frozen, and a
+    # past day whose tallies changed (a late vote, a re-weigh, a repair)
+    # frozen again, within about this interval plus a pass.
+    chart_freeze_interval_s: float = setting(
+        "AIMUSICSTORE_CHART_FREEZE_INTERVAL_S",
+        5.0,
+        "how often the freezer looks for finished days to freeze into the charts of past dates, or past days "
+        "whose votes changed (past charts are at most this much plus one pass behind the votes)",
+        minimum=0.1,
+    )
+    chart_freeze_days_per_pass: int = setting(
+        "AIMUSICSTORE_CHART_FREEZE_DAYS_PER_PASS",
+        31,
+        "most days the freezer computes in one pass (a backfill or an old re-weigh takes several passes)",
+        minimum=1,
+    )
     chart_fold_interval_s: float = setting(
         "AIMUSICSTORE_CHART_FOLD_INTERVAL_S",
         0.5,

@@ -48,6 +48,7 @@ async def setup(server: grpc.aio.Server, resources: Resources[RankingSettings]) 
         stores.catalog,
         stores.charts,
         half_life_s=settings.trending_half_life_h * 3600,
+        freeze_days_per_pass=settings.chart_freeze_days_per_pass,
     )
     reputation = internal_channel(settings, "reputation")
     vote = internal_channel(settings, "vote")
@@ -128,6 +129,10 @@ def background_jobs(
         # transaction only appends them (services/ranking/store/live_charts.py).
         await every(settings.chart_fold_interval_s, "chart windows fold", rankings.live.fold)
 
+    async def freeze_past_charts() -> None:
+        # Charts of past dates: finished days frozen, changed ones again.
+        await every(settings.chart_freeze_interval_s, "past charts freezer", rankings.freezer.freeze)
+
     async def snapshot_days() -> None:
         await every(settings.snapshot_interval_s, "daily snapshots", rankings.snapshots.snapshot_finished_days)
 
@@ -159,6 +164,7 @@ def background_jobs(
         rebuild_trending,
         roll_chart_windows,
         fold_chart_windows,
+        freeze_past_charts,
         snapshot_days,
         prune_processed_events,
         prune_vote_tombstones,

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -109,7 +110,8 @@ def _settled(value: float) -> float:
     return round(value, _DIGITS)
 
 
-def _sort_key(sort: str, t: Tally) -> tuple[float, float, str]:
+def sort_key(sort: str, t: Tally) -> tuple[float, float, str]:
+    """A tally's place in a sort's order: smaller ranks first."""
     if sort == "best":
         return -_settled(wilson_lower_bound(t.weighted_up, t.weighted_down)), -_settled(t.weighted_up), t.item_id
     if sort == "controversial":
@@ -120,7 +122,12 @@ def _sort_key(sort: str, t: Tally) -> tuple[float, float, str]:
 
 def rank(tallies: list[Tally], sort: str) -> list[Tally]:
     """By the weighted votes; ties as the sort says, then by id."""
-    return sorted(tallies, key=lambda t: _sort_key(sort, t))
+    return sorted(tallies, key=lambda t: sort_key(sort, t))
+
+
+def top(tallies: list[Tally], sort: str, n: int) -> list[Tally]:
+    """The first `n` of rank(tallies, sort), without ordering the rest."""
+    return heapq.nsmallest(n, tallies, key=lambda t: sort_key(sort, t))
 
 
 def movement(rank_now: int, previous: int | None) -> str:

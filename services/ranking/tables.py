@@ -267,6 +267,47 @@ chart_totals = Table(
     *_sort_indexes("controversial"),
 )
 
+# The first rows of every period chart of every finished day (each sort, no
+# filters) with each row's rank one period earlier: charts of past dates are
+# read from here (services/ranking/frozen_tops.py computes them,
+# services/ranking/rankings/freezer.py keeps them). Written by the freezer
+# job only, a day's rows replaced whole.
+chart_tops = Table(
+    "chart_tops",
+    metadata,
+    Column("item_type", Text, nullable=False),
+    Column("period", Text, nullable=False),
+    Column("sort", Text, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("item_id", Text, nullable=False),
+    Column("up_votes", Integer, nullable=False),
+    Column("down_votes", Integer, nullable=False),
+    Column("weighted_up", Float, nullable=False),
+    Column("weighted_down", Float, nullable=False),
+    Column("previous_rank", Integer),
+    PrimaryKeyConstraint("item_type", "period", "sort", "day", "rank"),
+)
+
+# Per item type, which days chart_tops holds and which it must compute
+# again: [frozen_from, frozen_through] are frozen; a change of the tallies of
+# a day before the live windows' day (a late vote, a re-weigh, a repair)
+# sets dirty_from to the earliest such day and bumps generation (the fold
+# does, services/ranking/store/live_charts.py), so the freezer knows whether
+# a change came in while it computed.
+chart_tops_state = Table(
+    "chart_tops_state",
+    metadata,
+    Column("item_type", Text, primary_key=True),
+    Column("frozen_from", Date),
+    Column("frozen_through", Date),
+    Column("dirty_from", Date),
+    Column("generation", BigInteger, nullable=False, server_default="0"),
+    # The generation the rows were last computed at: a pass that read an
+    # older one (another replica's, slower) does not overwrite them.
+    Column("written_generation", BigInteger, nullable=False, server_default="0"),
+)
+
 # Vote events already applied, so a redelivered event is not counted twice.
 processed_events = processed_events_table(metadata)
 

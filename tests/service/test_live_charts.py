@@ -148,7 +148,7 @@ async def test_the_migration_builds_the_windows_and_running_peaks_from_what_ther
                 text("INSERT INTO ranking.chart_snapshots VALUES (:d, 'song', 'old-0', :r, 0, 0, 0)"),
                 {"d": TODAY - timedelta(days=back), "r": rank},
             )
-    migrate(world.url, "0008")
+    migrate(world.url, "head")  # 0008 builds the windows; later ones add to them
 
     assert await world.stores.charts.live_day() == TODAY
     await expect_windows_equal_the_tallies(world, list(songs))

@@ -10,6 +10,8 @@ and services/ranking/charts.py):
 - history.py: `History`, an item's daily ranks, frozen days then today;
 - snapshots.py: `Snapshots`, the job freezing each finished day's chart, and
   their re-freezing after an agent's votes are re-weighed;
+- freezer.py: `Freezer`, the job keeping the frozen tops past dates' period
+  charts are read from;
 - chart_rows.py: window rankings and chart entries they share;
 - short_cache.py: the brief answer caches with single flight;
 - ports.py: what they need of the stores (services/ranking/store/).
@@ -24,11 +26,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Protocol
 
+from services.ranking.rankings.freezer import Freezer
 from services.ranking.rankings.history import History
 from services.ranking.rankings.live_windows import LiveWindows
 from services.ranking.rankings.period_charts import Charts
 from services.ranking.rankings.ports import (
     ChartStatsPort,
+    FreezerPort,
     HistoryPort,
     ItemsPort,
     LiveChartsPort,
@@ -54,7 +58,9 @@ class TrendingSetsPort(TrendEpochPort, TrendingTopPort, TrendScoresPort, Protoco
     pass
 
 
-class ChartStorePort(ChartStatsPort, HistoryPort, SnapshotsPort, WeightedScoresPort, LiveChartsPort, Protocol):
+class ChartStorePort(
+    ChartStatsPort, HistoryPort, SnapshotsPort, WeightedScoresPort, LiveChartsPort, FreezerPort, Protocol
+):
     pass
 
 
@@ -68,6 +74,7 @@ class Rankings:
     history: History
     snapshots: Snapshots
     live: LiveWindows
+    freezer: Freezer
 
     async def agent_changed(self, agent_id: str) -> None:
         """An agent's weights may have changed (the reputation service
@@ -101,6 +108,7 @@ class Rankings:
         chart_store: ChartStorePort,
         half_life_s: float,
         clock: Callable[[], datetime] | None = None,
+        freeze_days_per_pass: int = 31,
     ) -> Rankings:
         clock = clock or (lambda: datetime.now(UTC))
         scale = TrendScale(projection, trending_sets, half_life_s, clock)
@@ -112,4 +120,5 @@ class Rankings:
             history=History(items, chart_store, clock, live),
             snapshots=Snapshots(chart_store, clock),
             live=live,
+            freezer=Freezer(chart_store, freeze_days_per_pass),
         )

@@ -110,9 +110,17 @@ class Charts:
             ids = [t.item_id for t in ranking]
             previous = _ranks(await store.live_ranks(f"{period}:previous", item_type, ids, sort, filters))
             live = _ranks(await store.live_ranks("daily", item_type, ids, "score", {}))
+        elif not filters and (frozen := await store.frozen_top(item_type, period, sort, day, limit)) is not None:
+            # A finished day: its frozen chart, with each row's rank one
+            # period earlier (the freezer job keeps them).
+            ranking = [tally for tally, _ in frozen]
+            previous = {tally.item_id: rank for tally, rank in frozen if rank is not None}
+            ids = [t.item_id for t in ranking]
+            live = {}
         else:
-            # A past day: the window's tallies summed (1, 7 or 30 days, and
-            # the window before; all_time every day up to it).
+            # A filtered chart of a past day, or a day not frozen yet: the
+            # window's tallies summed (1, 7 or 30 days, and the window
+            # before; all_time every day up to it).
             ranking = (await ranked(store, period, day, item_type, sort, filters))[:limit]
             previous_day = charts.previous_date(period, day)
             previous = {

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.ranking.charts import HistoryPoint, Tally
+from services.ranking.frozen_tops import FreezeInput, FrozenRow
 from services.ranking.items import Item
 from services.ranking.trending import TrendClock
 from services.ranking.vote_batch import ProjectedVote
@@ -87,7 +88,26 @@ class LiveChartsPort(LiveWindowsPort, LiveRanksPort, Protocol):
         ...
 
 
-class ChartStatsPort(WindowTalliesPort, LiveChartsPort, Protocol):
+class FrozenTopPort(Protocol):
+    async def frozen_top(
+        self, item_type: str, period: str, sort: str, day: date, limit: int
+    ) -> list[tuple[Tally, int | None]] | None:
+        """A finished day's frozen chart (no filters), each row with its rank
+        one period earlier; None when the day is not frozen yet."""
+        ...
+
+
+class FreezerPort(Protocol):
+    async def freeze_input(self, item_type: str, max_days: int) -> FreezeInput | None:
+        """The next run of finished days to freeze, read in one snapshot."""
+        ...
+
+    async def save_tops(self, work: FreezeInput, frozen: Mapping[date, list[FrozenRow]]) -> None:
+        """Replaces the run's days with their frozen rows, marked frozen."""
+        ...
+
+
+class ChartStatsPort(WindowTalliesPort, LiveChartsPort, FrozenTopPort, Protocol):
     async def snapshot_stats(self, item_type: str, ids: list[str], until: date) -> dict[str, tuple[int, int]]: ...
 
 

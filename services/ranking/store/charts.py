@@ -12,13 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ranking.charts import NO_WEIGHT, HistoryPoint, Tally
 from services.ranking.store.catalog import TABLES
+from services.ranking.store.frozen_tops import FrozenTops
 from services.ranking.store.live_charts import LiveCharts
 from services.ranking.tables import chart_snapshots, daily_tallies
 
 
-class ChartStore(LiveCharts):
-    """Window sums of the daily tallies (charts of past dates), the daily
-    snapshots, and the live windows of today's charts (LiveCharts)."""
+class ChartStore(LiveCharts, FrozenTops):
+    """Window sums of the daily tallies (charts of past dates not frozen
+    yet, and filtered ones), the daily snapshots, the live windows of today's
+    charts (LiveCharts) and the frozen tops of past dates' (FrozenTops)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         # Reads run in autocommit: no BEGIN/ROLLBACK round trips around a

@@ -85,7 +85,9 @@ ADD_TALLIES = text(
 )
 # The pending changes taken out and added to every live window holding their
 # day (the anchor's windows), summed per item and window: one row update
-# each. Items deleted since are skipped. A fold that waited for a roll-over
+# each. Changes of days before the anchor (a late vote, a re-weigh, a
+# repair) also mark those days for the freezer of past charts
+# (frozen_tops.py), with a new generation. Items deleted since are skipped. A fold that waited for a roll-over
 # finds the rows it saw taken by it (skipped as deleted), and the changes
 # committed since are for the new day.
 FOLD = text(
@@ -93,6 +95,13 @@ FOLD = text(
     WITH d AS (
         DELETE FROM ranking.chart_deltas
         RETURNING item_type, item_id, day, up_votes, down_votes, weighted_up, weighted_down
+    ), marked AS (
+        UPDATE ranking.chart_tops_state s SET dirty_from = least(s.dirty_from, m.day), generation = s.generation + 1
+        FROM (
+            SELECT d.item_type, min(d.day) AS day FROM d CROSS JOIN ranking.chart_anchor a
+            WHERE d.day < a.day GROUP BY d.item_type
+        ) m
+        WHERE s.item_type = m.item_type
     )
     INSERT INTO ranking.chart_totals AS c
         (period, item_type, item_id, genre, platform, up_votes, down_votes, weighted_up, weighted_down)

@@ -9,7 +9,7 @@ import asyncio
 import itertools
 import re
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.common.errors import AlreadyExists, NotFound
 from services.ranking import charts, trending
 from services.ranking.charts import NO_WEIGHT, HistoryPoint, Tally
+from services.ranking.frozen_tops import LOOKBACK_DAYS, FreezeInput, FrozenRow
 from services.ranking.items import Item, ItemT, Song, Tool
 from services.ranking.submission_quota import Charge
 from services.ranking.trending import TrendClock
@@ -195,6 +196,10 @@ class FakeChartStore:
     # The live windows' day (None: not rolled yet), and their reads.
     live_day: date | None = None
     live_reads: int = 0
+    # The frozen tops of finished days (what save_tops wrote), and their reads.
+    tops: dict[tuple[str, str, str, date], list[FrozenRow]] = field(default_factory=dict)
+    frozen_days: set[tuple[str, date]] = field(default_factory=set)
+    frozen_reads: int = 0
 
     def vote(self, item: Item, day: date, up: int = 0, down: int = 0, weight: float = 1.0) -> None:
         """`up` and `down` votes of agents whose chart weight is `weight`."""
@@ -275,6 +280,44 @@ class FakeChartStore:
                 scores[item_id] = scores.get(item_id, 0.0) + counts[2] - counts[3]
         return scores
 
+    async def freeze_input(self, item_type: str, max_days: int) -> FreezeInput | None:
+        """Every finished day not frozen yet, from the first tallied one
+        (the fake marks nothing: tests that change past tallies unfreeze)."""
+        assert self.live_day is not None, "the freezer runs after the roll-over"
+        days = sorted(day for (kind, _, day) in self.tallies if kind == item_type)
+        if not days:
+            return None
+        frozen = {day for kind, day in self.frozen_days if kind == item_type}
+        first = next((d for d in _days(days[0], self.live_day - timedelta(days=1)) if d not in frozen), None)
+        if first is None:
+            return None
+        last = min(self.live_day - timedelta(days=1), first + timedelta(days=max_days - 1))
+        lookback = first - timedelta(days=LOOKBACK_DAYS)
+        tallies = {d: self._window_sums(item_type, d, d, {}) for d in _days(lookback, last)}
+        before = self._window_sums(item_type, None, first - timedelta(days=1), {})
+        return FreezeInput(item_type, first, last, 0, before, tallies)
+
+    async def save_tops(self, work: FreezeInput, frozen: Mapping[date, list[FrozenRow]]) -> None:
+        for day, rows in frozen.items():
+            self.frozen_days.add((work.item_type, day))
+            for key in [k for k in self.tops if k[0] == work.item_type and k[3] == day]:
+                del self.tops[key]
+            for row in rows:
+                self.tops.setdefault((work.item_type, row.period, row.sort, day), []).append(row)
+
+    async def frozen_top(
+        self, item_type: str, period: str, sort: str, day: date, limit: int
+    ) -> list[tuple[Tally, int | None]] | None:
+        if (item_type, day) not in self.frozen_days:
+            return None
+        self.frozen_reads += 1
+        rows = sorted(self.tops.get((item_type, period, sort, day), []), key=lambda r: r.rank)[:limit]
+        return [(r.tally, r.previous_rank) for r in rows]
+
+    def unfreeze(self) -> None:
+        self.frozen_days.clear()
+        self.tops.clear()
+
     async def snapshot_stats(self, item_type: str, ids: list[str], until: date) -> dict[str, tuple[int, int]]:
         stats: dict[str, tuple[int, int]] = {}
         for (kind, day), ranked in self.snapshots.items():
@@ -345,3 +388,10 @@ class FakeProjection:
     ) -> tuple[list[ProjectedVote], list[ProjectedVote]]:
         self.applied.append((await plan(None), trend))
         return [], []
+
+
+def _days(first: date, last: date) -> Iterator[date]:
+    day = first
+    while day <= last:
+        yield day
+        day += timedelta(days=1)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from services.common.errors import InvalidArgument
+from services.ranking.charts import PERIODS, SORTS
 from services.ranking.items import Item
 from services.ranking.rankings.period_charts import Charts
 from tests.unit.ranking.fakes import FakeCatalogStore, song, tool
@@ -165,3 +167,31 @@ async def test_todays_chart_ranks_the_rows_it_reads_by_the_rules(world: World) -
     world.charts.live_top = disagreeing  # type: ignore[method-assign,assignment]
     entries = (await world.rankings.charts.top_chart("daily", "", "song", 2, "", "", "")).entries
     assert [(e.item_id, e.rank) for e in entries] == [("b", 1), ("c", 2)]
+
+
+async def test_past_charts_read_frozen_tops_and_answer_as_the_tallies_summed(world: World) -> None:
+    rng = random.Random(5)  # noqa: S311 - synthetic test data, not secrets
+    items = [world.catalog.put(song(f"s{n:02d}", genre=("rock", "jazz")[n % 2])) for n in range(14)]
+    for n in range(70):
+        for item in rng.sample(items, 5):
+            weight = rng.choice((1.0, 0.25))
+            world.charts.vote(item, days_ago(n), up=rng.randint(0, 3), down=rng.randint(0, 2), weight=weight)
+    await world.rankings.snapshots.snapshot_finished_days()
+    await world.rankings.live.roll()
+    while await world.rankings.freezer.freeze():
+        pass
+    fresh_charts = Charts(world.rankings.scale, world.trending_sets, world.catalog, world.charts, lambda: NOW)
+    reads = [(period, sort, days_ago(n)) for period in PERIODS for sort in SORTS for n in (1, 9, 33, 69)]
+
+    frozen = [await fresh_charts.top_chart(p, d.isoformat(), "song", 10, s, "", "") for p, s, d in reads]
+    assert world.charts.window_reads == 0 and world.charts.frozen_reads == len(reads)
+    # A genre filter is not frozen: the window's tallies summed.
+    await fresh_charts.top_chart("weekly", days_ago(9).isoformat(), "song", 10, "", "rock", "")
+    assert world.charts.window_reads == 2  # the week and the week before
+
+    world.charts.unfreeze()
+    on_demand_charts = Charts(world.rankings.scale, world.trending_sets, world.catalog, world.charts, lambda: NOW)
+    on_demand = [await on_demand_charts.top_chart(p, d.isoformat(), "song", 10, s, "", "") for p, s, d in reads]
+    assert world.charts.frozen_reads == len(reads)
+    assert [c.entries for c in frozen] == [c.entries for c in on_demand]
+    assert any(e.movement in ("up", "down") for c in frozen for e in c.entries)
