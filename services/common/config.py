@@ -493,8 +493,8 @@ class RankingSettings(Settings):
     projection_reconcile_page_size: int = setting(
         "AIMUSICSTORE_PROJECTION_RECONCILE_PAGE_SIZE",
         200,
-        "agents each of those passes checks (those with a projected vote or a tombstone, in id order, resuming "
-        "where the last stopped); at most 1,000 are asked of the vote service at once",
+        "agents each of those passes checks (those with a projected vote or a tombstone, or a vote in the votes "
+        "table, in id order, resuming where the last stopped); at most 1,000 are asked of the vote service at once",
         minimum=1,
     )
 
@@ -542,8 +542,8 @@ class ReputationSettings(Settings):
     vote_reconcile_page_size: int = setting(
         "AIMUSICSTORE_VOTE_RECONCILE_PAGE_SIZE",
         200,
-        "agents each of those passes checks (in id order, resuming where the last stopped); "
-        "at most 1,000 are asked of the vote service at once",
+        "agents each of those passes checks (registered, or with a vote in the votes table, in id order, resuming "
+        "where the last stopped); at most 1,000 are asked of the vote service at once",
         minimum=1,
     )
 

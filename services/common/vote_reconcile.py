@@ -1,12 +1,19 @@
 """What the consumers' reconcilers of projected votes share (the ranking
 service's services/ranking/store/vote_reconcile.py and the reputation
 service's services/reputation/store/reconcile.py): the sweep over agents in
-id order, the question put to the vote service (VoteLedgerService.
-CheckAgentVotes: a consumer never reads vote.votes), and what differs
-between a projection's live votes of an agent and the table's.
+id order, the questions put to the vote service (VoteLedgerService: a
+consumer never reads vote.votes), and what differs between a projection's
+live votes of an agent and the table's.
 
 The rules both follow (their module docstrings say how each repairs):
 
+- a pass's page of agents is the first page-size agents, after where the
+  last pass stopped, of the union of the projection's agents and the vote
+  service's agents with a live vote (ListVoters: the next page of those,
+  merged with the projection's next page in the query that reads the
+  digests). An agent the projection holds nothing of (every event of theirs
+  lost) is visited too, and a page is still at most page-size agents: the
+  first n of a union need at most the first n of each side;
 - only the agents the vote service reports settled are repaired (no event of
   theirs left in the outbox: every group applied every event of theirs
   committed before the truth was read), and only if the projection's digest
@@ -38,6 +45,18 @@ def next_after(page: Sequence[str], page_size: int) -> str:
     """Where the sweep resumes after a page of agent ids: after its last, or
     from the start again once a page came back short (the end was reached)."""
     return page[-1] if len(page) == page_size else ""
+
+
+async def voters_after(
+    ledger: vote_ledger_service_pb2_grpc.VoteLedgerServiceStub, after: str, page_size: int
+) -> list[str]:
+    """The vote service's next page of agents with a live vote, after
+    `after`, in id order (merged with the projection's own page in SQL, in
+    the same database's order)."""
+    reply = await ledger.ListVoters(
+        vote_ledger_service_pb2.ListVotersRequest(after_agent_id=after, page_size=page_size)
+    )
+    return list(reply.agent_ids)
 
 
 async def settled_truth(

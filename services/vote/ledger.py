@@ -75,6 +75,15 @@ _AGENT_VOTES = text(
 )
 MAX_VOTES_PER_REPLY = 10_000
 
+# The next page of agents with a live vote, in id order: an index range of
+# votes_one_per_agent_item (agent_id leads it), reading the page's agents'
+# entries only (as CheckAgentVotes of the same agents does).
+_VOTERS = text(
+    """
+    SELECT DISTINCT agent_id FROM vote.votes WHERE agent_id > :after ORDER BY agent_id LIMIT :n
+    """
+)
+
 
 @dataclass(frozen=True, slots=True)
 class AgentTruth:
@@ -113,6 +122,11 @@ class VoteLedger:
             ItemTruth(t, i, int(r.up), int(r.down), int(r.rating_sum), int(r.rating_count), int(r.reviews), r.settled)
             for (t, i), r in ((item, found[item]) for item in items)
         ]
+
+    async def voters(self, after: str, page_size: int) -> list[str]:
+        """The next page of agents with a live vote, after `after`, in id order."""
+        async with self.reads.connect() as conn:
+            return list((await conn.execute(_VOTERS, {"after": after, "n": page_size})).scalars())
 
 
 async def agent_truth(engine: AsyncEngine, agents: Sequence[tuple[str, str]]) -> list[AgentTruth]:
@@ -192,3 +206,12 @@ class VoteLedgerService(vote_ledger_service_pb2_grpc.VoteLedgerServiceServicer):
                 for t in truth
             ]
         )
+
+    async def ListVoters(  # noqa: N802 - the proto method name
+        self, request: vote_ledger_service_pb2.ListVotersRequest, context: Context
+    ) -> vote_ledger_service_pb2.ListVotersResponse:
+        require_service(context, self.service_credential)
+        if not 1 <= request.page_size <= MAX_ITEMS:
+            raise InvalidArgument("page_size", f"1 to {MAX_ITEMS}")
+        voters = await self.ledger.voters(request.after_agent_id, request.page_size)
+        return vote_ledger_service_pb2.ListVotersResponse(agent_ids=voters)

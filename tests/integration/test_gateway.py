@@ -86,6 +86,9 @@ def test_internal_services_are_not_routed(channel: grpc.Channel) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         ledger.CountItemVotes(vote_ledger_service_pb2.CountItemVotesRequest(), timeout=5)
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    with pytest.raises(grpc.RpcError) as caught:
+        ledger.ListVoters(vote_ledger_service_pb2.ListVotersRequest(page_size=1), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 @pytest.mark.parametrize("credential", [None, "guessed", "from-the-admin-key"])

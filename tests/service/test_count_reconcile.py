@@ -36,6 +36,9 @@ from tests.service.conftest import ADMIN, channel, in_process, target_env, uniqu
 
 pytestmark = pytest.mark.service
 
+# The reputation service's own reconciliation stays out of the way of the passes run here.
+QUIET = {"AIMUSICSTORE_VOTE_RECONCILE_INTERVAL_S": "3600"}
+
 
 @dataclass
 class World:
@@ -50,7 +53,7 @@ class World:
 @pytest.fixture(scope="module")
 async def world(backing: Stack) -> AsyncIterator[World]:
     async with (
-        in_process(backing, "reputation") as reputation,
+        in_process(backing, "reputation", **QUIET) as reputation,
         in_process(backing, "ranking", **target_env(reputation=reputation)) as ranking,
         in_process(backing, "vote", **target_env(reputation=reputation, ranking=ranking)) as vote,
         channel(ranking) as ranking_channel,
@@ -196,7 +199,8 @@ async def test_a_ghost_and_a_lost_vote_in_the_reputation_projection_are_repaired
     )
     ghosts_before = VOTES_REPAIRED.labels("ghost")._value.get()
 
-    rec = AgentVoteReconciler(world.engine, world.ledger, VoteProjection(world.engine), page_size=3)
+    # A page of one: the agent alone (the tables hold other tests' agents and voters).
+    rec = AgentVoteReconciler(world.engine, world.ledger, VoteProjection(world.engine), page_size=1)
     rec.after = agent[:-1]
     repaired, _ = await rec.reconcile(datetime.now(UTC))
     assert repaired == 2
@@ -212,10 +216,87 @@ async def test_a_ghost_and_a_lost_vote_in_the_reputation_projection_are_repaired
     rec.after = agent[:-1]
     assert (await rec.reconcile(datetime.now(UTC)))[0] == 0
     page = "SELECT count(*) FROM reputation.agents WHERE id > :a"
-    if (await execute(world.engine, page, a=agent[:-1]))[0][0] > 3:
-        assert rec.after and rec.after >= agent  # it stopped after a page of 3
+    if (await execute(world.engine, page, a=agent[:-1]))[0][0] > 1:
+        assert rec.after == agent  # it stopped after a page of 1
     # The ranking counts of the lost vote's song follow too.
     rec_items = reconciler(world, page_size=3)
     rec_items.after = lost_song[:-1]
     await sweep_to(rec_items, lost_song)
     assert await song_counts(world, lost_song) == (0, 1)
+
+
+async def in_table(world: World, agent: str, song: str, direction: int) -> None:
+    """A vote stored by the vote service (its event is not published: lost)."""
+    await execute(
+        world.engine,
+        "INSERT INTO vote.votes (agent_id, item_type, item_id, direction) VALUES (:a, 'song', :s, :d)",
+        a=agent,
+        s=song,
+        d=direction,
+    )
+
+
+async def test_the_ledger_lists_the_agents_with_votes_in_pages(world: World) -> None:
+    prefix = unique("voters")
+    first, second, third = f"{prefix}-a", f"{prefix}-b", f"{prefix}-c"
+    song, other = await new_song(world), await new_song(world)
+    for agent in (first, second, third):
+        await in_table(world, agent, song, 1)
+    await in_table(world, second, other, -1)  # two votes: listed once
+
+    def page(after: str, size: int) -> Any:
+        return world.ledger.ListVoters(vote_ledger_service_pb2.ListVotersRequest(after_agent_id=after, page_size=size))
+
+    assert list((await page(prefix, 2)).agent_ids) == [first, second]
+    assert list((await page(second, 2)).agent_ids)[:1] == [third]
+    async with grpc.aio.insecure_channel(world.vote_target) as bare:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await vote_ledger_service_pb2_grpc.VoteLedgerServiceStub(bare).ListVoters(
+                vote_ledger_service_pb2.ListVotersRequest(page_size=1), timeout=5
+            )
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    for size in (0, 1001):
+        with pytest.raises(grpc.aio.AioRpcError) as bounded:
+            await page("", size)
+        assert bounded.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def sweep_past(rec: AgentVoteReconciler, agent: str) -> int:
+    """Runs passes from just before `agent` until one has checked it; returns
+    the repairs made."""
+    rec.after = agent[:-1]
+    repaired = 0
+    for _ in range(1000):
+        repaired += (await rec.reconcile(datetime.now(UTC)))[0]
+        if not rec.after or rec.after >= agent:
+            return repaired
+    raise AssertionError("the sweep never reached the agent")
+
+
+async def test_agents_the_reputation_projection_holds_nothing_of_are_repaired(world: World) -> None:
+    """Every event of theirs was lost: a registered agent with no projected
+    vote, and one the agents table lacks too (the sweep reaches it through
+    the vote service's list of voters)."""
+    registered, unknown = unique("unseen-registered"), unique("unseen-unknown")
+    await world.agents.RegisterAgent(
+        agent_service_pb2.RegisterAgentRequest(agent=agent_pb2.Agent(id=registered)), timeout=5
+    )
+    up, down = await new_song(world), await new_song(world)
+    for agent in (registered, unknown):
+        await in_table(world, agent, up, 1)
+        await in_table(world, agent, down, -1)
+    missing_before = VOTES_REPAIRED.labels("missing")._value.get()
+
+    # A page of one: each pass checks just one agent (the tables hold other tests' agents and voters).
+    rec = AgentVoteReconciler(world.engine, world.ledger, VoteProjection(world.engine), page_size=1)
+    assert await sweep_past(rec, registered) == 2
+    assert await sweep_past(rec, unknown) == 2
+    projected = "SELECT item_id, direction FROM reputation.votes WHERE agent_id = :a ORDER BY direction"
+    for agent in (registered, unknown):
+        assert await execute(world.engine, projected, a=agent) == [(down, -1), (up, 1)]
+    reply = await world.agents.GetAgent(agent_service_pb2.GetAgentRequest(agent_id=registered), timeout=5)
+    assert reply.vote_count == 2
+    scores = "SELECT item_id, score FROM reputation.item_scores WHERE item_id IN (:u, :d) ORDER BY score"
+    assert await execute(world.engine, scores, u=up, d=down) == [(down, -2), (up, 2)]
+    assert VOTES_REPAIRED.labels("missing")._value.get() == missing_before + 4
+    assert await sweep_past(rec, unknown) == 0, "repaired once"

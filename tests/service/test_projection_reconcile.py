@@ -1,8 +1,9 @@
 """The ranking service's vote projection reconciled with the votes table
 (services/ranking/store/vote_reconcile.py), through the vote service's
 VoteLedgerService, on a real PostgreSQL and Redis: a vote whose event was
-lost, a ghost row (its retraction lost) and a vote projected with the wrong
-direction (the re-vote lost) are repaired, and the daily tallies (raw and
+lost, a ghost row (its retraction lost), a vote projected with the wrong
+direction (the re-vote lost) and the votes of an agent the projection holds
+nothing of (every event lost) are repaired, and the daily tallies (raw and
 chart-weighted with the agent's current weight), the live windows after a
 fold and the metric follow; an agent with events in flight is left alone;
 a late event of a repaired key still applies by the event-id rules."""
@@ -86,7 +87,9 @@ def scale(stores: RankingStores) -> TrendScale:
     return TrendScale(stores.projection, stores.trending_sets, half_life_s=86400.0)
 
 
-def reconciler(world: World, page_size: int = 3) -> ProjectionReconciler:
+def reconciler(world: World, page_size: int = 1) -> ProjectionReconciler:
+    """Pages of one agent by default: a sweep from just before an agent checks
+    it alone (the tables hold other tests' agents and voters, some drifted)."""
     return ProjectionReconciler(world.engine, world.ledger, scale(world.now).repair_votes, page_size)
 
 
@@ -235,6 +238,27 @@ async def test_lost_ghost_and_flipped_votes_are_repaired_with_tallies_and_window
     assert [r[0] for r in await rows(world, agent)] == sorted([flipped, kept])
 
 
+async def test_an_agent_the_projection_holds_nothing_of_is_visited_and_repaired(world: World) -> None:
+    """Every event of the agent was lost: no projected vote, no tombstone. The
+    sweep still reaches it, through the vote service's list of voters."""
+    agent = unique("recon-unseen")
+    songs = sorted([await new_song(world), await new_song(world)])
+    await in_table(world, agent, songs[0], 1, YESTERDAY)
+    await in_table(world, agent, songs[1], -1, TODAY)
+    assert await rows(world, agent) == []
+    before = repaired_counts()
+
+    rec = reconciler(world)
+    assert await sweep_past(rec, agent) == 2
+    assert await rows(world, agent) == [(songs[0], 1, NOW, NOW), (songs[1], -1, NOW, NOW)]
+    expected = {(songs[0], YESTERDAY.date()): (1, 0, NOW, 0), (songs[1], TODAY.date()): (0, 1, 0, NOW)}
+    assert await tallies(world, songs) == expected
+    assert await all_time_windows(world, songs) == {songs[0]: (1, 0, NOW, 0), songs[1]: (0, 1, 0, NOW)}
+    after = repaired_counts()
+    assert {kind: after[kind] - before[kind] for kind in after} == {"ghost": 0, "direction": 0, "missing": 2}
+    assert await sweep_past(rec, agent) == 0, "repaired once"
+
+
 async def test_an_agent_with_events_in_flight_is_left_alone(world: World) -> None:
     agent = unique("recon-busy")
     song = await new_song(world)
@@ -269,7 +293,7 @@ async def test_a_missing_vote_retracted_since_the_check_is_left_for_the_next_swe
     # projection holds a tombstone of the key written after the agent was
     # read (perhaps this very vote's retraction): not repaired now.
     await in_table(world, agent, song, 1, TODAY)
-    rec = reconciler(world, page_size=1)
+    rec = reconciler(world)
     rec.after = agent[:-1]
     future = datetime.now(UTC) + timedelta(hours=1)
     await execute(

@@ -8,8 +8,9 @@ they drift only if events are lost for good (trimmed from the stream before
 the group read them) or a bug. The item counts have their own
 reconciliation (services/ranking/store/reconcile.py).
 
-A pass takes the next page of the agents the projection knows (with a live
-vote or a tombstone, in id order, resuming where the last stopped),
+A pass takes the next page of agents (in id order, resuming where the
+last stopped) the projection knows (with a live vote or a tombstone) or the
+vote service lists as having a live vote (VoteLedgerService.ListVoters),
 computes each one's digest of its projected votes, and asks the vote
 service for the truth (services/common/vote_reconcile.py, shared with the
 reputation service's reconciler: only settled agents, our digest read
@@ -34,9 +35,9 @@ changes and trending move with the rows, with the agent's current weights:
 Synthesized rows hold no rating or review (the table's LiveVote does not
 carry them): a retraction of the vote takes back what its event carries,
 as for rows projected before those were kept. An agent the projection
-holds nothing of (neither a vote nor a tombstone) is not visited: the
-ranking service keeps no list of agents (the counts still converge, through
-the count reconciliation).
+holds nothing of (neither a vote nor a tombstone: every event of theirs
+lost) is visited through the vote service's list, and its votes are
+missing votes as above.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from services.common.vote_reconcile import (
     page_size_for_check,
     settled_truth,
     vote_drift,
+    voters_after,
 )
 from services.ranking.vote_batch import ProjectedVote
 
@@ -75,7 +77,8 @@ VOTES_REPAIRED = Counter(
 for _kind in REPAIR_KINDS:  # exported at 0 before the first repair (an alert rule reads it)
     VOTES_REPAIRED.labels(_kind)
 
-# The next page of agents with a projected vote or a tombstone, with their
+# The next page of agents with a projected vote or a tombstone, or in the
+# vote service's next page of voters (:voters, all after :after), with their
 # digests and when they were read (a tombstone written since is a
 # retraction the truth may not hold yet).
 _PAGE = text(
@@ -85,6 +88,8 @@ _PAGE = text(
             (SELECT DISTINCT agent_id FROM ranking.votes WHERE agent_id > :after ORDER BY agent_id LIMIT :n)
             UNION
             (SELECT DISTINCT agent_id FROM ranking.vote_tombstones WHERE agent_id > :after ORDER BY agent_id LIMIT :n)
+            UNION
+            SELECT unnest(CAST(:voters AS text[]))
         ) a
         ORDER BY agent_id LIMIT :n
     )
@@ -144,8 +149,10 @@ class ProjectionReconciler:
 
     async def reconcile(self) -> VotePassResult:
         """One pass over the next page of agents; returns what it did."""
+        voters = await voters_after(self.ledger, self.after, self.page_size)
         async with self.engine.connect() as conn:
-            page = (await conn.execute(_PAGE, {"after": self.after, "n": self.page_size})).all()
+            params = {"after": self.after, "n": self.page_size, "voters": voters}
+            page = (await conn.execute(_PAGE, params)).all()
         self.after = next_after([r.agent_id for r in page], self.page_size)
         if not page:
             return VotePassResult(0, 0, 0)

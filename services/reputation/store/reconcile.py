@@ -3,8 +3,12 @@
 Its projection (reputation.votes, agents.vote_count) follows the vote events,
 applied exactly once in any order; it drifts only if events are lost for good
 (trimmed from the stream before the group read them) or a bug. A pass takes
-the next page of agents (in id order, resuming where the last stopped),
-computes each one's digest of its projected votes, and asks the vote service
+the next page of agents (in id order, resuming where the last stopped): of
+the agents table, and of the vote service's agents with a live vote
+(VoteLedgerService.ListVoters), so an agent the table lacks is checked too
+(its rows and the items' scores are repaired as the projection applies an
+unknown agent's events; it has no vote count to move). It computes each
+one's digest of its projected votes, and asks the vote service
 (VoteLedgerService.CheckAgentVotes: this service never reads vote.votes) for
 the true count and digest, and the true votes of the settled agents whose
 digest differs. It then repairs each such agent's rows, compare-and-set:
@@ -40,6 +44,7 @@ from services.common.vote_reconcile import (
     page_size_for_check,
     settled_truth,
     vote_drift,
+    voters_after,
 )
 from services.reputation.formula import vote_earns
 from services.reputation.store.projection import VoteProjection
@@ -56,14 +61,26 @@ VOTES_REPAIRED = Counter(
 for _kind in ("vote_count", *REPAIR_KINDS):  # exported at 0 before the first repair
     VOTES_REPAIRED.labels(_kind)
 
+# The next page of agents, or of the vote service's next page of voters
+# (:voters, all after :after), with their digests and when they were read.
 _PAGE = text(
     f"""
-    SELECT a.id, a.vote_count, a.flagged, s.digest, now() AS read_at
-    FROM (SELECT id, vote_count, flagged FROM reputation.agents WHERE id > :after ORDER BY id LIMIT :n) a
+    WITH page AS (
+        SELECT id FROM (
+            (SELECT id FROM reputation.agents WHERE id > :after ORDER BY id LIMIT :n)
+            UNION
+            SELECT unnest(CAST(:voters AS text[]))
+        ) p
+        ORDER BY id LIMIT :n
+    )
+    SELECT p.id, coalesce(a.vote_count, 0) AS vote_count, coalesce(a.flagged, false) AS flagged, s.digest,
+           now() AS read_at
+    FROM page p
+    LEFT JOIN reputation.agents a ON a.id = p.id
     CROSS JOIN LATERAL (
-        SELECT {LIVE_VOTES_DIGEST_SQL} AS digest FROM reputation.votes v WHERE v.agent_id = a.id
+        SELECT {LIVE_VOTES_DIGEST_SQL} AS digest FROM reputation.votes v WHERE v.agent_id = p.id
     ) s
-    ORDER BY a.id
+    ORDER BY p.id
     """
 )
 _OWN_DIGEST = text(f"SELECT {LIVE_VOTES_DIGEST_SQL} FROM reputation.votes v WHERE v.agent_id = :a")
@@ -128,8 +145,10 @@ class AgentVoteReconciler:
     async def reconcile(self, now: datetime) -> tuple[int, list[AgentScore]]:
         """One pass over the next page of agents; returns the repairs made and
         the agents whose reputation moved."""
+        voters = await voters_after(self.ledger, self.after, self.page_size)
         async with self.engine.connect() as conn:
-            page = (await conn.execute(_PAGE, {"after": self.after, "n": self.page_size})).all()
+            params = {"after": self.after, "n": self.page_size, "voters": voters}
+            page = (await conn.execute(_PAGE, params)).all()
         self.after = next_after([r.id for r in page], self.page_size)
         if not page:
             return 0, []

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.aimusicstore/vote/v1/vote_ledger_service.proto\x12\x14\x61imusicstore.vote.v1\x1a\x1fgoogle/api/field_behavior.proto\"9\n\x07ItemRef\x12\x17\n\titem_type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07item_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"E\n\x15\x43ountItemVotesRequest\x12,\n\x05items\x18\x01 \x03(\x0b\x32\x1d.aimusicstore.vote.v1.ItemRef\"\xab\x01\n\x0eItemVoteCounts\x12\x11\n\titem_type\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x10\n\x08up_votes\x18\x03 \x01(\x05\x12\x12\n\ndown_votes\x18\x04 \x01(\x05\x12\x12\n\nrating_sum\x18\x05 \x01(\x03\x12\x14\n\x0crating_count\x18\x06 \x01(\x05\x12\x14\n\x0creview_count\x18\x07 \x01(\x05\x12\x0f\n\x07settled\x18\x08 \x01(\x08\"N\n\x16\x43ountItemVotesResponse\x12\x34\n\x06\x63ounts\x18\x01 \x03(\x0b\x32$.aimusicstore.vote.v1.ItemVoteCounts\"5\n\x0b\x41gentDigest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\"K\n\x16\x43heckAgentVotesRequest\x12\x31\n\x06\x61gents\x18\x01 \x03(\x0b\x32!.aimusicstore.vote.v1.AgentDigest\"S\n\x08LiveVote\x12\x11\n\titem_type\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x11\n\tdirection\x18\x03 \x01(\x05\x12\x10\n\x08voted_at\x18\x04 \x01(\t\"\x9a\x01\n\nAgentVotes\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nvote_count\x18\x02 \x01(\x05\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0f\n\x07settled\x18\x04 \x01(\x08\x12-\n\x05votes\x18\x05 \x03(\x0b\x32\x1e.aimusicstore.vote.v1.LiveVote\x12\x16\n\x0evotes_included\x18\x06 \x01(\x08\"K\n\x17\x43heckAgentVotesResponse\x12\x30\n\x06\x61gents\x18\x01 \x03(\x0b\x32 .aimusicstore.vote.v1.AgentVotes2\xf0\x01\n\x11VoteLedgerService\x12k\n\x0e\x43ountItemVotes\x12+.aimusicstore.vote.v1.CountItemVotesRequest\x1a,.aimusicstore.vote.v1.CountItemVotesResponse\x12n\n\x0f\x43heckAgentVotes\x12,.aimusicstore.vote.v1.CheckAgentVotesRequest\x1a-.aimusicstore.vote.v1.CheckAgentVotesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.aimusicstore/vote/v1/vote_ledger_service.proto\x12\x14\x61imusicstore.vote.v1\x1a\x1fgoogle/api/field_behavior.proto\"9\n\x07ItemRef\x12\x17\n\titem_type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07item_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"E\n\x15\x43ountItemVotesRequest\x12,\n\x05items\x18\x01 \x03(\x0b\x32\x1d.aimusicstore.vote.v1.ItemRef\"\xab\x01\n\x0eItemVoteCounts\x12\x11\n\titem_type\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x10\n\x08up_votes\x18\x03 \x01(\x05\x12\x12\n\ndown_votes\x18\x04 \x01(\x05\x12\x12\n\nrating_sum\x18\x05 \x01(\x03\x12\x14\n\x0crating_count\x18\x06 \x01(\x05\x12\x14\n\x0creview_count\x18\x07 \x01(\x05\x12\x0f\n\x07settled\x18\x08 \x01(\x08\"N\n\x16\x43ountItemVotesResponse\x12\x34\n\x06\x63ounts\x18\x01 \x03(\x0b\x32$.aimusicstore.vote.v1.ItemVoteCounts\"5\n\x0b\x41gentDigest\x12\x16\n\x08\x61gent_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\"K\n\x16\x43heckAgentVotesRequest\x12\x31\n\x06\x61gents\x18\x01 \x03(\x0b\x32!.aimusicstore.vote.v1.AgentDigest\"S\n\x08LiveVote\x12\x11\n\titem_type\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x11\n\tdirection\x18\x03 \x01(\x05\x12\x10\n\x08voted_at\x18\x04 \x01(\t\"\x9a\x01\n\nAgentVotes\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nvote_count\x18\x02 \x01(\x05\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0f\n\x07settled\x18\x04 \x01(\x08\x12-\n\x05votes\x18\x05 \x03(\x0b\x32\x1e.aimusicstore.vote.v1.LiveVote\x12\x16\n\x0evotes_included\x18\x06 \x01(\x08\"K\n\x17\x43heckAgentVotesResponse\x12\x30\n\x06\x61gents\x18\x01 \x03(\x0b\x32 .aimusicstore.vote.v1.AgentVotes\"D\n\x11ListVotersRequest\x12\x16\n\x0e\x61\x66ter_agent_id\x18\x01 \x01(\t\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x02\"\'\n\x12ListVotersResponse\x12\x11\n\tagent_ids\x18\x01 \x03(\t2\xd1\x02\n\x11VoteLedgerService\x12k\n\x0e\x43ountItemVotes\x12+.aimusicstore.vote.v1.CountItemVotesRequest\x1a,.aimusicstore.vote.v1.CountItemVotesResponse\x12n\n\x0f\x43heckAgentVotes\x12,.aimusicstore.vote.v1.CheckAgentVotesRequest\x1a-.aimusicstore.vote.v1.CheckAgentVotesResponse\x12_\n\nListVoters\x12\'.aimusicstore.vote.v1.ListVotersRequest\x1a(.aimusicstore.vote.v1.ListVotersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,6 +38,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ITEMREF'].fields_by_name['item_id']._serialized_options = b'\342A\001\002'
   _globals['_AGENTDIGEST'].fields_by_name['agent_id']._loaded_options = None
   _globals['_AGENTDIGEST'].fields_by_name['agent_id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTVOTERSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTVOTERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\002'
   _globals['_ITEMREF']._serialized_start=105
   _globals['_ITEMREF']._serialized_end=162
   _globals['_COUNTITEMVOTESREQUEST']._serialized_start=164
@@ -56,6 +58,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTVOTES']._serialized_end=861
   _globals['_CHECKAGENTVOTESRESPONSE']._serialized_start=863
   _globals['_CHECKAGENTVOTESRESPONSE']._serialized_end=938
-  _globals['_VOTELEDGERSERVICE']._serialized_start=941
-  _globals['_VOTELEDGERSERVICE']._serialized_end=1181
+  _globals['_LISTVOTERSREQUEST']._serialized_start=940
+  _globals['_LISTVOTERSREQUEST']._serialized_end=1008
+  _globals['_LISTVOTERSRESPONSE']._serialized_start=1010
+  _globals['_LISTVOTERSRESPONSE']._serialized_end=1049
+  _globals['_VOTELEDGERSERVICE']._serialized_start=1052
+  _globals['_VOTELEDGERSERVICE']._serialized_end=1389
 # @@protoc_insertion_point(module_scope)

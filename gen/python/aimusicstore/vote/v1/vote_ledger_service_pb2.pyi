@@ -94,3 +94,17 @@ class CheckAgentVotesResponse(_message.Message):
     AGENTS_FIELD_NUMBER: _ClassVar[int]
     agents: _containers.RepeatedCompositeFieldContainer[AgentVotes]
     def __init__(self, agents: _Optional[_Iterable[_Union[AgentVotes, _Mapping]]] = ...) -> None: ...
+
+class ListVotersRequest(_message.Message):
+    __slots__ = ("after_agent_id", "page_size")
+    AFTER_AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    after_agent_id: str
+    page_size: int
+    def __init__(self, after_agent_id: _Optional[str] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class ListVotersResponse(_message.Message):
+    __slots__ = ("agent_ids",)
+    AGENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    agent_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, agent_ids: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -27,9 +27,9 @@ if _version_not_supported:
 
 class VoteLedgerServiceStub:
     """Internal: the votes table's truth for the consumers' reconciliation (the
-    ranking service checks its projected counts against it; consumers never
-    read the vote service's tables). Not routed by the gateway; callers need
-    the service credential.
+    ranking and reputation services check their projections against it;
+    consumers never read the vote service's tables). Not routed by the
+    gateway; callers need the service credential.
     """
 
     def __init__(self, channel):
@@ -48,13 +48,18 @@ class VoteLedgerServiceStub:
                 request_serializer=aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.CheckAgentVotesRequest.SerializeToString,
                 response_deserializer=aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.CheckAgentVotesResponse.FromString,
                 _registered_method=True)
+        self.ListVoters = channel.unary_unary(
+                '/aimusicstore.vote.v1.VoteLedgerService/ListVoters',
+                request_serializer=aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.ListVotersRequest.SerializeToString,
+                response_deserializer=aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.ListVotersResponse.FromString,
+                _registered_method=True)
 
 
 class VoteLedgerServiceServicer:
     """Internal: the votes table's truth for the consumers' reconciliation (the
-    ranking service checks its projected counts against it; consumers never
-    read the vote service's tables). Not routed by the gateway; callers need
-    the service credential.
+    ranking and reputation services check their projections against it;
+    consumers never read the vote service's tables). Not routed by the
+    gateway; callers need the service credential.
     """
 
     def CountItemVotes(self, request, context):
@@ -76,6 +81,16 @@ class VoteLedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListVoters(self, request, context):
+        """The next page of agents with at least one live vote, in agent id order
+        (the database's, as the consumers' own sweeps), after the one given: a
+        consumer sweeps these along with the agents of its projection, so an
+        agent whose every event it lost is checked too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VoteLedgerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +104,11 @@ def add_VoteLedgerServiceServicer_to_server(servicer, server):
                     request_deserializer=aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.CheckAgentVotesRequest.FromString,
                     response_serializer=aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.CheckAgentVotesResponse.SerializeToString,
             ),
+            'ListVoters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVoters,
+                    request_deserializer=aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.ListVotersRequest.FromString,
+                    response_serializer=aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.ListVotersResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'aimusicstore.vote.v1.VoteLedgerService', rpc_method_handlers)
@@ -99,9 +119,9 @@ def add_VoteLedgerServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class VoteLedgerService:
     """Internal: the votes table's truth for the consumers' reconciliation (the
-    ranking service checks its projected counts against it; consumers never
-    read the vote service's tables). Not routed by the gateway; callers need
-    the service credential.
+    ranking and reputation services check their projections against it;
+    consumers never read the vote service's tables). Not routed by the
+    gateway; callers need the service credential.
     """
 
     @staticmethod
@@ -148,6 +168,33 @@ class VoteLedgerService:
             '/aimusicstore.vote.v1.VoteLedgerService/CheckAgentVotes',
             aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.CheckAgentVotesRequest.SerializeToString,
             aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.CheckAgentVotesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVoters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aimusicstore.vote.v1.VoteLedgerService/ListVoters',
+            aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.ListVotersRequest.SerializeToString,
+            aimusicstore_dot_vote_dot_v1_dot_vote__ledger__service__pb2.ListVotersResponse.FromString,
             options,
             channel_credentials,
             insecure,
