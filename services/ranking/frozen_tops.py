@@ -68,11 +68,20 @@ class FreezeInput:
     day_tallies: dict[date, list[Tally]]
 
 
+# A chart ordered whole: each item's sort key (which ends with its id), in
+# order, and by item.
+_Ordered = tuple[list[tuple[float, float, str]], dict[str, tuple[float, float, str]]]
+
+
 class _Window:
-    """Per-item sums of raw and weighted votes over a span of days."""
+    """Per-item sums of raw and weighted votes over a span of days, and each
+    counted item's sort keys, recomputed for the items a day changed only."""
 
     def __init__(self) -> None:
         self.sums: dict[str, list[float]] = {}
+        self.changed: set[str] = set()
+        self.counted: dict[str, Tally] = {}
+        self.keys: dict[str, dict[str, tuple[float, float, str]]] = {sort: {} for sort in charts.SORTS}
 
     def add(self, tallies: list[Tally], sign: int = 1) -> None:
         for t in tallies:
@@ -86,9 +95,26 @@ class _Window:
             if not row[0] and not row[1]:
                 # No vote left in the window (a day's votes moved out): off it.
                 del self.sums[t.item_id]
+            self.changed.add(t.item_id)
 
-    def tallies(self) -> list[Tally]:
-        return charts.counted([Tally(i, int(r[0]), int(r[1]), r[2], r[3]) for i, r in self.sums.items()])
+    def refresh(self) -> None:
+        """The counted tallies and their keys, for the items changed since."""
+        for item_id in self.changed:
+            row = self.sums.get(item_id)
+            tally = None if row is None else Tally(item_id, int(row[0]), int(row[1]), row[2], row[3])
+            if tally is None or not charts.counted([tally]):
+                self.counted.pop(item_id, None)
+                for keys in self.keys.values():
+                    keys.pop(item_id, None)
+                continue
+            self.counted[item_id] = tally
+            for sort, keys in self.keys.items():
+                keys[item_id] = charts.sort_key(sort, tally)
+        self.changed.clear()
+
+    def ordered(self, sort: str) -> _Ordered:
+        keys = self.keys[sort]
+        return sorted(keys.values()), keys
 
 
 def walk(
@@ -121,6 +147,7 @@ def walk(
         while day <= end:
             window.add(on(day))
             day += timedelta(days=1)
+    carried: dict[tuple[str, str], tuple[date, _Ordered]] = {}
     day = first
     while day <= last:
         if day > first:
@@ -128,24 +155,36 @@ def walk(
                 windows[name].add(on(day - timedelta(days=last_back)))
                 if first_back is not None:
                     windows[name].add(on(day - timedelta(days=first_back + 1)), sign=-1)
-        yield day, _frozen(day, windows, depth)
+        yield day, _frozen(day, windows, depth, carried)
         day += timedelta(days=1)
 
 
-def _frozen(day: date, windows: dict[str, _Window], depth: int) -> list[FrozenRow]:
+# The periods whose chart one period earlier is the chart of the day before
+# (charts.previous_date): the day before's ordering is carried over to rank
+# against, not computed again (all_time, the largest, half of a day's work).
+_ONE_DAY_BACK = ("daily", "all_time")
+
+
+def _frozen(
+    day: date, windows: dict[str, _Window], depth: int, carried: dict[tuple[str, str], tuple[date, _Ordered]]
+) -> list[FrozenRow]:
     rows: list[FrozenRow] = []
+    for window in windows.values():
+        window.refresh()
     for period in PERIODS:
-        now, before = windows[period].tallies(), windows[f"{period}:previous"].tallies()
+        now = windows[period]
         for sort in charts.SORTS:
-            top = charts.top(now, sort, depth)
-            previous = _ranks_in(before, sort, [t.item_id for t in top])
-            rows.extend(FrozenRow(period, sort, day, n, t, previous.get(t.item_id)) for n, t in enumerate(top, start=1))
+            ordered, keys = now.ordered(sort)
+            kept = carried.get((period, sort))
+            if period in _ONE_DAY_BACK and kept is not None and kept[0] == day - timedelta(days=1):
+                previous_ordered, previous_keys = kept[1]
+            else:
+                previous_ordered, previous_keys = windows[f"{period}:previous"].ordered(sort)
+            if period in _ONE_DAY_BACK:
+                carried[(period, sort)] = (day, (ordered, dict(keys)))  # keys change in place tomorrow
+            for n, key in enumerate(ordered[:depth], start=1):
+                item_id = key[2]
+                old = previous_keys.get(item_id)
+                previous = None if old is None else bisect.bisect_left(previous_ordered, old) + 1
+                rows.append(FrozenRow(period, sort, day, n, now.counted[item_id], previous))
     return rows
-
-
-def _ranks_in(tallies: list[Tally], sort: str, ids: list[str]) -> dict[str, int]:
-    """The ranks of `ids` among `tallies` in a sort's order (those on it):
-    the sort keys ordered once, each rank a bisection."""
-    keys = {t.item_id: charts.sort_key(sort, t) for t in tallies}
-    ordered = sorted(keys.values())
-    return {i: bisect.bisect_left(ordered, keys[i]) + 1 for i in ids if i in keys}
