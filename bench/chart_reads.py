@@ -14,9 +14,12 @@ and running peaks (timed). Then each read runs as the service runs it,
 without its 1 s answer cache:
 
 - live: today's charts from the live windows (what the service serves);
+- frozen: the same reads for a date 10 days back, from the frozen tops
+  the freezer keeps (after its backfill of every finished day, timed);
+  the filtered ones are summed on demand;
 - on demand: the same reads with the windows reported behind today, so
-  they take the path charts of past dates take (the window's tallies summed
-  and ranked, as main did for every date).
+  they take the path charts of past dates not frozen take (the window's
+  tallies summed and ranked, as main did for every date).
 
 Last, the consumer's cost: batches of 500 vote events through
 VoteProjection.apply_events, in rounds, each round each way (so the
@@ -232,10 +235,14 @@ async def measure(database_url: str, redis_url: str, runs: int, explain: bool, c
         while frozen := await rankings.freezer.freeze():
             days += frozen
         async with engine.connect() as conn:
-            rows = (await conn.execute(text("SELECT count(*) FROM ranking.chart_tops"))).scalar_one()
+            rows, size = (
+                await conn.execute(
+                    text("SELECT count(*), pg_total_relation_size('ranking.chart_tops') FROM ranking.chart_tops")
+                )
+            ).one()
         print(
             f"freezer backfill: {days} days (songs and tools) in {time.perf_counter() - started:.1f}s,"
-            f" {rows:,} frozen rows"
+            f" {rows:,} frozen rows, {size / 2**20:.0f} MiB with the index"
         )
 
     async def behind(day: date) -> date | None:
