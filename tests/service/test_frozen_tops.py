@@ -173,3 +173,18 @@ async def test_a_change_while_a_pass_computes_leaves_its_days_marked(world: Worl
     await store.save_tops(work, {})
     assert (await state(world))[2] is None
     await expect_frozen_equal_the_tallies(world, [TODAY - timedelta(days=n) for n in (3, 4, 5)])
+
+
+async def test_one_replica_at_a_time_freezes(world: World) -> None:
+    await freeze_all(world)
+    await apply(world, [vote(SONGS[2], f"late-{uuid.uuid4().hex[:6]}", TODAY - timedelta(days=2))])
+    await world.stores.charts.fold_live_windows()
+    other = Freezer(world.stores.charts, days_per_pass=10)
+    async with world.stores.charts.freezing() as ours:
+        assert ours
+        # Another replica's pass (another connection) skips while ours runs,
+        # though there are days to freeze.
+        assert await other.freeze() == 0
+        async with world.stores.charts.freezing() as theirs:
+            assert not theirs
+    assert await other.freeze() == 2

@@ -36,7 +36,12 @@ class Freezer:
         self.depth = depth
 
     async def freeze(self) -> int:
-        """One pass: returns the days frozen."""
+        """One pass: returns the days frozen (0 too when another replica's
+        pass is running)."""
+        async with self.store.freezing() as ours:
+            return await self._pass() if ours else 0
+
+    async def _pass(self) -> int:
         frozen_days = 0
         for item_type in validation.ITEM_TYPES:
             work = await self.store.freeze_input(item_type, self.days_per_pass)

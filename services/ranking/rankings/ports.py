@@ -5,6 +5,7 @@ in-memory fakes."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -98,6 +99,10 @@ class FrozenTopPort(Protocol):
 
 
 class FreezerPort(Protocol):
+    def freezing(self) -> AbstractAsyncContextManager[bool]:
+        """Whether this replica's pass may run (one replica at a time)."""
+        ...
+
     async def freeze_input(self, item_type: str, max_days: int) -> FreezeInput | None:
         """The next run of finished days to freeze, read in one snapshot."""
         ...

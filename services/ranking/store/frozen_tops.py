@@ -13,8 +13,9 @@ pass then leaves its days marked for the next one.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import date, timedelta
 from typing import Any
 
@@ -93,11 +94,31 @@ _TOP = text(
 )
 
 
+# The advisory lock a freezer pass holds (any 64-bit number of our own).
+_FREEZER_LOCK = 0x6169_6D75_7369_6301
+
+
 class FrozenTops:
     """Part of ChartStore (services/ranking/store/charts.py), which sets these."""
 
     engine: AsyncEngine
     reads: AsyncEngine
+
+    @contextlib.asynccontextmanager
+    async def freezing(self) -> AsyncIterator[bool]:
+        """Whether this replica's pass runs: one replica at a time computes
+        (the others' passes skip; their rows would be the same), through a
+        session advisory lock held on a connection of its own for the pass
+        (released with the connection if the process dies)."""
+        async with self.engine.connect() as conn:
+            got = bool(await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": _FREEZER_LOCK}))
+            await conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _FREEZER_LOCK})
+                    await conn.commit()
 
     async def freeze_input(self, item_type: str, max_days: int) -> FreezeInput | None:
         """The next run of finished days to freeze (at most `max_days`, the

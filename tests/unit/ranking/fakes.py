@@ -6,10 +6,11 @@ joined with the catalog (so filters and deletions apply), frozen snapshots."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import re
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -279,6 +280,10 @@ class FakeChartStore:
             if kind == item_type and item_id in ids:
                 scores[item_id] = scores.get(item_id, 0.0) + counts[2] - counts[3]
         return scores
+
+    @contextlib.asynccontextmanager
+    async def freezing(self) -> AsyncIterator[bool]:
+        yield True
 
     async def freeze_input(self, item_type: str, max_days: int) -> FreezeInput | None:
         """Every finished day not frozen yet, from the first tallied one
