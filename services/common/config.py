@@ -449,6 +449,13 @@ class RankingSettings(Settings):
         "most days the freezer computes in one pass (a backfill or an old re-weigh takes several passes)",
         minimum=1,
     )
+    chart_on_demand_concurrency: int = setting(
+        "AIMUSICSTORE_CHART_ON_DEMAND_CONCURRENCY",
+        2,
+        "charts summed from the tallies at once per ranking replica (filtered charts of past dates, days not "
+        "frozen yet); more wait their turn",
+        minimum=1,
+    )
     chart_fold_interval_s: float = setting(
         "AIMUSICSTORE_CHART_FOLD_INTERVAL_S",
         0.5,

@@ -49,6 +49,7 @@ async def setup(server: grpc.aio.Server, resources: Resources[RankingSettings]) 
         stores.charts,
         half_life_s=settings.trending_half_life_h * 3600,
         freeze_days_per_pass=settings.chart_freeze_days_per_pass,
+        on_demand_charts=settings.chart_on_demand_concurrency,
     )
     reputation = internal_channel(settings, "reputation")
     vote = internal_channel(settings, "vote")

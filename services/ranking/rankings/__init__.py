@@ -109,6 +109,7 @@ class Rankings:
         half_life_s: float,
         clock: Callable[[], datetime] | None = None,
         freeze_days_per_pass: int = 31,
+        on_demand_charts: int = 2,
     ) -> Rankings:
         clock = clock or (lambda: datetime.now(UTC))
         scale = TrendScale(projection, trending_sets, half_life_s, clock)
@@ -116,7 +117,7 @@ class Rankings:
         return cls(
             scale=scale,
             trending=Trending(scale, trending_sets, items, chart_store, clock, live),
-            charts=Charts(scale, trending_sets, items, chart_store, clock, live),
+            charts=Charts(scale, trending_sets, items, chart_store, clock, live, on_demand_charts),
             history=History(items, chart_store, clock, live),
             snapshots=Snapshots(chart_store, clock),
             live=live,

@@ -3,6 +3,7 @@ entries, peaks and days on chart; the rules are in services/ranking/charts.py.""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -63,6 +64,7 @@ class Charts:
         chart_store: ChartStatsPort,
         clock: Callable[[], datetime] | None = None,
         live: LiveWindows | None = None,
+        on_demand_concurrency: int = 2,
     ) -> None:
         self.scale = scale
         self.trending_sets = trending_sets
@@ -72,6 +74,10 @@ class Charts:
         self.live = live or LiveWindows(chart_store, self.clock)
         # Live charts are cached briefly: a burst of identical reads costs one query.
         self._charts: ShortCache[tuple[list[Entry], datetime]] = ShortCache(maxsize=2048, ttl=1.0)
+        # Charts summed from the tallies (filtered past dates, days not frozen
+        # yet) cost what their window holds: a few at a time, the rest wait,
+        # so a flood of distinct ones cannot take every database connection.
+        self._on_demand = asyncio.Semaphore(on_demand_concurrency)
 
     async def top_chart(
         self, period: str, day_text: str, item_type: str, limit: int, sort: str, genre: str, platform: str
@@ -121,12 +127,11 @@ class Charts:
             # A filtered chart of a past day, or a day not frozen yet: the
             # window's tallies summed (1, 7 or 30 days, and the window
             # before; all_time every day up to it).
-            ranking = (await ranked(store, period, day, item_type, sort, filters))[:limit]
-            previous_day = charts.previous_date(period, day)
-            previous = {
-                t.item_id: n
-                for n, t in enumerate(await ranked(store, period, previous_day, item_type, sort, filters), 1)
-            }
+            async with self._on_demand:
+                ranking = (await ranked(store, period, day, item_type, sort, filters))[:limit]
+                previous_day = charts.previous_date(period, day)
+                before = await ranked(store, period, previous_day, item_type, sort, filters)
+            previous = {t.item_id: n for n, t in enumerate(before, 1)}
             ids = [t.item_id for t in ranking]
             live = await daily_ranks(store, item_type, day) if day >= now.date() else {}
         rows = await self.items.items_by_id(item_type, ids)

@@ -195,3 +195,31 @@ async def test_past_charts_read_frozen_tops_and_answer_as_the_tallies_summed(wor
     assert world.charts.frozen_reads == len(reads)
     assert [c.entries for c in frozen] == [c.entries for c in on_demand]
     assert any(e.movement in ("up", "down") for c in frozen for e in c.entries)
+
+
+async def test_charts_summed_on_demand_run_a_few_at_a_time(world: World) -> None:
+    genres = ("rock", "jazz", "pop", "folk", "soul")
+    for n, genre in enumerate(genres):
+        world.charts.vote(world.catalog.put(song(f"s{n}", genre=genre)), days_ago(3), up=1)
+    summing, most = 0, 0
+    window_tallies = world.charts.window_tallies
+
+    async def counted(*args: Any) -> Any:
+        nonlocal summing, most
+        summing += 1
+        most = max(most, summing)
+        try:
+            for _ in range(3):  # round trips: the others get to start theirs
+                await asyncio.sleep(0)
+            return await window_tallies(*args)
+        finally:
+            summing -= 1
+
+    world.charts.window_tallies = counted  # type: ignore[method-assign,assignment]
+    charts = Charts(
+        world.rankings.scale, world.trending_sets, world.catalog, world.charts, lambda: NOW, on_demand_concurrency=2
+    )
+    day = days_ago(3).isoformat()
+    answers = await asyncio.gather(*(charts.top_chart("weekly", day, "song", 0, "", genre, "") for genre in genres))
+    assert [ids(a.entries) for a in answers] == [["s0"], ["s1"], ["s2"], ["s3"], ["s4"]]
+    assert most == 2
