@@ -188,3 +188,20 @@ async def test_one_replica_at_a_time_freezes(world: World) -> None:
         async with world.stores.charts.freezing() as theirs:
             assert not theirs
     assert await other.freeze() == 2
+
+
+async def test_a_deleted_item_leaves_the_past_charts_and_they_are_frozen_again(world: World) -> None:
+    await freeze_all(world)
+    day = TODAY - timedelta(days=9)
+    assert any(
+        t.item_id == SONGS[3]
+        for t, _ in await world.stores.charts.frozen_top("song", "all_time", "score", day, 100) or []
+    )
+    await world.stores.catalog.delete_item("song", SONGS[3])
+    assert not any(
+        t.item_id == SONGS[3]
+        for t, _ in await world.stores.charts.frozen_top("song", "all_time", "score", day, 100) or []
+    )
+    assert (await state(world))[2] == TODAY - timedelta(days=40)  # from its first day with votes
+    assert await freeze_all(world) == 40
+    await expect_frozen_equal_the_tallies(world, [TODAY - timedelta(days=n) for n in (1, 9, 20, 40)])

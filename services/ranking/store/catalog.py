@@ -22,6 +22,8 @@ from services.ranking.submission_quota import Charge
 from services.ranking.tables import (
     chart_deltas,
     chart_snapshots,
+    chart_tops,
+    chart_tops_state,
     chart_totals,
     daily_submissions,
     daily_tallies,
@@ -176,7 +178,8 @@ class CatalogStore:
 
     async def delete_item(self, item_type: str, item_id: str) -> None:
         """Removes the item and everything counted for it: tallies (so every
-        chart), snapshots (history), the vote projection and trending."""
+        chart), snapshots (history), frozen tops (past charts, frozen again
+        without it), the vote projection and trending."""
         table = TABLES[item_type]
         # The Redis copy goes first too: if Redis fails after the commit, no
         # stale copy may keep serving the deleted item.
@@ -187,12 +190,28 @@ class CatalogStore:
             if result.rowcount == 0:
                 raise NotFound(f"{item_type} {item_id!r} does not exist")
             await conn.execute(insert(deleted_items).values(item_type=item_type, item_id=item_id))
-            # Its pending window changes before its window rows: a fold
-            # holding them is waited for, and its rows then deleted.
-            for derived in (chart_deltas, daily_tallies, chart_totals, chart_snapshots, votes):
-                await conn.execute(
-                    delete(derived).where(derived.c.item_type == item_type, derived.c.item_id == item_id)
+            first_day = await conn.scalar(
+                select(func.min(daily_tallies.c.day)).where(
+                    daily_tallies.c.item_type == item_type, daily_tallies.c.item_id == item_id
                 )
+            )
+            # Its pending window changes before its window rows: a fold
+            # holding them is waited for, and its rows then deleted. Locks
+            # in the fold's order (pending changes, then the frozen tops'
+            # state) and the freezer's (state, then frozen rows).
+            await _delete_item_rows(conn, chart_deltas, item_type, item_id)
+            if first_day is not None:
+                # The past charts it was on are frozen again without it, from
+                # its first day with votes (its frozen rows go at once: the
+                # rows after it move up a place until then).
+                state = chart_tops_state.c
+                await conn.execute(
+                    chart_tops_state.update()
+                    .where(state.item_type == item_type)
+                    .values(dirty_from=func.least(state.dirty_from, first_day), generation=state.generation + 1)
+                )
+            for derived in (daily_tallies, chart_totals, chart_snapshots, chart_tops, votes):
+                await _delete_item_rows(conn, derived, item_type, item_id)
         # One round trip: out of every trending set, the copy dropped again,
         # and the vote service told (it caches which items exist).
         try:
@@ -205,3 +224,7 @@ class CatalogStore:
             await pipe.execute()
         except RedisError:
             log.warning("could not remove %s %s from trending; the next rebuild will", item_type, item_id)
+
+
+async def _delete_item_rows(conn: AsyncConnection, derived: Table, item_type: str, item_id: str) -> None:
+    await conn.execute(delete(derived).where(derived.c.item_type == item_type, derived.c.item_id == item_id))
