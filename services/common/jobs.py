@@ -39,5 +39,17 @@ async def every(interval_s: float, name: str, job: Callable[[], Awaitable[object
         except Exception as exc:  # retried next interval
             if stopping():
                 raise asyncio.CancelledError from exc
-            log.warning("%s failed (%s); retrying next interval", name, type(exc).__name__)
+            log.warning("%s failed (%s); retrying next interval", name, describe(exc))
         await asyncio.sleep(interval_s)
+
+
+def describe(exc: BaseException) -> str:
+    """An exception's type, and for a gRPC error its status and details (an
+    AioRpcError's type alone does not say whether the peer was away, slow
+    or refused the call)."""
+    code = getattr(exc, "code", None)
+    details = getattr(exc, "details", None)
+    if callable(code) and callable(details):
+        status = getattr(code(), "name", code())
+        return f"{type(exc).__name__} {status}: {str(details() or '')[:200]}"
+    return type(exc).__name__

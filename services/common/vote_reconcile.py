@@ -28,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import grpc
+
 from aimusicstore.vote.v1 import vote_ledger_service_pb2, vote_ledger_service_pb2_grpc
 
 # VoteLedgerService's limit per call.
@@ -39,6 +41,28 @@ REPAIR_KINDS = ("ghost", "direction", "missing")
 
 def page_size_for_check(page_size: int) -> int:
     return min(page_size, MAX_AGENTS_PER_CHECK)
+
+
+class PageSize:
+    """How many agents a pass takes: the configured page, halved after a pass
+    whose question to the vote service ran out of time (a page of heavy
+    voters on a loaded vote service: CheckAgentVotes reads all their votes),
+    grown by a quarter after each pass that did not (doubling back failed
+    every other pass under make bench's batch load). The caller starts a
+    timed-out pass over from where it began."""
+
+    def __init__(self, configured: int) -> None:
+        self.most = page_size_for_check(configured)
+        self.size = self.most
+
+    def timed_out(self, exc: grpc.aio.AioRpcError) -> bool:
+        if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+            return False
+        self.size = max(1, self.size // 2)
+        return True
+
+    def succeeded(self) -> None:
+        self.size = min(self.most, self.size + max(1, self.size // 4))
 
 
 def next_after(page: Sequence[str], page_size: int) -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 import pytest
 
+from services.common import jobs
 from services.common.jobs import every
 
 
@@ -52,3 +54,15 @@ async def test_a_job_whose_library_turns_the_cancel_into_its_own_error_still_sto
         await asyncio.wait({task}, timeout=1.0)
     assert task in done
     assert task.cancelled()
+
+
+def test_a_grpc_failure_is_described_by_its_status() -> None:
+    class FakeRpcError(Exception):
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.DEADLINE_EXCEEDED
+
+        def details(self) -> str:
+            return "Deadline Exceeded"
+
+    assert jobs.describe(FakeRpcError()) == "FakeRpcError DEADLINE_EXCEEDED: Deadline Exceeded"
+    assert jobs.describe(ValueError("x")) == "ValueError"

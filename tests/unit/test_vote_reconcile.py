@@ -3,8 +3,16 @@ the sweep's cursor and the comparison of an agent's projected votes with the tab
 
 from __future__ import annotations
 
+import grpc
+
 from aimusicstore.vote.v1.vote_ledger_service_pb2 import LiveVote
-from services.common.vote_reconcile import MAX_AGENTS_PER_CHECK, next_after, page_size_for_check, vote_drift
+from services.common.vote_reconcile import (
+    MAX_AGENTS_PER_CHECK,
+    PageSize,
+    next_after,
+    page_size_for_check,
+    vote_drift,
+)
 
 
 def live(item_id: str, direction: int, item_type: str = "song") -> LiveVote:
@@ -32,3 +40,26 @@ def test_the_sweep_resumes_after_a_full_page_and_starts_over_after_a_short_one()
     assert next_after([], 3) == ""
     assert page_size_for_check(5000) == MAX_AGENTS_PER_CHECK
     assert page_size_for_check(7) == 7
+
+
+class _RpcError(grpc.aio.AioRpcError):
+    def __init__(self, code: grpc.StatusCode) -> None:
+        super().__init__(code, grpc.aio.Metadata(), grpc.aio.Metadata())
+
+
+def test_a_page_that_ran_out_of_time_is_halved_and_grows_back_slowly() -> None:
+    pages = PageSize(200)
+    assert pages.size == 200
+    for expected in (100, 50, 25):
+        assert pages.timed_out(_RpcError(grpc.StatusCode.DEADLINE_EXCEEDED))
+        assert pages.size == expected
+    # Another failure (the vote service away) says nothing about the size.
+    assert not pages.timed_out(_RpcError(grpc.StatusCode.UNAVAILABLE))
+    assert pages.size == 25
+    for expected in (31, 38, 47, 58, 72, 90, 112, 140, 175, 200, 200):
+        pages.succeeded()
+        assert pages.size == expected
+    tiny = PageSize(1)
+    tiny.timed_out(_RpcError(grpc.StatusCode.DEADLINE_EXCEEDED))
+    assert tiny.size == 1
+    assert PageSize(5000).size == 1000  # the vote service's limit per call

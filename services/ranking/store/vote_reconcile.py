@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import grpc
 from prometheus_client import Counter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -58,8 +59,8 @@ from services.common.vote_order import LIVE_VOTES_DIGEST_SQL
 from services.common.vote_reconcile import (
     REPAIR_KINDS,
     Key,
+    PageSize,
     next_after,
-    page_size_for_check,
     settled_truth,
     vote_drift,
     voters_after,
@@ -144,19 +145,26 @@ class ProjectionReconciler:
         self.ledger = ledger
         self.repair = repair
         self.refreeze = refreeze  # finished days whose tallies a repair moved are frozen again
-        self.page_size = page_size_for_check(page_size)
+        self.pages = PageSize(page_size)
         self.after = ""  # the last agent id checked; the sweep resumes after it
 
     async def reconcile(self) -> VotePassResult:
         """One pass over the next page of agents; returns what it did."""
-        voters = await voters_after(self.ledger, self.after, self.page_size)
-        async with self.engine.connect() as conn:
-            params = {"after": self.after, "n": self.page_size, "voters": voters}
-            page = (await conn.execute(_PAGE, params)).all()
-        self.after = next_after([r.agent_id for r in page], self.page_size)
-        if not page:
-            return VotePassResult(0, 0, 0)
-        settled = await settled_truth(self.ledger, [(r.agent_id, r.digest) for r in page])
+        start, size = self.after, self.pages.size
+        try:
+            voters = await voters_after(self.ledger, start, size)
+            async with self.engine.connect() as conn:
+                params = {"after": start, "n": size, "voters": voters}
+                page = (await conn.execute(_PAGE, params)).all()
+            self.after = next_after([r.agent_id for r in page], size)
+            if not page:
+                return VotePassResult(0, 0, 0)
+            settled = await settled_truth(self.ledger, [(r.agent_id, r.digest) for r in page])
+        except grpc.aio.AioRpcError as exc:
+            if self.pages.timed_out(exc):
+                self.after = start  # the same agents again, fewer at a time
+            raise
+        self.pages.succeeded()
         repaired = 0
         agents: list[str] = []
         days: set[tuple[str, date]] = set()  # (item type, day) whose tallies moved

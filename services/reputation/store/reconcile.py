@@ -31,6 +31,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
+import grpc
 from prometheus_client import Counter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -40,8 +41,8 @@ from services.common.vote_order import LIVE_VOTES_DIGEST_SQL
 from services.common.vote_reconcile import (
     REPAIR_KINDS,
     Key,
+    PageSize,
     next_after,
-    page_size_for_check,
     settled_truth,
     vote_drift,
     voters_after,
@@ -139,20 +140,27 @@ class AgentVoteReconciler:
         self.engine = engine
         self.ledger = ledger
         self.projection = projection
-        self.page_size = page_size_for_check(page_size)
+        self.pages = PageSize(page_size)
         self.after = ""  # the last agent id checked; the sweep resumes after it
 
     async def reconcile(self, now: datetime) -> tuple[int, list[AgentScore]]:
         """One pass over the next page of agents; returns the repairs made and
         the agents whose reputation moved."""
-        voters = await voters_after(self.ledger, self.after, self.page_size)
-        async with self.engine.connect() as conn:
-            params = {"after": self.after, "n": self.page_size, "voters": voters}
-            page = (await conn.execute(_PAGE, params)).all()
-        self.after = next_after([r.id for r in page], self.page_size)
-        if not page:
-            return 0, []
-        settled = await settled_truth(self.ledger, [(r.id, r.digest) for r in page])
+        start, size = self.after, self.pages.size
+        try:
+            voters = await voters_after(self.ledger, start, size)
+            async with self.engine.connect() as conn:
+                params = {"after": start, "n": size, "voters": voters}
+                page = (await conn.execute(_PAGE, params)).all()
+            self.after = next_after([r.id for r in page], size)
+            if not page:
+                return 0, []
+            settled = await settled_truth(self.ledger, [(r.id, r.digest) for r in page])
+        except grpc.aio.AioRpcError as exc:
+            if self.pages.timed_out(exc):
+                self.after = start  # the same agents again, fewer at a time
+            raise
+        self.pages.succeeded()
         ours = {r.id: r for r in page}
         repaired, moved = 0, []
         for truth in settled.values():
