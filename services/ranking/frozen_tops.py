@@ -58,12 +58,11 @@ class FrozenRow:
 @dataclass(frozen=True)
 class FreezeInput:
     """A run of finished days to freeze (`first` to `last`), read in one
-    snapshot at `generation`, with what walk() needs."""
+    snapshot, with what walk() needs."""
 
     item_type: str
     first: date
     last: date
-    generation: int
     before_first: list[Tally]
     day_tallies: dict[date, list[Tally]]
 
@@ -101,7 +100,13 @@ class _Window:
         """The counted tallies and their keys, for the items changed since."""
         for item_id in self.changed:
             row = self.sums.get(item_id)
-            tally = None if row is None else Tally(item_id, int(row[0]), int(row[1]), row[2], row[3])
+            # Weighted sums settled to the rules' precision: added and taken
+            # away day after day they carry residue (0.2999999999999998),
+            # and controversy changes formula at a weight of 1: a chart must
+            # not depend on the day a run started from.
+            tally = (
+                None if row is None else Tally(item_id, int(row[0]), int(row[1]), round(row[2], 9), round(row[3], 9))
+            )
             if tally is None or not charts.counted([tally]):
                 self.counted.pop(item_id, None)
                 for keys in self.keys.values():

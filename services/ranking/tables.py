@@ -290,11 +290,12 @@ chart_tops = Table(
 )
 
 # Per item type, which days chart_tops holds and which it must compute
-# again: [frozen_from, frozen_through] are frozen; a change of the tallies of
-# a day before the live windows' day (a late vote, a re-weigh, a repair)
-# sets dirty_from to the earliest such day and bumps generation (the fold
-# does, services/ranking/store/live_charts.py), so the freezer knows whether
-# a change came in while it computed.
+# again: [frozen_from, frozen_through] are frozen. A change of the tallies of
+# a day before the live windows' day (a late vote, a re-weigh, a repair, a
+# deleted item) sets pending_from to the earliest such day (the fold does,
+# services/ranking/store/live_charts.py); the freezer claims it into
+# dirty_from once its current sweep is done (so marks arriving every pass
+# cannot keep it from the later days), then freezes from there on.
 chart_tops_state = Table(
     "chart_tops_state",
     metadata,
@@ -302,10 +303,7 @@ chart_tops_state = Table(
     Column("frozen_from", Date),
     Column("frozen_through", Date),
     Column("dirty_from", Date),
-    Column("generation", BigInteger, nullable=False, server_default="0"),
-    # The generation the rows were last computed at: a pass that read an
-    # older one (another replica's, slower) does not overwrite them.
-    Column("written_generation", BigInteger, nullable=False, server_default="0"),
+    Column("pending_from", Date),
 )
 
 # Vote events already applied, so a redelivered event is not counted twice.

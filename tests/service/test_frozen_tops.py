@@ -73,17 +73,18 @@ async def freeze_all(world: World) -> int:
     return total
 
 
-async def state(world: World) -> tuple[date | None, date | None, date | None]:
+async def state(world: World) -> tuple[date | None, date | None, date | None, date | None]:
+    """(frozen_from, frozen_through, dirty_from: the sweep, pending_from: the marks not claimed)."""
     async with world.engine.connect() as conn:
         row = (
             await conn.execute(
                 text(
-                    "SELECT frozen_from, frozen_through, dirty_from FROM ranking.chart_tops_state"
+                    "SELECT frozen_from, frozen_through, dirty_from, pending_from FROM ranking.chart_tops_state"
                     " WHERE item_type = 'song'"
                 )
             )
         ).one()
-    return row.frozen_from, row.frozen_through, row.dirty_from
+    return row.frozen_from, row.frozen_through, row.dirty_from, row.pending_from
 
 
 async def expect_frozen_equal_the_tallies(world: World, days: list[date]) -> None:
@@ -130,7 +131,7 @@ async def test_finished_days_are_frozen_as_the_tallies_rank_them_and_kept_after_
     # Frozen from the first day with votes to yesterday, a few passes of 10 days.
     assert await freeze_all(world) == 40
     yesterday = TODAY - timedelta(days=1)
-    assert await state(world) == (TODAY - timedelta(days=40), yesterday, None)
+    assert await state(world) == (TODAY - timedelta(days=40), yesterday, None, None)
     checked = [TODAY - timedelta(days=b) for b in (1, 3, 9, 21, 40)]
     await expect_frozen_equal_the_tallies(world, checked)
     # Not frozen: today (live) and before the first vote.
@@ -141,9 +142,9 @@ async def test_finished_days_are_frozen_as_the_tallies_rank_them_and_kept_after_
     # freeze from it to yesterday again, and nothing before it.
     await apply(world, [vote(SONGS[8], f"late-{uuid.uuid4().hex[:6]}", TODAY - timedelta(days=20), -1)])
     await world.stores.charts.fold_live_windows()
-    assert (await state(world))[2] == TODAY - timedelta(days=20)
+    assert (await state(world))[2:] == (None, TODAY - timedelta(days=20))
     assert await freeze_all(world) == 20
-    assert (await state(world))[2] is None
+    assert (await state(world))[2:] == (None, None)
     await expect_frozen_equal_the_tallies(world, checked)
 
     # The ring is flagged: its past votes weigh 0 in every frozen chart after the next passes.
@@ -155,24 +156,40 @@ async def test_finished_days_are_frozen_as_the_tallies_rank_them_and_kept_after_
     await expect_frozen_equal_the_tallies(world, checked)
 
 
-async def test_a_change_while_a_pass_computes_leaves_its_days_marked(world: World) -> None:
+async def test_a_change_while_a_pass_computes_is_frozen_by_a_later_one(world: World) -> None:
     store = world.stores.charts
     await freeze_all(world)
-    # A pass reads; a late vote comes in and is folded; the pass writes.
+    # A pass claims the marked days and reads; a late vote comes in and is
+    # folded; the pass writes: the new mark stays for the next sweep.
     await apply(world, [vote(SONGS[0], f"late-{uuid.uuid4().hex[:6]}", TODAY - timedelta(days=3))])
     await store.fold_live_windows()
     work = await store.freeze_input("song", 31)
     assert work is not None and work.first == TODAY - timedelta(days=3)
+    assert (await state(world))[2:] == (TODAY - timedelta(days=3), None)
     await apply(world, [vote(SONGS[1], f"later-{uuid.uuid4().hex[:6]}", TODAY - timedelta(days=5))])
     await store.fold_live_windows()
-    await store.save_tops(work, {})
-    assert (await state(world))[2] == TODAY - timedelta(days=5)
-    # The next passes freeze it; a pass that read an older generation than
-    # the one written gives way.
+    await store.save_tops(work, {})  # (rows of the run left out: the next sweep writes them)
+    assert (await state(world))[2:] == (None, TODAY - timedelta(days=5))
     assert await freeze_all(world) == 5
-    await store.save_tops(work, {})
-    assert (await state(world))[2] is None
+    assert (await state(world))[2:] == (None, None)
     await expect_frozen_equal_the_tallies(world, [TODAY - timedelta(days=n) for n in (3, 4, 5)])
+
+
+async def test_marks_arriving_every_pass_do_not_hold_the_sweep_on_the_same_days(world: World) -> None:
+    store = world.stores.charts
+    await freeze_all(world)
+    swept = []
+    for _ in range(4):
+        # A re-weigh of a 40-day-old vote before every pass (10 days a pass).
+        await apply(world, [vote(SONGS[4], f"late-{uuid.uuid4().hex[:6]}", TODAY - timedelta(days=40))])
+        await store.fold_live_windows()
+        await world.freezer.freeze()
+        swept.append((await state(world))[2])
+    # The sweep moves on 10 days a pass and ends; the marks wait for the next.
+    assert swept == [TODAY - timedelta(days=n) for n in (30, 20, 10)] + [None]
+    assert (await state(world))[3] == TODAY - timedelta(days=40)
+    assert await freeze_all(world) == 40
+    await expect_frozen_equal_the_tallies(world, [TODAY - timedelta(days=n) for n in (1, 21, 40)])
 
 
 async def test_one_replica_at_a_time_freezes(world: World) -> None:
@@ -202,6 +219,6 @@ async def test_a_deleted_item_leaves_the_past_charts_and_they_are_frozen_again(w
         t.item_id == SONGS[3]
         for t, _ in await world.stores.charts.frozen_top("song", "all_time", "score", day, 100) or []
     )
-    assert (await state(world))[2] == TODAY - timedelta(days=40)  # from its first day with votes
+    assert (await state(world))[3] == TODAY - timedelta(days=40)  # from its first day with votes
     assert await freeze_all(world) == 40
     await expect_frozen_equal_the_tallies(world, [TODAY - timedelta(days=n) for n in (1, 9, 20, 40)])

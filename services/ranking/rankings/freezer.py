@@ -61,7 +61,7 @@ class Freezer:
                 item_type,
                 work.first,
                 work.last,
-                extra={"days": len(frozen), "seconds": round(seconds, 3), "generation": work.generation},
+                extra={"days": len(frozen), "seconds": round(seconds, 3)},
             )
         return frozen_days
 

@@ -196,22 +196,22 @@ class CatalogStore:
                 )
             )
             # Its pending window changes before its window rows: a fold
-            # holding them is waited for, and its rows then deleted. Locks
-            # in the fold's order (pending changes, then the frozen tops'
-            # state) and the freezer's (state, then frozen rows).
-            await _delete_item_rows(conn, chart_deltas, item_type, item_id)
+            # holding them is waited for, and its rows then deleted. The
+            # frozen tops' state last: the fold locks it after the windows,
+            # the freezer after the frozen rows.
+            for derived in (chart_deltas, daily_tallies, chart_totals, chart_snapshots, chart_tops, votes):
+                await _delete_item_rows(conn, derived, item_type, item_id)
             if first_day is not None:
                 # The past charts it was on are frozen again without it, from
-                # its first day with votes (its frozen rows go at once: the
-                # rows after it move up a place until then).
+                # its first day with votes (its frozen rows went at once: the
+                # rows after it move up a place, and a chart of 100 shows 99,
+                # until then).
                 state = chart_tops_state.c
                 await conn.execute(
                     chart_tops_state.update()
                     .where(state.item_type == item_type)
-                    .values(dirty_from=func.least(state.dirty_from, first_day), generation=state.generation + 1)
+                    .values(pending_from=func.least(state.pending_from, first_day))
                 )
-            for derived in (daily_tallies, chart_totals, chart_snapshots, chart_tops, votes):
-                await _delete_item_rows(conn, derived, item_type, item_id)
         # One round trip: out of every trending set, the copy dropped again,
         # and the vote service told (it caches which items exist).
         try:

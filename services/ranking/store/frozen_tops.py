@@ -2,13 +2,19 @@
 what the freezer reads to compute a run of finished days, its writes, and
 the read of a past date's chart.
 
-What a pass reads is one snapshot (REPEATABLE READ): the state, the live
-windows' day, each item's all-time votes before the first day (the all_time
-live window, plus the changes not folded into it, less the tallies from the
-first day on: a cost that follows the items and the days recomputed, never
-every tally), and the days' tallies. A change committed after the snapshot
-bumps the state's generation when it is folded (live_charts.py FOLD), so the
-pass then leaves its days marked for the next one.
+A pass first claims the marked days (pending_from, set by the fold, a
+deleted item or a rebuild) into dirty_from, once the sweep before is done;
+then it reads one snapshot (REPEATABLE READ): the state, the live windows'
+day, each item's all-time votes before the first day (the all_time live
+window, plus the changes not folded into it, less the tallies from the first
+day on: a cost that follows the items and the days recomputed, never every
+tally), and the days' tallies. A change folded after the claim marks
+pending_from again, for a later sweep; one committed before the snapshot is
+in it too (frozen twice, harmlessly).
+
+Lock order: the fold takes chart_deltas, chart_totals, then the state row;
+a deleted item the same and chart_tops before the state; a pass writes
+chart_tops, then the state row, last (never held while it computes).
 """
 
 from __future__ import annotations
@@ -64,17 +70,22 @@ _SAVE_ROWS = text(
     """
 )
 _CLEAR_DAYS = text("DELETE FROM ranking.chart_tops WHERE item_type = :t AND day BETWEEN :first AND :last")
-# The days written are frozen; they are clean unless a change came in since
-# the pass read (the generation moved on): then what was marked stays
-# marked. Days marked past the run (a capped pass) stay marked too.
+# The marks since the last sweep become the next sweep, once the current
+# one is done (marks arriving every pass must not hold it on the same days).
+_CLAIM = text(
+    """
+    UPDATE ranking.chart_tops_state SET dirty_from = pending_from, pending_from = NULL
+    WHERE item_type = :t AND dirty_from IS NULL AND pending_from IS NOT NULL
+    """
+)
+# The days written are frozen. The sweep goes on after them, unless they
+# reached the last frozen day (what follows is new days, frozen in order).
 _FINISH = text(
     """
     UPDATE ranking.chart_tops_state SET
-        written_generation = :generation,
         frozen_from = least(coalesce(frozen_from, :first), :first),
         frozen_through = greatest(coalesce(frozen_through, :last), :last),
         dirty_from = CASE
-            WHEN generation <> :generation THEN dirty_from
             WHEN dirty_from IS NULL OR :last >= frozen_through THEN NULL
             ELSE greatest(dirty_from, CAST(:last AS date) + 1)
         END
@@ -124,6 +135,8 @@ class FrozenTops:
         """The next run of finished days to freeze (at most `max_days`, the
         earliest marked first), read in one snapshot; None when every
         finished day is frozen and clean."""
+        async with self.engine.begin() as conn:
+            await conn.execute(_CLAIM, {"t": item_type})
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
             async with conn.begin():
@@ -144,12 +157,11 @@ class FrozenTops:
                 lookback = {"t": item_type, "first": first - timedelta(days=LOOKBACK_DAYS), "last": last}
                 for row in await conn.execute(text(_DAY_TALLIES.format(table=table)), lookback):
                     days.setdefault(row.day, []).append(_tally(row))
-                return FreezeInput(item_type, first, last, int(state.generation), before, days)
+                return FreezeInput(item_type, first, last, before, days)
 
     async def save_tops(self, work: FreezeInput, frozen: Mapping[date, list[FrozenRow]]) -> None:
         """Replaces the run's days with their frozen rows and marks them
-        frozen (clean, unless a change came in since the run was read), in
-        one transaction."""
+        frozen, in one transaction (the state row locked last)."""
         rows = [
             {
                 "period": r.period,
@@ -168,22 +180,12 @@ class FrozenTops:
         ]
         params = {"t": work.item_type, "first": work.first, "last": work.last}
         async with self.engine.begin() as conn:
-            # One freezer at a time per item type (replicas each run one):
-            # the state row is held while the days are replaced, and a pass
-            # that read an older generation than one already written gives way.
-            written = (
-                await conn.execute(
-                    select(chart_tops_state.c.written_generation)
-                    .where(chart_tops_state.c.item_type == work.item_type)
-                    .with_for_update()
-                )
-            ).scalar_one()
-            if written > work.generation:
-                return
+            # One pass at a time (freezing(): the advisory lock), so no
+            # other writer of these rows or of the sweep's progress.
             await conn.execute(_CLEAR_DAYS, params)
             if rows:
                 await conn.execute(_SAVE_ROWS, {"t": work.item_type, "rows": json.dumps(rows)})
-            await conn.execute(_FINISH, params | {"generation": work.generation})
+            await conn.execute(_FINISH, params)
 
     async def frozen_top(
         self, item_type: str, period: str, sort: str, day: date, limit: int

@@ -87,7 +87,9 @@ ADD_TALLIES = text(
 # day (the anchor's windows), summed per item and window: one row update
 # each. Changes of days before the anchor (a late vote, a re-weigh, a
 # repair) also mark those days for the freezer of past charts
-# (frozen_tops.py), with a new generation. Items deleted since are skipped. A fold that waited for a roll-over
+# (frozen_tops.py). The marking CTE runs after the insert (PostgreSQL runs
+# unreferenced data-modifying CTEs last): locks go chart_deltas,
+# chart_totals, chart_tops_state. Items deleted since are skipped. A fold that waited for a roll-over
 # finds the rows it saw taken by it (skipped as deleted), and the changes
 # committed since are for the new day.
 FOLD = text(
@@ -96,7 +98,7 @@ FOLD = text(
         DELETE FROM ranking.chart_deltas
         RETURNING item_type, item_id, day, up_votes, down_votes, weighted_up, weighted_down
     ), marked AS (
-        UPDATE ranking.chart_tops_state s SET dirty_from = least(s.dirty_from, m.day), generation = s.generation + 1
+        UPDATE ranking.chart_tops_state s SET pending_from = least(s.pending_from, m.day)
         FROM (
             SELECT d.item_type, min(d.day) AS day FROM d CROSS JOIN ranking.chart_anchor a
             WHERE d.day < a.day GROUP BY d.item_type
@@ -171,6 +173,15 @@ _BUILD_WINDOW = text(
     WHERE (s.id IS NOT NULL OR o.id IS NOT NULL) AND t.day BETWEEN :first AND :last
     GROUP BY t.item_type, t.item_id, s.genre, s.platform
     HAVING sum(t.up_votes) + sum(t.down_votes) > 0
+    """
+)
+# The earliest day of the pending changes, per item type, marked for the
+# freezer of past charts (all of them: the rebuild may move the anchor).
+_MARK_PENDING_DAYS = text(
+    """
+    UPDATE ranking.chart_tops_state s SET pending_from = least(s.pending_from, m.day)
+    FROM (SELECT item_type, min(day) AS day FROM ranking.chart_deltas GROUP BY item_type) m
+    WHERE s.item_type = m.item_type
     """
 )
 # A date before any vote, for an empty range.
@@ -287,7 +298,9 @@ class LiveCharts:
         async with self.engine.begin() as conn:
             await conn.execute(_HOLD_DELTAS)
             await conn.execute(select(chart_anchor.c.day).with_for_update())
-            # The pending changes are in the tallies summed below.
+            # The pending changes are in the tallies summed below; the past
+            # days they change are marked for the freezer as a fold would.
+            await conn.execute(_MARK_PENDING_DAYS)
             await conn.execute(chart_deltas.delete())
             await conn.execute(chart_totals.delete())
             for window, (first_back, last_back) in WINDOWS.items():

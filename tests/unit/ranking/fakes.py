@@ -300,7 +300,7 @@ class FakeChartStore:
         lookback = first - timedelta(days=LOOKBACK_DAYS)
         tallies = {d: self._window_sums(item_type, d, d, {}) for d in _days(lookback, last)}
         before = self._window_sums(item_type, None, first - timedelta(days=1), {})
-        return FreezeInput(item_type, first, last, 0, before, tallies)
+        return FreezeInput(item_type, first, last, before, tallies)
 
     async def save_tops(self, work: FreezeInput, frozen: Mapping[date, list[FrozenRow]]) -> None:
         for day, rows in frozen.items():

@@ -43,8 +43,7 @@ def upgrade() -> None:
         sa.Column("frozen_from", sa.Date(), nullable=True),
         sa.Column("frozen_through", sa.Date(), nullable=True),
         sa.Column("dirty_from", sa.Date(), nullable=True),
-        sa.Column("generation", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("written_generation", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("pending_from", sa.Date(), nullable=True),
         sa.PrimaryKeyConstraint("item_type"),
         schema="ranking",
     )
