@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import queue
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -63,6 +65,15 @@ class Stream:
             fields[name] = json.loads(value) if name == "data" else value
 
     def close(self) -> None:
+        # Shut the socket down first, as a browser closing its tab does: a
+        # plain close() leaves the connection open while the reader thread
+        # is blocked in recv(), until the next keep-alive wakes it (~1 s
+        # later), and the next test would meet this stream's slot still taken.
+        sock = self.response.extensions["network_stream"].get_extra_info("socket")
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed by the other end
         self.response.close()
         self.client.close()
 
@@ -78,6 +89,21 @@ def sse(stack: Stack, params: dict[str, str] | None = None, headers: dict[str, s
         yield stream
     finally:
         stream.close()
+
+
+def settled_watchers(stack: Stack, quiet_s: float = 0.5, timeout_s: float = 10.0) -> float:
+    """The vote service's watcher gauge once it has not moved for quiet_s:
+    the streams earlier tests closed are gone from it (and from the
+    sidecar's slots), so a test can count from it."""
+    deadline = time.monotonic() + timeout_s
+    value, since = watcher_gauge(stack), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, f"the watcher gauge kept moving for {timeout_s}s"
+        time.sleep(0.05)
+        now = watcher_gauge(stack)
+        if now != value:
+            value, since = now, time.monotonic()
+    return value
 
 
 # -- pages -----------------------------------------------------------------------
@@ -222,7 +248,7 @@ def test_a_quiet_stream_gets_keep_alive_comments(stack: Stack) -> None:
 
 
 def test_a_closed_stream_releases_its_watcher_at_once(api: httpx.Client, stack: Stack) -> None:
-    baseline = watcher_gauge(stack)
+    baseline = settled_watchers(stack)
     with sse(stack, {"item_id": unique("gone")}):
         eventually(lambda: watcher_gauge(stack) == baseline + 1, 5.0)
     # The browser went away: the sidecar's WatchVotes call is cancelled.
@@ -230,6 +256,7 @@ def test_a_closed_stream_releases_its_watcher_at_once(api: httpx.Client, stack: 
 
 
 def test_sse_streams_past_their_limit_are_refused_and_free_slots_are_reused(stack: Stack) -> None:
+    settled_watchers(stack)  # every slot is free
     streams = []
     try:
         for _ in range(GATEWAY_MAX_SSE_STREAMS):
@@ -258,6 +285,7 @@ def test_an_allowed_origin_may_read_the_public_api_and_the_feed(stack: Stack, ap
     reply = api.get("/api/v1/trending", headers={"Origin": CORS_ORIGIN})
     assert reply.status_code == 200
     assert reply.headers["access-control-allow-origin"] == CORS_ORIGIN
+    settled_watchers(stack)  # a slot is free
     with sse(stack, {"item_id": unique("cors")}, {"Origin": CORS_ORIGIN}) as stream:
         assert stream.response.headers["access-control-allow-origin"] == CORS_ORIGIN
 
