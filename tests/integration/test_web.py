@@ -4,6 +4,7 @@ keep-alives, limits, teardown), the NDJSON feed's content type, and CORS."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import socket
@@ -70,10 +71,8 @@ class Stream:
         # is blocked in recv(), until the next keep-alive wakes it (~1 s
         # later), and the next test would meet this stream's slot still taken.
         sock = self.response.extensions["network_stream"].get_extra_info("socket")
-        try:
+        with contextlib.suppress(OSError):  # already closed by the other end
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already closed by the other end
         self.response.close()
         self.client.close()
 
