@@ -19,7 +19,10 @@ through, and at the end how many honest agents were flagged.
 docs/integrity.md has the results and the algorithms.
 
 `python -m bench.integrity --attacks fresh-ring,brigade` runs a subset;
-`--honest 300 --songs 200` sizes the population.
+`--honest 300 --songs 200` sizes the population; `--env NAME=VALUE` (repeated)
+sets any other setting of the stack, e.g.
+`--env AIMUSICSTORE_RATE_LIMIT_REGISTRATIONS_PER_MIN=1000000` for the
+mass registration with the registration limit out of the way.
 """
 
 from __future__ import annotations
@@ -415,11 +418,18 @@ def main() -> None:
     parser.add_argument("--watch-s", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--dump-votes", default="", help="write every vote and flag as JSON lines to this file")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting of the stack")
     args = parser.parse_args()
+    env = dict(STACK_ENV)
+    for assignment in args.env:
+        name, equals, value = assignment.partition("=")
+        if not equals or not name.startswith("AIMUSICSTORE_"):
+            parser.error(f"--env takes AIMUSICSTORE_NAME=VALUE, got {assignment!r}")
+        env[name] = value
     RNG.seed(args.seed)
     with tempfile.TemporaryDirectory(prefix="aimusicstore-integrity-") as tmp:
-        stack = Stack(data_dir=Path(tmp) / "stack", gateway_port=free_port(), env_overrides=STACK_ENV)
-        print("starting the stack...", flush=True)
+        stack = Stack(data_dir=Path(tmp) / "stack", gateway_port=free_port(), env_overrides=env)
+        print(f"starting the stack ({', '.join(f'{k}={v}' for k, v in sorted(env.items()))})...", flush=True)
         stack.start()
         try:
             asyncio.run(run(stack.gateway_url, stack.admin_key, stack.database_url or "", args))

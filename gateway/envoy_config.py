@@ -20,7 +20,7 @@ from typing import Any
 from gateway import descriptors, rate_limits, strict_json
 from services.common import vocabulary
 from services.common.config import GatewaySettings
-from services.common.credentials import SERVICE_CREDENTIAL_KEY
+from services.common.credentials import CLIENT_ADDRESS_KEY, SERVICE_CREDENTIAL_KEY
 from services.common.healthcheck import LIVENESS_SERVICE
 
 GENERATED = Path(__file__).resolve().parent / "generated"
@@ -677,6 +677,16 @@ def _hcm(
         "name": "envoy.filters.http.router",
         "typed_config": {_TYPE: "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
     }
+    route_config: dict[str, Any] = {
+        "name": stat_prefix,
+        # Only our services present the service credential to each other.
+        "request_headers_to_remove": [SERVICE_CREDENTIAL_KEY],
+        "max_direct_response_body_size_bytes": 4 * 1024 * 1024,
+        "virtual_hosts": [
+            {"name": stat_prefix, "domains": ["*"], "routes": routes}
+            | ({"typed_per_filter_config": {_CORS: cors}} if cors else {})
+        ],
+    }
     hcm = {
         _TYPE: "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": stat_prefix,
@@ -692,16 +702,7 @@ def _hcm(
         "common_http_protocol_options": {"max_headers_count": 100},
         "http2_protocol_options": {"max_concurrent_streams": 1000},
         "local_reply_config": _local_reply_config(),
-        "route_config": {
-            "name": stat_prefix,
-            # Only our services present the service credential to each other.
-            "request_headers_to_remove": [SERVICE_CREDENTIAL_KEY],
-            "max_direct_response_body_size_bytes": 4 * 1024 * 1024,
-            "virtual_hosts": [
-                {"name": stat_prefix, "domains": ["*"], "routes": routes}
-                | ({"typed_per_filter_config": {_CORS: cors}} if cors else {})
-            ],
-        },
+        "route_config": route_config,
         "http_filters": [*filters, router],
     }
     if xff_trusted_hops is not None:
@@ -711,6 +712,15 @@ def _hcm(
         # requests unless told to keep the client's: the services log the
         # client's, as before (docs/operations.md).
         hcm["preserve_external_request_id"] = True
+        # The services learn the client address from this header alone (a
+        # registration is counted per address: docs/integrity.md), so the
+        # edge sets it on every request, over any value the client sent.
+        route_config["request_headers_to_add"] = [
+            {
+                "header": {"key": CLIENT_ADDRESS_KEY, "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ]
     if access_log:
         hcm["access_log"] = _access_log()
     if tracing:

@@ -540,6 +540,35 @@ class ReputationSettings(Settings):
         "an agent whose flag was cleared stays on probation at least this many days after the clearing",
         minimum=0,
     )
+    # Registrations from one client address (services/reputation/registrations.py,
+    # docs/integrity.md "Registrations from one address"): agents registered
+    # from an address that already registered several within the window
+    # share a probation weight, so a swarm from one machine weighs little
+    # even where the registration rate limit is raised.
+    registration_crowd_free: int = setting(
+        "AIMUSICSTORE_REGISTRATION_CROWD_FREE",
+        3,
+        "agents one client address may register within the window at the full probation weight; the n-th beyond "
+        "weighs that many n-ths of it while on probation",
+        minimum=1,
+    )
+    registration_crowd_window_h: float = setting(
+        "AIMUSICSTORE_REGISTRATION_CROWD_WINDOW_H",
+        24.0,
+        "how far back registrations from the same client address are counted (hours)",
+    )
+    registration_crowd_exempt: str = setting(
+        "AIMUSICSTORE_REGISTRATION_CROWD_EXEMPT",
+        "127.0.0.0/8,::1/128",
+        "comma-separated networks whose registrations are not counted per address (the client address is "
+        "unknown there: a proxy not declared in AIMUSICSTORE_XFF_TRUSTED_HOPS, a test harness on loopback)",
+    )
+    address_hash_key: str = setting(
+        "AIMUSICSTORE_ADDRESS_HASH_KEY",
+        "",
+        "secret mixed into the hash of registration addresses, which is all that is stored of them",
+        shown="derived from the admin key",
+    )
     # Reconciliation of the vote projection with the votes table (services/reputation/store/reconcile.py).
     vote_reconcile_interval_s: float = setting(
         "AIMUSICSTORE_VOTE_RECONCILE_INTERVAL_S",

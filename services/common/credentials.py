@@ -13,6 +13,11 @@ from services.common.grpc_types import Context
 # internal channels add it (services/common/channels.py); the gateway never
 # routes internal services, and strips the key from what clients send.
 SERVICE_CREDENTIAL_KEY = "x-aimusicstore-service"
+# The client address as the gateway took it (the peer, or the trusted
+# X-Forwarded-For hop: the address its rate limits count). The gateway's
+# public listener sets it on every request, over any value the client sent;
+# a call without it did not come through the gateway.
+CLIENT_ADDRESS_KEY = "x-aimusicstore-client-address"
 
 
 def service_credential(admin_key: str, configured: str = "") -> str:

@@ -26,6 +26,7 @@ from services.common.jobs import every
 from services.common.processed_events import prune_processed, prune_tombstones
 from services.common.server import Registration, Resources, main
 from services.reputation.agents import Agents
+from services.reputation.registrations import AddressCounting
 from services.reputation.servicer import AgentService, ApiKeyService, ModerationService
 from services.reputation.standing import StandingPolicy
 from services.reputation.store import AgentStore, Announcements, Standings, VoteProjection, VoteWeights
@@ -58,6 +59,7 @@ async def setup(server: grpc.aio.Server, resources: Resources[ReputationSettings
         announcements,
         VoteWeights(resources.redis),
         StandingPolicy.from_settings(settings),
+        addresses=AddressCounting.from_settings(settings),
     )
     auth = Authenticator(
         settings.admin_key, agents.verify_key, settings.auth_cache_ttl_s, cache_grace_s=settings.cache_grace_s

@@ -28,6 +28,7 @@ from services.reputation.ports import (
     StandingRecords,
     WeightPublisher,
 )
+from services.reputation.registrations import AddressCounting
 from services.reputation.standing import StandingPolicy, standing_of
 from services.reputation.store.rows import AgentRow, AgentScore
 from services.reputation.tables import TIERS
@@ -48,7 +49,7 @@ def new_api_key() -> str:
 
 
 def _score(agent: AgentRow) -> AgentScore:
-    return AgentScore(agent.id, agent.reputation_score, agent.flagged, agent.trusted)
+    return AgentScore(agent.id, agent.reputation_score, agent.flagged, agent.trusted, agent.registration_crowd)
 
 
 class Agents:
@@ -61,6 +62,7 @@ class Agents:
         weights: WeightPublisher,
         policy: StandingPolicy,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        addresses: AddressCounting | None = None,
     ) -> None:
         self.records = records
         self.projection = projection
@@ -69,14 +71,32 @@ class Agents:
         self.policy = policy
         self.weighing = Weighing(policy, weights, announcer)
         self.clock = clock  # injectable: tests build multi-day histories
+        # None: registrations are not counted per address.
+        self.addresses = addresses
 
-    async def register(self, agent_id: str, name: str) -> tuple[AgentRow, str]:
+    async def register(self, agent_id: str, name: str, client_address: str | None = None) -> tuple[AgentRow, str]:
+        """`client_address`: where the gateway saw the registration come from
+        (None: not through the gateway); registrations.py."""
         agent_id = validation.identifier("id", agent_id) if agent_id else f"agent-{uuid.uuid4().hex[:16]}"
         if agent_id.lower() in RESERVED_AGENT_IDS:
             raise InvalidArgument("id", f"{agent_id!r} is reserved for the service; choose another id")
         name = validation.text("name", name, max_len=200) or agent_id
         api_key = new_api_key()
-        agent = await self.records.create_agent(agent_id, name, hash_api_key(api_key))
+        counted = None
+        if self.addresses is not None:
+            address_key = self.addresses.key(client_address)
+            counted = None if address_key is None else (address_key, self.addresses.window)
+        agent = await self.records.create_agent(agent_id, name, hash_api_key(api_key), counted)
+        if agent.registration_crowd > self.policy.crowd_free:
+            try:
+                await self.weighing.registered(_score(agent))
+            except Exception:
+                # The agent exists and its key is about to be handed out: a
+                # failed registration now would lose the key. Until the
+                # periodic pass publishes it (it republishes every agent and
+                # announces those published wrong), its votes count the full
+                # probation weight.
+                log.warning("the weights of crowded registration %s were not published", agent_id, exc_info=True)
         return agent, api_key
 
     async def get(self, agent_id: str) -> AgentRow:
@@ -85,7 +105,7 @@ class Agents:
     def standing(self, agent: AgentRow) -> tuple[str, float]:
         """The agent's standing and chart weight (what one of its votes counts)."""
         standing = standing_of(agent.flagged, agent.trusted)
-        return standing, self.policy.chart_weight(standing)
+        return standing, self.policy.chart_weight(standing, agent.registration_crowd)
 
     async def verify_key(self, api_key: str) -> Caller | None:
         if not api_key.startswith(API_KEY_PREFIX) or len(api_key) > MAX_API_KEY_LENGTH:

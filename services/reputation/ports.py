@@ -5,7 +5,7 @@ unit-tested against in-memory fakes (tests/unit/reputation/fakes.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
@@ -16,7 +16,9 @@ from services.reputation.store.rows import AgentRow, AgentScore
 class AgentRecords(Protocol):
     """Agent rows and their API keys (store.AgentStore)."""
 
-    async def create_agent(self, agent_id: str, name: str, key_hash: bytes) -> AgentRow: ...
+    async def create_agent(
+        self, agent_id: str, name: str, key_hash: bytes, counted: tuple[bytes, timedelta] | None = None
+    ) -> AgentRow: ...
     async def get_agent(self, agent_id: str) -> AgentRow: ...
     async def agent_for_key(self, key_hash: bytes) -> AgentRow | None: ...
     async def update_agent(

@@ -19,7 +19,17 @@ from services.common.credentials import require_service
 from services.common.errors import NotFound
 from services.common.grpc_types import Context
 from services.reputation.agents import Agents
+from services.reputation.registrations import CLIENT_ADDRESS_HEADER
 from services.reputation.store import AgentRow
+
+
+def client_address(context: Context) -> str | None:
+    """Where the gateway saw the call come from (it sets the header over any
+    the client sent); None for a call that did not come through it."""
+    for key, value in context.invocation_metadata() or ():
+        if key == CLIENT_ADDRESS_HEADER and isinstance(value, str):
+            return value
+    return None
 
 
 def agent_proto(row: AgentRow, agents: Agents) -> agent_pb2.Agent:
@@ -45,7 +55,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         self.auth = auth
 
     async def RegisterAgent(self, request: pb.RegisterAgentRequest, context: Context) -> pb.RegisterAgentResponse:
-        agent, api_key = await self.agents.register(request.agent.id, request.agent.name)
+        agent, api_key = await self.agents.register(request.agent.id, request.agent.name, client_address(context))
         return pb.RegisterAgentResponse(agent=agent_proto(agent, self.agents), api_key=api_key)
 
     async def GetAgent(self, request: pb.GetAgentRequest, context: Context) -> agent_pb2.Agent:

@@ -23,6 +23,7 @@ from typing import Final
 from services.common import vocabulary
 from services.common.config import ReputationSettings
 from services.reputation.formula import trending_weight
+from services.reputation.registrations import crowd_share
 
 PROBATION, TRUSTED, FLAGGED = vocabulary.STANDINGS
 TRUSTED_WEIGHT: Final = 1.0
@@ -118,16 +119,23 @@ class Weights:
 class StandingPolicy:
     probation_weight: float
     graduation: GraduationRule
+    # Agents one address registers within the window at the full probation
+    # weight (registrations.py): the rest share it.
+    crowd_free: int = 3
 
     @classmethod
     def from_settings(cls, settings: ReputationSettings) -> StandingPolicy:
-        return cls(settings.probation_weight, GraduationRule.from_settings(settings))
+        return cls(settings.probation_weight, GraduationRule.from_settings(settings), settings.registration_crowd_free)
 
-    def chart_weight(self, standing: str) -> float:
+    def chart_weight(self, standing: str, registration_crowd: int = 1) -> float:
+        """`registration_crowd`: the agent was the n-th registered from its
+        address within the window (1 when its address was not counted)."""
         if standing == FLAGGED:
             return FLAGGED_WEIGHT
-        return TRUSTED_WEIGHT if standing == TRUSTED else self.probation_weight
+        if standing == TRUSTED:
+            return TRUSTED_WEIGHT
+        return self.probation_weight * crowd_share(registration_crowd, self.crowd_free)
 
-    def weights(self, standing: str, reputation_score: int) -> Weights:
-        chart = self.chart_weight(standing)
+    def weights(self, standing: str, reputation_score: int, registration_crowd: int = 1) -> Weights:
+        chart = self.chart_weight(standing, registration_crowd)
         return Weights(chart, trending_weight(chart, reputation_score))

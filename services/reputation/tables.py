@@ -46,6 +46,11 @@ agents = Table(
     # when an admin last cleared a flag, which starts the flag cooldown.
     Column("trusted_at", DateTime(timezone=True)),
     Column("flag_cleared_at", DateTime(timezone=True)),
+    # Registrations from one client address (services/reputation/registrations.py):
+    # a keyed hash of the address (NULL: not counted), and how many agents it
+    # had registered within the window, this one included.
+    Column("registration_address", LargeBinary),
+    Column("registration_crowd", Integer, nullable=False, server_default="1"),
     CheckConstraint("tier IN ('free', 'pro', 'enterprise')", name="agents_tier_valid"),
     CheckConstraint("reputation_score BETWEEN 0 AND 1000", name="agents_reputation_range"),
     # The moderation queue is ordered by flagged_at.
@@ -57,6 +62,13 @@ agents = Table(
     Index("agents_flag_queue_idx", text("flagged_at DESC"), "id", postgresql_where=text("flagged")),
     # The graduation pass looks only at agents on probation, oldest first.
     Index("agents_probation_idx", "created_at", postgresql_where=text("trusted_at IS NULL AND NOT flagged")),
+    # A registration counts the recent ones from its address.
+    Index(
+        "agents_registration_address_idx",
+        "registration_address",
+        "created_at",
+        postgresql_where=text("registration_address IS NOT NULL"),
+    ),
 )
 
 # Only SHA-256 hashes of keys are stored. A rotated key gets revoked_at and

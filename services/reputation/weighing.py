@@ -28,7 +28,9 @@ class Weighing:
         self.announcer = announcer
 
     def weights(self, agent: AgentScore) -> Weights:
-        return self.policy.weights(standing_of(agent.flagged, agent.trusted), agent.reputation_score)
+        return self.policy.weights(
+            standing_of(agent.flagged, agent.trusted), agent.reputation_score, agent.registration_crowd
+        )
 
     async def standing_changed(self, agent: AgentScore, *, flag_cleared: bool = False) -> None:
         """Publishes the agent's new weights, then announces it (`flag_cleared`:
@@ -36,6 +38,14 @@ class Weighing:
         weights = self.weights(agent)
         await self.publisher.publish_weights({agent.agent_id: weights.chart}, {agent.agent_id: weights.trending})
         await self.announcer.announce_agent_changed(agent.agent_id, flag_cleared=flag_cleared)
+
+    async def registered(self, agent: AgentScore) -> None:
+        """A new agent whose weights are not the default of an agent nobody
+        published (the probation weight): published before it can vote, so
+        that its first vote counts what it should. No announcement: it has no
+        past votes to re-weigh."""
+        weights = self.weights(agent)
+        await self.publisher.publish_weights({agent.agent_id: weights.chart}, {agent.agent_id: weights.trending})
 
     async def reputation_moved(self, agents: Iterable[AgentScore]) -> None:
         """Vote events moved these agents' reputation: a new trending weight,

@@ -3,6 +3,9 @@
 RESOURCE_EXHAUSTED for gRPC, one bucket per client address (taken from
 X-Forwarded-For only through the trusted hops), edge-cached reads counted.
 
+Also the registrations counted per client address
+(services/reputation/registrations.py), which need addresses of their own.
+
 One stack of its own, with small limits and one trusted proxy hop; the
 hops=0 case restarts its Envoy with the default."""
 
@@ -17,7 +20,8 @@ import pytest
 
 from aimusicstore.reputation.v1 import agent_service_pb2, agent_service_pb2_grpc
 from devstack.stack import Stack
-from tests.integration.conftest import running_stack
+from services.common.credentials import CLIENT_ADDRESS_KEY
+from tests.integration.conftest import eventually, running_stack
 
 REGISTRATIONS_PER_MIN = 3
 READS_PER_MIN = 20
@@ -32,6 +36,8 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         AIMUSICSTORE_RATE_LIMIT_REGISTRATIONS_PER_MIN=str(REGISTRATIONS_PER_MIN),
         AIMUSICSTORE_RATE_LIMIT_READS_PER_MIN=str(READS_PER_MIN),
         AIMUSICSTORE_SONG_QUOTA_FREE="1",
+        # Agents from one address past the first share the probation weight.
+        AIMUSICSTORE_REGISTRATION_CROWD_FREE="1",
     ) as running:
         yield running
 
@@ -143,3 +149,27 @@ def test_the_daily_song_quota_is_a_429_of_its_own_with_retry_after_the_reset(api
     assert refused.json()["code"] == 8
     assert refused.json()["message"].startswith("daily song submission quota of 1 for the free tier is used up")
     assert 0 < int(refused.headers["retry-after"]) <= 86400
+
+
+def test_agents_registered_from_one_address_share_the_probation_weight_in_the_charts(api: httpx.Client) -> None:
+    address, elsewhere, reader = client_address(), client_address(), client_address()
+    agents = [register(api, address).json() for _ in range(3)]
+    # With one agent free per address (this stack), the n-th weighs 1/n.
+    assert [a["agent"]["weight"] for a in agents] == [0.25, 0.125, pytest.approx(0.25 / 3)]
+    assert {a["agent"]["standing"] for a in agents} == {"probation"}
+    # The address is the gateway's to say: a client naming another is not believed.
+    forged = {"x-forwarded-for": elsewhere, CLIENT_ADDRESS_KEY: address}
+    assert api.post("/api/v1/agents", json={}, headers=forged).json()["agent"]["weight"] == 0.25
+    # The ranking service counts the third agent's vote at its weight.
+    third = {"x-forwarded-for": address, "authorization": f"Bearer {agents[2]['api_key']}"}
+    song = api.post("/api/v1/songs", json={"title": "Crowded", "artist": "A", "platform": "udio"}, headers=third)
+    assert song.status_code == 200
+    vote = {"item_type": "song", "item_id": song.json()["id"], "vote": "up"}
+    assert api.post("/api/v1/vote", json=vote, headers=third).status_code == 200
+
+    def weighted_score() -> float | None:
+        chart = api.get("/api/v1/top/daily", params={"limit": 100}, headers={"x-forwarded-for": reader}).json()
+        scores = [e["weighted_score"] for e in chart["entries"] if e["item_id"] == vote["item_id"]]
+        return scores[0] if scores else None
+
+    assert eventually(weighted_score, 5.0, interval_s=0.3) == pytest.approx(0.25 / 3, abs=1e-6)

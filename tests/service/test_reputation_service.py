@@ -31,7 +31,7 @@ from aimusicstore.reputation.v1 import (
 from devstack.stack import Stack
 from services.common import events
 from services.common.config import to_sqlalchemy_url
-from services.common.credentials import SERVICE_CREDENTIAL_KEY, service_credential
+from services.common.credentials import CLIENT_ADDRESS_KEY, SERVICE_CREDENTIAL_KEY, service_credential
 from services.common.pubsub import AUTH_CHANNEL
 from services.common.server import RunningService
 from services.common.weights import CHART_WEIGHTS_KEY, WEIGHTS_KEY
@@ -254,6 +254,33 @@ async def test_a_new_agent_is_on_probation_with_the_probation_weight(stubs: tupl
     assert (reply.agent.standing, reply.agent.weight) == ("probation", 0.25)
     agent = await get_agent(agents, agent_id)
     assert (agent.standing, agent.weight) == ("probation", 0.25)
+
+
+async def test_concurrent_registrations_from_one_address_are_counted_one_after_the_other(
+    stubs: tuple, redis: Redis
+) -> None:
+    agents, _, _ = stubs
+    # A /64 of the documentation block no other run shares; hosts in it are one address.
+    block = f"2001:db8:{uuid.uuid4().int % 65536:x}:{uuid.uuid4().int % 65536:x}"
+    ids = [unique("crowd") for _ in range(8)]
+
+    async def one(n: int, agent_id: str) -> agent_pb2.Agent:
+        metadata = ((CLIENT_ADDRESS_KEY, f"{block}::{n + 1:x}"),)
+        request = agent_service_pb2.RegisterAgentRequest(agent=agent_pb2.Agent(id=agent_id))
+        return (await agents.RegisterAgent(request, metadata=metadata, timeout=5)).agent
+
+    registered = await asyncio.gather(*(one(n, agent_id) for n, agent_id in enumerate(ids)))
+    # Each the n-th of its address, once each, whatever order they ran in;
+    # the first 3 (the default) weigh the full probation weight, the n-th 3/n of it.
+    weights = sorted((a.weight for a in registered), reverse=True)
+    assert weights == pytest.approx([0.25] * 3 + [0.25 * 3 / n for n in range(4, 9)], rel=1e-6)
+    # Published before the key was handed out, for the crowded ones only.
+    published = await redis.hmget(CHART_WEIGHTS_KEY, ids)
+    assert sorted((float(w) for w in published if w is not None), reverse=True) == pytest.approx(weights[3:])
+    # The count goes on; a call that did not come through the gateway is not counted.
+    assert (await one(0, unique("crowd"))).weight == pytest.approx(0.25 * 3 / 9)
+    request = agent_service_pb2.RegisterAgentRequest(agent=agent_pb2.Agent(id=unique("direct")))
+    assert (await agents.RegisterAgent(request, timeout=5)).agent.weight == 0.25
 
 
 async def test_an_aged_active_agent_becomes_trusted_on_the_pass_and_is_announced(

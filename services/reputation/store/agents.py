@@ -3,7 +3,7 @@ leaderboard and the agent lists."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -14,6 +14,9 @@ from services.reputation.store.rows import AgentRow, AgentScore
 from services.reputation.tables import agents, api_keys
 
 _AGENT_COLUMNS = [getattr(agents.c, f) for f in AgentRow.__dataclass_fields__]
+# The first key of the transaction locks counting one address's registrations
+# (the second is the address's): any 32-bit number of our own.
+_REGISTRATION_LOCKS = 0x52454741
 
 
 class AgentStore:
@@ -23,12 +26,29 @@ class AgentStore:
         # single SELECT (writes use engine.begin() and real transactions).
         self.reads = engine.execution_options(isolation_level="AUTOCOMMIT")
 
-    async def create_agent(self, agent_id: str, name: str, key_hash: bytes) -> AgentRow:
+    async def create_agent(
+        self, agent_id: str, name: str, key_hash: bytes, counted: tuple[bytes, timedelta] | None = None
+    ) -> AgentRow:
+        """`counted`: the key of the client address and the window to count
+        its registrations in; the new row's registration_crowd is how many it
+        has then, this one included. One address's registrations are counted
+        one after the other (a transaction lock on its key), so two at once
+        never both count as its n-th."""
+        values: dict[str, object] = {"id": agent_id, "name": name}
         try:
             async with self.engine.begin() as conn:
-                row = (
-                    await conn.execute(insert(agents).values(id=agent_id, name=name).returning(*_AGENT_COLUMNS))
-                ).one()
+                if counted is not None:
+                    address, window = counted
+                    lock = int.from_bytes(address[:4], "big", signed=True)
+                    await conn.execute(select(func.pg_advisory_xact_lock(_REGISTRATION_LOCKS, lock)))
+                    earlier = await conn.scalar(
+                        select(func.count()).where(
+                            agents.c.registration_address == address,
+                            agents.c.created_at > func.now() - window,
+                        )
+                    )
+                    values |= {"registration_address": address, "registration_crowd": int(earlier or 0) + 1}
+                row = (await conn.execute(insert(agents).values(**values).returning(*_AGENT_COLUMNS))).one()
                 await conn.execute(insert(api_keys).values(key_hash=key_hash, agent_id=agent_id))
         except IntegrityError:
             raise AlreadyExists(f"agent {agent_id!r} already exists; choose another id") from None
@@ -143,7 +163,13 @@ class AgentStore:
         """Every agent's reputation, flag and trust (for republishing every weight)."""
         async with self.reads.connect() as conn:
             result = await conn.execute(
-                select(agents.c.id, agents.c.reputation_score, agents.c.flagged, agents.c.trusted_at.is_not(None))
+                select(
+                    agents.c.id,
+                    agents.c.reputation_score,
+                    agents.c.flagged,
+                    agents.c.trusted_at.is_not(None),
+                    agents.c.registration_crowd,
+                )
             )
             return [AgentScore(*row) for row in result]
 

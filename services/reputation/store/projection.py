@@ -223,7 +223,7 @@ class VoteProjection:
     async def _recompute(self, conn: AsyncConnection, agent_ids: list[str] | None, now: datetime) -> list[AgentScore]:
         rows = await conn.execute(_RECOMPUTE, {"all": agent_ids is None, "ids": agent_ids or [], "now": now})
         # Flagged agents are never recomputed, so every one returned is unflagged.
-        return [AgentScore(row.id, row.reputation_score, False, row.trusted) for row in rows]
+        return [AgentScore(row.id, row.reputation_score, False, row.trusted, row.registration_crowd) for row in rows]
 
 
 # A consumer batch's changes go to PostgreSQL as one JSON document per
@@ -324,7 +324,7 @@ _RECOMPUTE = text(
     UPDATE reputation.agents a SET reputation_score = scored.score
     FROM scored
     WHERE a.id = scored.id AND a.reputation_score <> scored.score
-    RETURNING a.id, a.reputation_score, a.trusted_at IS NOT NULL AS trusted
+    RETURNING a.id, a.reputation_score, a.trusted_at IS NOT NULL AS trusted, a.registration_crowd
     """
 )
 

@@ -22,6 +22,9 @@ class AgentRow:
     flagged_at: datetime | None
     # Set once the agent met the graduation rule; a flag clears it.
     trusted_at: datetime | None
+    # It was the n-th agent registered from its client address within the
+    # window (1: the first, or its address was not counted): registrations.py.
+    registration_crowd: int = 1
 
     @property
     def trusted(self) -> bool:
@@ -35,3 +38,4 @@ class AgentScore(NamedTuple):
     reputation_score: int
     flagged: bool
     trusted: bool
+    registration_crowd: int = 1

@@ -17,6 +17,7 @@ from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.common.errors import AlreadyExists, NotFound
 from services.reputation.agents import Agents
 from services.reputation.formula import agrees, days_active, reputation, vote_earns
+from services.reputation.registrations import AddressCounting
 from services.reputation.standing import Activity, CandidateFilter, GraduationRule, StandingPolicy
 from services.reputation.store.rows import AgentRow, AgentScore
 
@@ -33,6 +34,8 @@ class FakeAgentRecords:
         self.flag_cleared_at: dict[str, datetime] = {}
         # key hash -> (agent id, revoked)
         self.keys: dict[bytes, tuple[str, bool]] = {}
+        # agent id -> the key of the address it registered from (counted ones only)
+        self.registered_from: dict[str, bytes] = {}
         self.key_lookups = 0
         self.now: Callable[[], datetime] = lambda: T0  # the database's now(): world() sets the domain's clock
 
@@ -70,11 +73,23 @@ class FakeAgentRecords:
             raise NotFound(f"agent {agent_id!r} does not exist")
         return self.agents[agent_id]
 
-    async def create_agent(self, agent_id: str, name: str, key_hash: bytes) -> AgentRow:
+    async def create_agent(
+        self, agent_id: str, name: str, key_hash: bytes, counted: tuple[bytes, timedelta] | None = None
+    ) -> AgentRow:
         if agent_id in self.agents:
             raise AlreadyExists(f"agent {agent_id!r} already exists; choose another id")
         self.keys[key_hash] = (agent_id, False)
-        return self.put(agent_id, name=name)
+        crowd = 1
+        if counted is not None:
+            address, window = counted
+            crowd += sum(
+                1
+                for other, key in self.registered_from.items()
+                if key == address and self.agents[other].created_at > self.now() - window
+            )
+            self.registered_from[agent_id] = address
+        self.agents[agent_id] = replace(self.put(agent_id, name=name), registration_crowd=crowd)
+        return self.agents[agent_id]
 
     async def get_agent(self, agent_id: str) -> AgentRow:
         return self._existing(agent_id)
@@ -136,7 +151,10 @@ class FakeAgentRecords:
         return ordered[:limit]
 
     async def all_scores(self) -> list[AgentScore]:
-        return [AgentScore(a.id, a.reputation_score, a.flagged, a.trusted) for a in self.agents.values()]
+        return [
+            AgentScore(a.id, a.reputation_score, a.flagged, a.trusted, a.registration_crowd)
+            for a in self.agents.values()
+        ]
 
 
 @dataclass
@@ -190,7 +208,7 @@ class FakeProjection:
             score = reputation(len(earning), agreements, days)
             if score != row.reputation_score:
                 self.records.agents[agent_id] = replace(row, reputation_score=score)
-                changed.append(AgentScore(agent_id, score, False, row.trusted))
+                changed.append(AgentScore(agent_id, score, False, row.trusted, row.registration_crowd))
         return changed
 
     async def recompute_all(self, now: datetime) -> list[AgentScore]:
@@ -281,12 +299,14 @@ class World:
         return now
 
 
-def world(now: datetime = T0, policy: StandingPolicy = POLICY) -> World:
+def world(now: datetime = T0, policy: StandingPolicy = POLICY, addresses: AddressCounting | None = None) -> World:
     calls: list[tuple[str, object]] = []
     records = FakeAgentRecords()
     projection = FakeProjection(records)
     standings = FakeStandings(records, projection)
     weights = FakeWeights(calls)
-    agents = Agents(records, projection, standings, FakeAnnouncer(calls), weights, policy, clock=lambda: now)
+    agents = Agents(
+        records, projection, standings, FakeAnnouncer(calls), weights, policy, clock=lambda: now, addresses=addresses
+    )
     records.now = lambda: agents.clock()
     return World(agents, records, projection, standings, weights, calls)
