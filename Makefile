@@ -85,7 +85,7 @@ chaos: install
 # Attacks on the charts (rings, brigades, mass registration) against an
 # honest population with history; prints what each bought (docs/integrity.md).
 integrity: install
-	$(PY) -m bench.integrity $(if $(ATTACKS),--attacks $(ATTACKS),)
+	$(PY) -m bench.integrity $(if $(ATTACKS),--attacks $(ATTACKS),) $(ARGS)
 
 # A flood of distinct cacheable-looking URLs while the gateway's memory is
 # watched (issue: bounded gateway memory; docs/benchmarks.md).

@@ -719,6 +719,9 @@ def _hcm(
             {
                 "header": {"key": CLIENT_ADDRESS_KEY, "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                # Envoy skips a header whose value formats empty, which would
+                # leave the client's own in place: set even when empty.
+                "keep_empty_value": True,
             }
         ]
     if access_log:

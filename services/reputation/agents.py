@@ -16,6 +16,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import Counter
+
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
 from services.common import pagination, validation
 from services.common.auth import RESERVED_AGENT_IDS, Caller, hash_api_key
@@ -41,6 +43,13 @@ API_KEY_PREFIX = "ams_"
 MAX_API_KEY_LENGTH = 256
 # The reason an agent flagged by an admin shows, unless a rule flagged it first.
 ADMIN_FLAG_REASON = "flagged by an admin"
+# An address's registration count at which a warning is logged.
+_CROWD_WARNINGS = frozenset({100, 1_000, 10_000, 100_000})
+CROWDED_REGISTRATIONS = Counter(
+    "reputation_crowded_registrations_total",
+    "Agents registered from a client address that had registered more than AIMUSICSTORE_REGISTRATION_CROWD_FREE "
+    "within the window (they share the probation weight)",
+)
 
 
 def new_api_key() -> str:
@@ -87,7 +96,21 @@ class Agents:
             address_key = self.addresses.key(client_address)
             counted = None if address_key is None else (address_key, self.addresses.window)
         agent = await self.records.create_agent(agent_id, name, hash_api_key(api_key), counted)
-        if agent.registration_crowd > self.policy.crowd_free:
+        crowd = agent.registration_crowd
+        if crowd > self.policy.crowd_free:
+            CROWDED_REGISTRATIONS.inc()
+        if counted is not None and crowd in _CROWD_WARNINGS:
+            # A crowd of this size is a swarm, or every client has one
+            # address: a proxy in front of the gateway that was not declared.
+            log.warning(
+                "client address %s registered %d agents within %s: a swarm, or a proxy the gateway does not know "
+                "of (declare it with AIMUSICSTORE_XFF_TRUSTED_HOPS or exempt its network with "
+                "AIMUSICSTORE_REGISTRATION_CROWD_EXEMPT; docs/integrity.md)",
+                counted[0].hex()[:12],
+                crowd,
+                counted[1],
+            )
+        if crowd > self.policy.crowd_free:
             try:
                 await self.weighing.registered(_score(agent))
             except Exception:
@@ -151,7 +174,9 @@ class Agents:
         newly = await self.records.flag(agent_id, reason)
         if newly:
             # A flagged agent's weights are 0 whatever its reputation and trust.
-            await self.weighing.standing_changed(AgentScore(agent_id, 0, flagged=True, trusted=False))
+            await self.weighing.standing_changed(
+                AgentScore(agent_id, 0, flagged=True, trusted=False, registration_crowd=1)
+            )
         return newly
 
     async def apply_vote_events(self, events: list[VoteEvent]) -> None:

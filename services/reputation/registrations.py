@@ -13,7 +13,8 @@ spread over days) lifts it, as it lifts probation.
 The address is the one the gateway took the client's to be (the peer, or
 the trusted X-Forwarded-For hop), sent in CLIENT_ADDRESS_HEADER. IPv6
 addresses count per /64, the block one host is usually given, as the rate
-limits do. Addresses in the exempt networks (by default loopback: a harness
+limits do (a client given a /56 or /48 can spread over 256 or 65,536 of
+them, as it can over the rate limits' buckets). Addresses in the exempt networks (by default loopback: a harness
 or a proxy the gateway was not told about, where every client would share
 one address) and calls without the header (another service) are not
 counted. Only a keyed hash of the address is stored.
@@ -34,8 +35,13 @@ from services.common.errors import ConfigError
 
 # Set by the gateway on every request it forwards, over any value the client sent.
 CLIENT_ADDRESS_HEADER: Final = CLIENT_ADDRESS_KEY
-# Bytes of the HMAC kept: enough to tell addresses apart, too few to be an address.
+# Bytes of the HMAC kept: plenty to tell addresses apart. What protects the
+# addresses is the key: without it the stored hashes cannot be tested
+# against guesses (with it, every IPv4 address can be).
 _KEY_BYTES = 16
+# IPv4 clients reached through NAT64 (RFC 6052's well-known prefix) are
+# counted by their IPv4 address, not all as one /64.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -70,8 +76,12 @@ class AddressCounting:
             exempt = networks(settings.registration_crowd_exempt)
         except ValueError as exc:
             raise ConfigError(f"AIMUSICSTORE_REGISTRATION_CROWD_EXEMPT: {exc}") from None
+        try:
+            window = timedelta(hours=settings.registration_crowd_window_h)
+        except OverflowError:
+            raise ConfigError("AIMUSICSTORE_REGISTRATION_CROWD_WINDOW_H is too large (hours)") from None
         return cls(
-            window=timedelta(hours=settings.registration_crowd_window_h),
+            window=window,
             exempt=exempt,
             hash_key=(settings.address_hash_key or "address-hash:" + settings.admin_key).encode(),
         )
@@ -86,8 +96,11 @@ class AddressCounting:
             address = ipaddress.ip_address(client_address.strip().removeprefix("[").removesuffix("]"))
         except ValueError:
             return None
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+        if isinstance(address, ipaddress.IPv6Address):
+            if address.ipv4_mapped is not None:
+                address = address.ipv4_mapped
+            elif address in _NAT64:
+                address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if any(address in network for network in self.exempt):
             return None
         block = ipaddress.ip_network(f"{address}/{64 if address.version == 6 else 32}", strict=False)

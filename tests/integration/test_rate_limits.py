@@ -151,7 +151,9 @@ def test_the_daily_song_quota_is_a_429_of_its_own_with_retry_after_the_reset(api
     assert 0 < int(refused.headers["retry-after"]) <= 86400
 
 
-def test_agents_registered_from_one_address_share_the_probation_weight_in_the_charts(api: httpx.Client) -> None:
+def test_agents_registered_from_one_address_share_the_probation_weight_in_the_charts(
+    limited: Stack, api: httpx.Client
+) -> None:
     address, elsewhere, reader = client_address(), client_address(), client_address()
     agents = [register(api, address).json() for _ in range(3)]
     # With one agent free per address (this stack), the n-th weighs 1/n.
@@ -160,6 +162,11 @@ def test_agents_registered_from_one_address_share_the_probation_weight_in_the_ch
     # The address is the gateway's to say: a client naming another is not believed.
     forged = {"x-forwarded-for": elsewhere, CLIENT_ADDRESS_KEY: address}
     assert api.post("/api/v1/agents", json={}, headers=forged).json()["agent"]["weight"] == 0.25
+    with grpc.insecure_channel(f"127.0.0.1:{limited.gateway_port}") as channel:
+        registered = agent_service_pb2_grpc.AgentServiceStub(channel).RegisterAgent(
+            agent_service_pb2.RegisterAgentRequest(), metadata=list(forged.items()), timeout=5
+        )
+    assert registered.agent.weight == 0.125  # the second from `elsewhere`, not the fourth from `address`
     # The ranking service counts the third agent's vote at its weight.
     third = {"x-forwarded-for": address, "authorization": f"Bearer {agents[2]['api_key']}"}
     song = api.post("/api/v1/songs", json={"title": "Crowded", "artist": "A", "platform": "udio"}, headers=third)

@@ -3,6 +3,9 @@ leaderboard and the agent lists."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, case, func, insert, or_, select, update
@@ -25,6 +28,8 @@ class AgentStore:
         # Reads run in autocommit: no BEGIN/ROLLBACK round trips around a
         # single SELECT (writes use engine.begin() and real transactions).
         self.reads = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # address key -> (its lock, registrations holding or awaiting it)
+        self._address_locks: dict[bytes, tuple[asyncio.Lock, int]] = {}
 
     async def create_agent(
         self, agent_id: str, name: str, key_hash: bytes, counted: tuple[bytes, timedelta] | None = None
@@ -32,8 +37,18 @@ class AgentStore:
         """`counted`: the key of the client address and the window to count
         its registrations in; the new row's registration_crowd is how many it
         has then, this one included. One address's registrations are counted
-        one after the other (a transaction lock on its key), so two at once
-        never both count as its n-th."""
+        one after the other (a transaction lock on its key, across replicas),
+        so two at once never both count as its n-th; in this process they
+        queue before taking a connection, so that a burst from one address
+        waits without holding the pool that key verification also uses."""
+        if counted is None:
+            return await self._insert_agent(agent_id, name, key_hash, None)
+        async with self._registering(counted[0]):
+            return await self._insert_agent(agent_id, name, key_hash, counted)
+
+    async def _insert_agent(
+        self, agent_id: str, name: str, key_hash: bytes, counted: tuple[bytes, timedelta] | None
+    ) -> AgentRow:
         values: dict[str, object] = {"id": agent_id, "name": name}
         try:
             async with self.engine.begin() as conn:
@@ -53,6 +68,22 @@ class AgentStore:
         except IntegrityError:
             raise AlreadyExists(f"agent {agent_id!r} already exists; choose another id") from None
         return AgentRow(*row)
+
+    @contextlib.asynccontextmanager
+    async def _registering(self, address: bytes) -> AsyncIterator[None]:
+        """One registration per address at a time in this process; the lock
+        is forgotten when nobody holds or waits for it."""
+        lock, users = self._address_locks.get(address, (asyncio.Lock(), 0))
+        self._address_locks[address] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._address_locks[address]
+            if users == 1:
+                del self._address_locks[address]
+            else:
+                self._address_locks[address] = (lock, users - 1)
 
     async def get_agent(self, agent_id: str) -> AgentRow:
         async with self.reads.connect() as conn:

@@ -24,7 +24,7 @@ class AgentRow:
     trusted_at: datetime | None
     # It was the n-th agent registered from its client address within the
     # window (1: the first, or its address was not counted): registrations.py.
-    registration_crowd: int = 1
+    registration_crowd: int
 
     @property
     def trusted(self) -> bool:
@@ -38,4 +38,4 @@ class AgentScore(NamedTuple):
     reputation_score: int
     flagged: bool
     trusted: bool
-    registration_crowd: int = 1
+    registration_crowd: int

@@ -64,6 +64,7 @@ class FakeAgentRecords:
             "a rule" if flagged else "",
             created_at if flagged else None,
             created_at if trusted and not flagged else None,
+            1,
         )
         self.agents[agent_id] = row
         return row

@@ -43,6 +43,9 @@ def test_one_address_one_key_and_ipv6_counts_per_64() -> None:
     assert COUNTING.key("203.0.113.8") != key
     assert COUNTING.key("2001:db8:1:2::1") == COUNTING.key("[2001:db8:1:2:ffff::9]")
     assert COUNTING.key("2001:db8:1:3::1") != COUNTING.key("2001:db8:1:2::1")
+    # IPv4 clients reached through NAT64 are their IPv4 address, not one /64 for all.
+    assert COUNTING.key("64:ff9b::203.0.113.7") == key
+    assert COUNTING.key("64:ff9b::203.0.113.8") != key
     # Keyed: another deployment's key tells nothing of this one's addresses.
     assert dataclasses.replace(COUNTING, hash_key=b"other").key("203.0.113.7") != key
 
@@ -60,6 +63,8 @@ def test_the_settings_build_the_counting_and_name_a_bad_network() -> None:
     assert counting.key("10.1.2.3") is not None  # private addresses are clients too (behind a declared proxy)
     with pytest.raises(ConfigError, match="AIMUSICSTORE_REGISTRATION_CROWD_EXEMPT.*'10.0.0.0/33'"):
         AddressCounting.from_settings(dataclasses.replace(settings, registration_crowd_exempt="10.0.0.0/33"))
+    with pytest.raises(ConfigError, match="AIMUSICSTORE_REGISTRATION_CROWD_WINDOW_H"):
+        AddressCounting.from_settings(dataclasses.replace(settings, registration_crowd_window_h=1e300))
 
 
 async def test_registrations_from_one_address_are_counted_and_the_crowded_ones_published_lighter() -> None:
@@ -110,3 +115,12 @@ async def test_a_crowded_agent_is_registered_even_when_its_weights_cannot_be_pub
     await w.agents.recompute_all()
     assert w.weights.chart["a4"] == 0.25 * 3 / 5
     assert ("agent changed", "a4") in w.calls
+
+
+async def test_a_crowd_of_a_hundred_from_one_address_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    w = world(addresses=COUNTING)
+    for n in range(101):
+        await w.agents.register(f"a{n}", "", "203.0.113.7")
+    warnings = [r.getMessage() for r in caplog.records if "registered" in r.getMessage()]
+    assert len(warnings) == 1 and "registered 100 agents within 1 day" in warnings[0]
+    assert "AIMUSICSTORE_XFF_TRUSTED_HOPS" in warnings[0]
