@@ -369,8 +369,11 @@ async def run(url: str, admin_key: str, database_url: str, args: argparse.Namesp
         started = time.monotonic()
         honest, h.sleepers, songs = await honest_population(h, args.honest, 50, args.songs, args.votes_each)
         print(f"honest population: {len(honest)} agents, {len(songs)} songs in {time.monotonic() - started:.0f} s")
-        age(database_url, [c.agent_id for c in honest + h.sleepers], 30)
-        print(f"aged; trusted now (sampled): {await wait_trusted(h, honest, 120)} of {len(honest)}")
+        if args.no_history:
+            print("no history: every agent stays on probation, as in a harness that cannot backdate them")
+        else:
+            age(database_url, [c.agent_id for c in honest + h.sleepers], 30)
+            print(f"aged; trusted now (sampled): {await wait_trusted(h, honest, 120)} of {len(honest)}")
         outcomes = []
         for name in args.attacks.split(","):
             print(f"attack: {name}...", flush=True)
@@ -418,6 +421,9 @@ def main() -> None:
     parser.add_argument("--watch-s", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--dump-votes", default="", help="write every vote and flag as JSON lines to this file")
+    parser.add_argument(
+        "--no-history", action="store_true", help="leave the honest agents new (on probation), like the attackers"
+    )
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting of the stack")
     args = parser.parse_args()
     env = dict(STACK_ENV)
