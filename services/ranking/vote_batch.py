@@ -24,7 +24,7 @@ overlapping batches lock rows in the same order.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from operator import itemgetter
@@ -136,3 +136,11 @@ def live_vote_changes(
     decision (it knows what it holds)."""
     newest = sorted(newest_per_key(events).items(), key=itemgetter(0))
     return [(k, e) for k, e in newest if e.type != "vote"], [(k, e) for k, e in newest if e.type == "vote"]
+
+
+def stale_chart_weights(projected: Iterable[tuple[str, float]], published: Mapping[str, float]) -> list[str]:
+    """The agents some of whose projected votes hold a chart weight other than
+    the one published for them now: a change of standing whose announcement
+    the ranking service never heard (no replica subscribed when it was
+    sent), to be re-weighed. `projected`: (agent, chart weight held) pairs."""
+    return sorted({agent for agent, weight in projected if agent in published and weight != published[agent]})

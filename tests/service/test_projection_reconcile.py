@@ -6,7 +6,8 @@ direction (the re-vote lost) and the votes of an agent the projection holds
 nothing of (every event lost) are repaired, and the daily tallies (raw and
 chart-weighted with the agent's current weight), the live windows after a
 fold and the metric follow; an agent with events in flight is left alone;
-a late event of a repaired key still applies by the event-id rules."""
+a late event of a repaired key still applies by the event-id rules; votes
+holding a chart weight other than the published one are re-weighed."""
 
 from __future__ import annotations
 
@@ -31,9 +32,10 @@ from services.common.channels import peer_channel
 from services.common.config import to_sqlalchemy_url
 from services.common.credentials import SERVICE_CREDENTIAL_KEY, service_credential
 from services.common.interceptors import DeadlineClientInterceptor
+from services.common.weights import CHART_WEIGHTS_KEY
 from services.ranking.rankings.trend_scale import TrendScale
 from services.ranking.store import RankingStores
-from services.ranking.store.vote_reconcile import VOTES_REPAIRED, ProjectionReconciler
+from services.ranking.store.vote_reconcile import AGENTS_REWEIGHED, VOTES_REPAIRED, ProjectionReconciler
 from tests.backing import ADMIN_KEY
 from tests.service.conftest import ADMIN, channel, in_process, target_env, unique
 
@@ -316,3 +318,57 @@ async def test_a_missing_vote_retracted_since_the_check_is_left_for_the_next_swe
     )
     assert await sweep_past(rec, agent) == 1
     assert await tallies(world, [song]) == {(song, TODAY.date()): (1, 0, NOW, 0)}
+
+
+async def test_votes_holding_a_chart_weight_other_than_the_published_one_are_reweighed(world: World) -> None:
+    """A flag, clearing or graduation announced while no ranking replica
+    listened: the weight is published, the re-weigh never happened. The pass
+    re-weighs the agent's votes and tallies; an agent published right, or a
+    pass that cannot tell what is published (the hash gone), changes nothing."""
+    agent, other = unique("recon-weight"), unique("recon-weight")
+    songs = sorted([await new_song(world), await new_song(world)])
+    for voter in (agent, other):
+        for song in songs:
+            await in_table(world, voter, song, 1, TODAY)
+            await projected(world.then, event("vote", voter, song, 1, TODAY))
+    redis = world.now.projection.weights.redis
+    # Published without an announcement: the agent now weighs 0.125 in the
+    # charts; the other is published at what its votes hold.
+    await redis.hset(CHART_WEIGHTS_KEY, mapping={agent: 0.125, other: THEN})
+    reweighed: list[str] = []
+
+    async def reweigh(agent_id: str) -> None:
+        reweighed.append(agent_id)
+        await scale(world.now).agent_changed(agent_id, set())
+
+    async def unknown(agent_ids: set[str]) -> None:
+        return None
+
+    blind = ProjectionReconciler(
+        world.engine, world.ledger, scale(world.now).repair_votes, 1, weights=(unknown, reweigh)
+    )
+    await sweep_past(blind, agent)
+    assert reweighed == [] and {r[2] for r in await rows(world, agent)} == {THEN}
+
+    rec = ProjectionReconciler(
+        world.engine,
+        world.ledger,
+        scale(world.now).repair_votes,
+        100,
+        weights=(world.now.projection.weights.published_chart, reweigh),
+    )
+    before = AGENTS_REWEIGHED._value.get()
+    rec.after = min(agent, other)[:-1]
+    result = await rec.reconcile()
+    assert agent in reweighed and other not in reweighed
+    assert AGENTS_REWEIGHED._value.get() - before == result.reweighed >= 1
+    # The trending weight follows too (none published: the probation weight now).
+    assert await rows(world, agent) == [(song, 1, 0.125, NOW) for song in songs]
+    assert await rows(world, other) == [(song, 1, THEN, THEN) for song in songs]
+    day = TODAY.date()
+    assert await tallies(world, songs) == {(song, day): (2, 0, 0.125 + THEN, 0) for song in songs}
+    # Done once: the next pass finds the agent's votes at its weight.
+    reweighed.clear()
+    rec.after = min(agent, other)[:-1]
+    await rec.reconcile()
+    assert agent not in reweighed

@@ -65,6 +65,7 @@ from services.common.vote_reconcile import (
     vote_drift,
     voters_after,
 )
+from services.ranking import vote_batch
 from services.ranking.vote_batch import ProjectedVote
 
 log = logging.getLogger("ranking.reconcile")
@@ -77,6 +78,11 @@ VOTES_REPAIRED = Counter(
 )
 for _kind in REPAIR_KINDS:  # exported at 0 before the first repair (an alert rule reads it)
     VOTES_REPAIRED.labels(_kind)
+AGENTS_REWEIGHED = Counter(
+    "ranking_agents_reweighed_by_reconciliation_total",
+    "Agents whose projected votes held a chart weight other than the published one (a change of standing "
+    "announced while no ranking replica listened), re-weighed by the projection reconciliation",
+)
 
 # The next page of agents with a projected vote or a tombstone, or in the
 # vote service's next page of voters (:voters, all after :after), with their
@@ -102,6 +108,9 @@ _PAGE = text(
     ORDER BY a.agent_id
     """
 )
+# The chart weights the page's agents' projected votes hold (through the
+# primary key, which leads with the agent).
+_HELD_WEIGHTS = text("SELECT DISTINCT agent_id, chart_weight FROM ranking.votes WHERE agent_id = ANY(:ids)")
 _OWN_DIGEST = text(f"SELECT {LIVE_VOTES_DIGEST_SQL} FROM ranking.votes v WHERE v.agent_id = :a")
 _OWN_ROWS = text("SELECT item_type, item_id, direction, voted_at, event_id FROM ranking.votes WHERE agent_id = :a")
 _OWN_TOMBSTONES = text(
@@ -115,6 +124,10 @@ RepairPlan = Callable[[AsyncConnection], Awaitable[list[VoteEvent]]]
 # TrendScale.repair_votes: applies a plan's events under the weights lock.
 Repair = Callable[[str, RepairPlan], Awaitable[tuple[list[ProjectedVote], list[ProjectedVote]]]]
 Refreeze = Callable[[Iterable[tuple[str, date]]], Awaitable[Any]]
+# VoteWeights.published_chart: each agent's chart weight now, None when unknown.
+PublishedWeights = Callable[[set[str]], Awaitable[dict[str, float] | None]]
+# Rankings.agent_changed: re-weighs the agent's past votes (never raises).
+Reweigh = Callable[[str], Awaitable[None]]
 
 
 @dataclass
@@ -122,6 +135,7 @@ class VotePassResult:
     checked: int
     unsettled: int
     repaired: int
+    reweighed: int = 0
 
 
 def _event(kind: str, agent_id: str, key: Key, event_id: int, direction: int, voted_at: datetime | str) -> VoteEvent:
@@ -140,11 +154,15 @@ class ProjectionReconciler:
         repair: Repair,
         page_size: int,
         refreeze: Refreeze | None = None,
+        weights: tuple[PublishedWeights, Reweigh] | None = None,
     ) -> None:
         self.engine = engine
         self.ledger = ledger
         self.repair = repair
         self.refreeze = refreeze  # finished days whose tallies a repair moved are frozen again
+        # With them, each pass also re-weighs the page's agents whose votes
+        # hold a chart weight other than the published one.
+        self.weights = weights
         self.pages = PageSize(page_size)
         self.after = ""  # the last agent id checked; the sweep resumes after it
 
@@ -184,7 +202,33 @@ class ProjectionReconciler:
             )
             if self.refreeze is not None:
                 await self.refreeze(days)
-        return VotePassResult(len(page), len(page) - len(settled), repaired)
+        reweighed = await self._reweigh_stale([r.agent_id for r in page])
+        return VotePassResult(len(page), len(page) - len(settled), repaired, len(reweighed))
+
+    async def _reweigh_stale(self, agent_ids: list[str]) -> list[str]:
+        """Re-weighs the agents whose projected votes hold a chart weight
+        other than the published one: a flag, a clearing or a graduation
+        announced while no ranking replica listened (pub/sub keeps nothing),
+        whose votes would otherwise keep their old weight for good. Returns
+        them."""
+        if self.weights is None or not agent_ids:
+            return []
+        published_chart, reweigh = self.weights
+        async with self.engine.connect() as conn:
+            held = [(r.agent_id, r.chart_weight) for r in await conn.execute(_HELD_WEIGHTS, {"ids": agent_ids})]
+        published = await published_chart({agent for agent, _ in held}) if held else {}
+        if published is None:
+            return []
+        stale = vote_batch.stale_chart_weights(held, published)
+        for agent_id in stale:
+            await reweigh(agent_id)
+            AGENTS_REWEIGHED.inc()
+        if stale:
+            log.warning(
+                "agents re-weighed: their projected votes held a chart weight other than the published one",
+                extra={"agents": stale[:5], "agents_reweighed": len(stale)},
+            )
+        return stale
 
     async def _repair_agent(
         self,

@@ -50,3 +50,20 @@ class VoteWeights:
             agent: vote_batch.agent_weights(t, c, self.probation_weight)
             for agent, t, c in zip(ordered, trending, chart, strict=True)
         }
+
+    async def published_chart(self, agent_ids: set[str]) -> dict[str, float] | None:
+        """The chart weight each agent counts with now (the probation weight
+        for one not published); None when the hash is gone altogether (a
+        Redis flush: the reputation service's next pass publishes it again,
+        and until then nothing says what any agent weighs)."""
+        ordered = sorted(agent_ids)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(CHART_WEIGHTS_KEY)
+        pipe.hmget(CHART_WEIGHTS_KEY, ordered)
+        exists, chart = await pipe.execute()
+        if not exists:
+            return None
+        return {
+            agent: vote_batch.agent_weights(None, c, self.probation_weight).chart
+            for agent, c in zip(ordered, chart, strict=True)
+        }

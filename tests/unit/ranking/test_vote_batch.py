@@ -14,6 +14,7 @@ from services.ranking.vote_batch import (
     count_changes,
     live_vote_changes,
     reweighed_days,
+    stale_chart_weights,
 )
 
 _ids = itertools.count(1)
@@ -110,3 +111,12 @@ def test_an_agent_with_no_published_weight_is_on_probation() -> None:
     assert agent_weights(None, None, 0.25) == AgentWeights(trending=0.25, chart=0.25)
     assert agent_weights("0", "0", 0.25) == AgentWeights(trending=0.0, chart=0.0)
     assert agent_weights("1.8", "1", 0.25) == AgentWeights(trending=1.8, chart=1.0)
+
+
+def test_agents_whose_votes_hold_another_chart_weight_than_published_are_stale() -> None:
+    held = [("flagged", 0.25), ("mixed", 1.0), ("mixed", 0.25), ("right", 1.0), ("unknown", 0.25)]
+    published = {"flagged": 0.0, "mixed": 1.0, "right": 1.0}
+    # A vote applied with a weight, another since with another (a batch that
+    # raced the change): any vote off the published weight makes the agent stale.
+    assert stale_chart_weights(held, published) == ["flagged", "mixed"]
+    assert stale_chart_weights([], published) == []
