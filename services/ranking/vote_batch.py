@@ -142,5 +142,8 @@ def stale_chart_weights(projected: Iterable[tuple[str, float]], published: Mappi
     """The agents some of whose projected votes hold a chart weight other than
     the one published for them now: a change of standing whose announcement
     the ranking service never heard (no replica subscribed when it was
-    sent), to be re-weighed. `projected`: (agent, chart weight held) pairs."""
+    sent), to be re-weighed. `projected`: (agent, chart weight held) pairs;
+    an agent with nothing published is not judged (never published, it is on
+    probation as its votes were counted; or the weights were lost, and
+    nothing says what it weighs)."""
     return sorted({agent for agent, weight in projected if agent in published and weight != published[agent]})

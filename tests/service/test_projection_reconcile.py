@@ -323,8 +323,8 @@ async def test_a_missing_vote_retracted_since_the_check_is_left_for_the_next_swe
 async def test_votes_holding_a_chart_weight_other_than_the_published_one_are_reweighed(world: World) -> None:
     """A flag, clearing or graduation announced while no ranking replica
     listened: the weight is published, the re-weigh never happened. The pass
-    re-weighs the agent's votes and tallies; an agent published right, or a
-    pass that cannot tell what is published (the hash gone), changes nothing."""
+    re-weighs the agent's votes and tallies; an agent published right, or one
+    with nothing published (the hash flushed), is left alone."""
     agent, other = unique("recon-weight"), unique("recon-weight")
     songs = sorted([await new_song(world), await new_song(world)])
     for voter in (agent, other):
@@ -341,12 +341,10 @@ async def test_votes_holding_a_chart_weight_other_than_the_published_one_are_rew
         reweighed.append(agent_id)
         await scale(world.now).agent_changed(agent_id, set())
 
-    async def unknown(agent_ids: set[str]) -> None:
-        return None
+    async def lost(agent_ids: set[str]) -> dict[str, float]:
+        return {}  # the hash flushed: nothing published for anyone
 
-    blind = ProjectionReconciler(
-        world.engine, world.ledger, scale(world.now).repair_votes, 1, weights=(unknown, reweigh)
-    )
+    blind = ProjectionReconciler(world.engine, world.ledger, scale(world.now).repair_votes, 1, weights=(lost, reweigh))
     await sweep_past(blind, agent)
     assert reweighed == [] and {r[2] for r in await rows(world, agent)} == {THEN}
 

@@ -124,8 +124,8 @@ RepairPlan = Callable[[AsyncConnection], Awaitable[list[VoteEvent]]]
 # TrendScale.repair_votes: applies a plan's events under the weights lock.
 Repair = Callable[[str, RepairPlan], Awaitable[tuple[list[ProjectedVote], list[ProjectedVote]]]]
 Refreeze = Callable[[Iterable[tuple[str, date]]], Awaitable[Any]]
-# VoteWeights.published_chart: each agent's chart weight now, None when unknown.
-PublishedWeights = Callable[[set[str]], Awaitable[dict[str, float] | None]]
+# VoteWeights.published_chart: the chart weight published for each agent that has one.
+PublishedWeights = Callable[[set[str]], Awaitable[dict[str, float]]]
 # Rankings.agent_changed: re-weighs the agent's past votes (never raises).
 Reweigh = Callable[[str], Awaitable[None]]
 
@@ -217,8 +217,6 @@ class ProjectionReconciler:
         async with self.engine.connect() as conn:
             held = [(r.agent_id, r.chart_weight) for r in await conn.execute(_HELD_WEIGHTS, {"ids": agent_ids})]
         published = await published_chart({agent for agent, _ in held}) if held else {}
-        if published is None:
-            return []
         stale = vote_batch.stale_chart_weights(held, published)
         for agent_id in stale:
             await reweigh(agent_id)

@@ -51,19 +51,12 @@ class VoteWeights:
             for agent, t, c in zip(ordered, trending, chart, strict=True)
         }
 
-    async def published_chart(self, agent_ids: set[str]) -> dict[str, float] | None:
-        """The chart weight each agent counts with now (the probation weight
-        for one not published); None when the hash is gone altogether (a
-        Redis flush: the reputation service's next pass publishes it again,
-        and until then nothing says what any agent weighs)."""
+    async def published_chart(self, agent_ids: set[str]) -> dict[str, float]:
+        """The chart weight published for each of these agents that has one.
+        An agent with none is left out rather than taken to be on probation:
+        it is one never published (on probation, as its votes were counted),
+        or the hash was lost (a Redis flush, until the reputation service's
+        next pass), when nothing is known of what it weighs."""
         ordered = sorted(agent_ids)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.exists(CHART_WEIGHTS_KEY)
-        pipe.hmget(CHART_WEIGHTS_KEY, ordered)
-        exists, chart = await pipe.execute()
-        if not exists:
-            return None
-        return {
-            agent: vote_batch.agent_weights(None, c, self.probation_weight).chart
-            for agent, c in zip(ordered, chart, strict=True)
-        }
+        chart = await self.redis.hmget(CHART_WEIGHTS_KEY, ordered)
+        return {agent: float(c) for agent, c in zip(ordered, chart, strict=True) if c is not None}
