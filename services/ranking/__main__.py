@@ -93,7 +93,7 @@ def background_jobs(
         rankings.scale.repair_votes,
         settings.projection_reconcile_page_size,
         refreeze=rankings.snapshots.refreeze,
-        weights=(stores.projection.weights.published_chart, rankings.agent_changed),
+        weights=(stores.projection.weights.published_chart, rankings.scale.agent_changed),
     )
 
     async def apply_vote_events() -> None:

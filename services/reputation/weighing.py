@@ -75,6 +75,20 @@ class Weighing:
             # An agent missing from the hash counts as on probation (services/common/weights.py).
             unpublished = self.policy.probation_weight
             changed |= {agent_id for agent_id, w in weights.items() if published.get(agent_id, unpublished) != w.chart}
+        # A flag, clearing or graduation committed after the read above may
+        # have published its weights before the write above, which then put
+        # the old ones back (and the ranking service's reconciliation would
+        # re-weigh the agent's past votes to them). Read again: whatever
+        # moved since is published once more, and announced if its chart
+        # weight did; a change committed after this read publishes after it.
+        again = {agent.agent_id: self.weights(agent) for agent in await current()}
+        moved = {agent_id: w for agent_id, w in again.items() if weights.get(agent_id) != w}
+        if moved:
+            await self.publisher.publish_weights(
+                {agent_id: w.chart for agent_id, w in moved.items()},
+                {agent_id: w.trending for agent_id, w in moved.items()},
+            )
+            changed |= {a for a, w in moved.items() if a not in weights or weights[a].chart != w.chart}
         for agent_id in sorted(changed):
             await self.announcer.announce_agent_changed(agent_id)
         return sorted(changed)

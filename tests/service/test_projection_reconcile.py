@@ -11,10 +11,11 @@ holding a chart weight other than the published one are re-weighed."""
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -33,6 +34,7 @@ from services.common.config import to_sqlalchemy_url
 from services.common.credentials import SERVICE_CREDENTIAL_KEY, service_credential
 from services.common.interceptors import DeadlineClientInterceptor
 from services.common.weights import CHART_WEIGHTS_KEY
+from services.ranking import __main__ as ranking_main
 from services.ranking.rankings.trend_scale import TrendScale
 from services.ranking.store import RankingStores
 from services.ranking.store.vote_reconcile import AGENTS_REWEIGHED, VOTES_REPAIRED, ProjectionReconciler
@@ -323,23 +325,29 @@ async def test_a_missing_vote_retracted_since_the_check_is_left_for_the_next_swe
 async def test_votes_holding_a_chart_weight_other_than_the_published_one_are_reweighed(world: World) -> None:
     """A flag, clearing or graduation announced while no ranking replica
     listened: the weight is published, the re-weigh never happened. The pass
-    re-weighs the agent's votes and tallies; an agent published right, or one
-    with nothing published (the hash flushed), is left alone."""
-    agent, other = unique("recon-weight"), unique("recon-weight")
+    re-weighs the agent's votes and tallies, and freezes the days again once;
+    an agent published right, or one with nothing published (never, or the
+    hash flushed), is left alone."""
+    agent, other, unpublished = unique("recon-weight"), unique("recon-weight"), unique("recon-weight")
     songs = sorted([await new_song(world), await new_song(world)])
-    for voter in (agent, other):
+    for voter in (agent, other, unpublished):
         for song in songs:
-            await in_table(world, voter, song, 1, TODAY)
-            await projected(world.then, event("vote", voter, song, 1, TODAY))
+            await in_table(world, voter, song, 1, YESTERDAY)
+            await projected(world.then, event("vote", voter, song, 1, YESTERDAY))
     redis = world.now.projection.weights.redis
     # Published without an announcement: the agent now weighs 0.125 in the
-    # charts; the other is published at what its votes hold.
+    # charts; the other is published at what its votes hold; the third has
+    # nothing published (its votes hold THEN, the stores' default is NOW).
     await redis.hset(CHART_WEIGHTS_KEY, mapping={agent: 0.125, other: THEN})
     reweighed: list[str] = []
+    refrozen: list[set[tuple[str, date]]] = []
 
-    async def reweigh(agent_id: str) -> None:
+    async def reweigh(agent_id: str, days: set[tuple[str, date]]) -> None:
         reweighed.append(agent_id)
-        await scale(world.now).agent_changed(agent_id, set())
+        await scale(world.now).agent_changed(agent_id, days)
+
+    async def refreeze(days: Iterable[tuple[str, date]]) -> None:
+        refrozen.append(set(days))
 
     async def lost(agent_ids: set[str]) -> dict[str, float]:
         return {}  # the hash flushed: nothing published for anyone
@@ -353,20 +361,28 @@ async def test_votes_holding_a_chart_weight_other_than_the_published_one_are_rew
         world.ledger,
         scale(world.now).repair_votes,
         100,
+        refreeze=refreeze,
         weights=(world.now.projection.weights.published_chart, reweigh),
     )
     before = AGENTS_REWEIGHED._value.get()
-    rec.after = min(agent, other)[:-1]
+    rec.after = min(agent, other, unpublished)[:-1]
     result = await rec.reconcile()
-    assert agent in reweighed and other not in reweighed
+    assert agent in reweighed and other not in reweighed and unpublished not in reweighed
     assert AGENTS_REWEIGHED._value.get() - before == result.reweighed >= 1
+    assert len(refrozen) == 1 and ("song", YESTERDAY.date()) in refrozen[0]
     # The trending weight follows too (none published: the probation weight now).
     assert await rows(world, agent) == [(song, 1, 0.125, NOW) for song in songs]
     assert await rows(world, other) == [(song, 1, THEN, THEN) for song in songs]
-    day = TODAY.date()
-    assert await tallies(world, songs) == {(song, day): (2, 0, 0.125 + THEN, 0) for song in songs}
+    assert await rows(world, unpublished) == [(song, 1, THEN, THEN) for song in songs]
+    day = YESTERDAY.date()
+    assert await tallies(world, songs) == {(song, day): (3, 0, 0.125 + 2 * THEN, 0) for song in songs}
     # Done once: the next pass finds the agent's votes at its weight.
     reweighed.clear()
-    rec.after = min(agent, other)[:-1]
+    rec.after = min(agent, other, unpublished)[:-1]
     await rec.reconcile()
     assert agent not in reweighed
+
+
+def test_the_ranking_service_wires_the_weight_check() -> None:
+    source = inspect.getsource(ranking_main.background_jobs)
+    assert "weights=(stores.projection.weights.published_chart, rankings.scale.agent_changed)" in source

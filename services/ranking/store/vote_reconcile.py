@@ -50,11 +50,13 @@ from typing import Any
 
 import grpc
 from prometheus_client import Counter
+from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aimusicstore.vote.v1 import vote_ledger_service_pb2, vote_ledger_service_pb2_grpc
 from aimusicstore.vote.v1.vote_event_pb2 import VoteEvent
+from services.common.jobs import describe
 from services.common.vote_order import LIVE_VOTES_DIGEST_SQL
 from services.common.vote_reconcile import (
     REPAIR_KINDS,
@@ -126,8 +128,9 @@ Repair = Callable[[str, RepairPlan], Awaitable[tuple[list[ProjectedVote], list[P
 Refreeze = Callable[[Iterable[tuple[str, date]]], Awaitable[Any]]
 # VoteWeights.published_chart: the chart weight published for each agent that has one.
 PublishedWeights = Callable[[set[str]], Awaitable[dict[str, float]]]
-# Rankings.agent_changed: re-weighs the agent's past votes (never raises).
-Reweigh = Callable[[str], Awaitable[None]]
+# TrendScale.agent_changed: re-weighs the agent's past votes, adding the
+# (item type, day) tallies it moved to the set.
+Reweigh = Callable[[str, set[tuple[str, date]]], Awaitable[None]]
 
 
 @dataclass
@@ -209,24 +212,38 @@ class ProjectionReconciler:
         """Re-weighs the agents whose projected votes hold a chart weight
         other than the published one: a flag, a clearing or a graduation
         announced while no ranking replica listened (pub/sub keeps nothing),
-        whose votes would otherwise keep their old weight for good. Returns
-        them."""
+        whose votes would otherwise keep their old weight for good. The
+        finished days they moved are frozen again once for the page (a ring
+        flagged unheard voted on the same days). Returns those re-weighed."""
         if self.weights is None or not agent_ids:
             return []
         published_chart, reweigh = self.weights
         async with self.engine.connect() as conn:
             held = [(r.agent_id, r.chart_weight) for r in await conn.execute(_HELD_WEIGHTS, {"ids": agent_ids})]
-        published = await published_chart({agent for agent, _ in held}) if held else {}
-        stale = vote_batch.stale_chart_weights(held, published)
-        for agent_id in stale:
-            await reweigh(agent_id)
+        try:
+            published = await published_chart({agent for agent, _ in held}) if held else {}
+        except RedisError as exc:
+            # The pass's repairs stand; these agents are looked at next sweep.
+            log.warning("could not read the published weights to check (%s)", describe(exc))
+            return []
+        reweighed: list[str] = []
+        days: set[tuple[str, date]] = set()
+        for agent_id in vote_batch.stale_chart_weights(held, published):
+            try:
+                await reweigh(agent_id, days)
+            except Exception:  # this agent is looked at again next sweep; the others go on
+                log.warning("could not re-weigh agent %s; next sweep", agent_id, exc_info=True)
+                continue
+            reweighed.append(agent_id)
             AGENTS_REWEIGHED.inc()
-        if stale:
+        if reweighed:
             log.warning(
                 "agents re-weighed: their projected votes held a chart weight other than the published one",
-                extra={"agents": stale[:5], "agents_reweighed": len(stale)},
+                extra={"agents": reweighed[:5], "agents_reweighed": len(reweighed)},
             )
-        return stale
+        if days and self.refreeze is not None:
+            await self.refreeze(days)
+        return reweighed
 
     async def _repair_agent(
         self,

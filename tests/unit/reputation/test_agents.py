@@ -16,6 +16,7 @@ from services.common import pagination
 from services.common.auth import ADMIN, Caller, hash_api_key
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from services.reputation.agents import ADMIN_FLAG_REASON, API_KEY_PREFIX
+from services.reputation.store.rows import AgentScore
 from services.reputation.tables import TIERS
 from tests.unit.reputation.fakes import POLICY, RULE, T0, World, world
 
@@ -381,6 +382,34 @@ async def test_recompute_all_uses_the_clock_and_republishes_every_weight(w: Worl
     ]
     assert await w.agents.recompute_all() == 0  # nothing moved, yet every weight is republished
     assert [c[0] for c in w.calls] == ["chart", "trending"] * 2  # and nothing changed to announce
+
+
+async def test_a_flag_landing_while_the_pass_republishes_is_not_overwritten(w: World) -> None:
+    """The pass reads every agent, then writes their weights. A flag that
+    commits after the read and publishes before the write would have its 0
+    put back to the old weight, unannounced: the pass reads again, and
+    publishes and announces what moved."""
+    w.records.put("a")
+    w.records.put("b")
+    real = w.records.all_scores
+    reads = 0
+
+    async def flag_lands_after_the_first_read() -> list[AgentScore]:
+        nonlocal reads
+        reads += 1
+        scores = await real()
+        if reads == 1:
+            await w.agents.flag("a", "a rule")  # commits, publishes 0, announces
+        return scores
+
+    w.records.all_scores = flag_lands_after_the_first_read  # type: ignore[method-assign]
+    del w.calls[:]
+    await w.agents.recompute_all()
+    assert reads == 2
+    assert w.weights.chart == {"a": 0.0, "b": 0.25} and w.weights.trending["a"] == 0.0
+    # Its own announcement, then the pass's after it put the 0 back.
+    assert [c for c in w.calls if c == ("agent changed", "a")] == [("agent changed", "a")] * 2
+    assert ("agent changed", "b") not in w.calls
 
 
 # standing and weights
