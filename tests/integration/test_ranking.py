@@ -9,6 +9,7 @@ import itertools
 import json
 import queue
 import threading
+import time
 import urllib.request
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -498,6 +499,21 @@ def watcher_gauge(stack: Stack) -> float:
     raise AssertionError("vote_event_watchers gauge not exported")
 
 
+def settled_watchers(stack: Stack, quiet_s: float = 0.5, timeout_s: float = 10.0) -> float:
+    """The vote service's watcher gauge once it has not moved for quiet_s:
+    the streams earlier tests closed are gone from it (and from the
+    sidecar's slots), so a test can count from it."""
+    deadline = time.monotonic() + timeout_s
+    value, since = watcher_gauge(stack), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, f"the watcher gauge kept moving for {timeout_s}s"
+        time.sleep(0.05)
+        now = watcher_gauge(stack)
+        if now != value:
+            value, since = now, time.monotonic()
+    return value
+
+
 def test_events_stream_as_ndjson_within_a_second(api: httpx.Client, stack: Stack, agent: dict[str, Any]) -> None:
     watched, other = new_song(api, agent["key"]), new_song(api, agent["key"])
     lines: queue.Queue = queue.Queue()
@@ -558,7 +574,8 @@ def test_grpc_watch_and_disconnect_cleanup(
     channel: grpc.Channel, api: httpx.Client, stack: Stack, agent: dict[str, Any]
 ) -> None:
     song_id = new_song(api, agent["key"])
-    baseline = watcher_gauge(stack)
+    # Settled: the streams the test before closed are gone from the gauge.
+    baseline = settled_watchers(stack)
     stub = vote_service_pb2_grpc.VoteServiceStub(channel)
     call = stub.WatchVotes(vote_service_pb2.WatchVotesRequest(item_type="song", item_id=song_id))
     eventually(lambda: watcher_gauge(stack) == baseline + 1, 5.0)

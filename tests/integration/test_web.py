@@ -9,7 +9,6 @@ import json
 import queue
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 
 from devstack.stack import Stack
 from tests.integration.conftest import CORS_ORIGIN, GATEWAY_MAX_SSE_STREAMS, auth, eventually, unique, vote
-from tests.integration.test_ranking import new_agent, new_song, watcher_gauge
+from tests.integration.test_ranking import new_agent, new_song, settled_watchers, watcher_gauge
 
 pytestmark = pytest.mark.integration
 
@@ -88,21 +87,6 @@ def sse(stack: Stack, params: dict[str, str] | None = None, headers: dict[str, s
         yield stream
     finally:
         stream.close()
-
-
-def settled_watchers(stack: Stack, quiet_s: float = 0.5, timeout_s: float = 10.0) -> float:
-    """The vote service's watcher gauge once it has not moved for quiet_s:
-    the streams earlier tests closed are gone from it (and from the
-    sidecar's slots), so a test can count from it."""
-    deadline = time.monotonic() + timeout_s
-    value, since = watcher_gauge(stack), time.monotonic()
-    while time.monotonic() - since < quiet_s:
-        assert time.monotonic() < deadline, f"the watcher gauge kept moving for {timeout_s}s"
-        time.sleep(0.05)
-        now = watcher_gauge(stack)
-        if now != value:
-            value, since = now, time.monotonic()
-    return value
 
 
 # -- pages -----------------------------------------------------------------------
